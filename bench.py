@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""ltbench command line: run benchmark methods on long-tailed datasets and report the results.
+
+Also installed as the ``ltbench`` console script (the same click group).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for pretrained weights at run time
+
+import click  # noqa: E402
+
+from ltbench.errors import LtbenchError  # noqa: E402
+
+EXAMPLES = """
+\b
+Examples:
+  bench.py run --method ce --dataset cifar100-lt-tiny
+  bench.py run --method crt --dataset cifar100-lt --imbalance 100 --stage1 swa --data-root ../shared/data
+  bench.py run --method all --dataset cifar10-lt --imbalance 50 --seed 1
+  bench.py list
+"""
+
+
+class _Group(click.Group):
+    """Turn LtbenchError into one clear line and exit status 2 (no traceback)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LtbenchError as e:
+            click.secho(f"error: {e}", fg="red", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """ltbench: decoupled long-tailed recognition benchmarks (CE, cRT, LWS, tau-norm, SWA, SWAG, SWA + SRepr)."""
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict:
+    import json
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise LtbenchError(f"--option {p!r}: use KEY=VALUE (e.g. --option alpha=0.5)")
+        k, v = p.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def _echo(quiet: bool):
+    return (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
+
+
+@cli.command(epilog=EXAMPLES)
+@click.option("--method", required=True, help="method name (see `bench.py list`), or `all` for the whole grid")
+@click.option("--dataset", required=True, help="dataset name (see `bench.py list`)")
+@click.option("--imbalance", type=int, default=None, help="imbalance factor (CIFAR-LT: 10, 50, 100, 200; default 100)")
+@click.option("--stage1", "stage1_mode", type=click.Choice(["sgd", "swa"]), default="sgd", show_default=True,
+              help="feature extractor: plain SGD, or SWA (which also collects SWAG moments)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=int, default=None, help="stage-1 epochs (fewer than the preset's = reduced schedule)")
+@click.option("--stage2-epochs", type=int, default=None, help="stage-2 epochs (fewer than the preset's = reduced)")
+@click.option("--preset", default=None, help="preset name or .toml path (default: the dataset's protocol)")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="method option, repeatable")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="folder holding the datasets (default: $LTBENCH_DATA_ROOT, else ./data)")
+@click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--deterministic", is_flag=True, help="deterministic algorithms (same seed + device = same metrics)")
+@click.option("--save-logits", is_flag=True, help="also store the [N, C] logits (log-probabilities) of the test set")
+@click.option("--force", is_flag=True, help="run again even if the run folder is complete")
+@click.option("--quiet", is_flag=True, help="no progress output")
+def run(method, dataset, imbalance, stage1_mode, seed, epochs, stage2_epochs, preset, options, data_root, results,
+        device, deterministic, save_logits, force, quiet) -> None:
+    """Train (or reuse) stage 1, run a stage-2 method, evaluate, and write the run folder."""
+    from ltbench.config import resolve
+    from ltbench.registry import get_dataset, get_method, method_names
+    from ltbench.report.summary import print_run_table
+    from ltbench.runner import execute
+
+    spec = get_dataset(dataset)
+    if imbalance is None:
+        imbalance = spec.default_imbalance
+    elif not spec.imbalance_factors:
+        raise LtbenchError(f"{dataset} is a fixed bundled subset; drop --imbalance")
+    elif imbalance not in spec.imbalance_factors:
+        raise LtbenchError(f"{dataset}: unsupported imbalance factor {imbalance}; supported: "
+                           f"{', '.join(map(str, spec.imbalance_factors))}")
+    if method == "all":
+        grid = [(m, s) for s in ("sgd", "swa") for m in method_names()
+                if not (get_method(m).requires_swag and s != "swa")]
+    else:
+        get_method(method).check_stage1(stage1_mode)
+        grid = [(method, stage1_mode)]
+    echo = _echo(quiet)
+    outs = []
+    for i, (m, s) in enumerate(grid):
+        cfg = resolve(m, dataset, imbalance, s, seed, preset or spec.preset, epochs=epochs,
+                      stage2_epochs=stage2_epochs, method_options=_parse_options(options) if method != "all" else {},
+                      data_root=data_root, results=results, device=device, deterministic=deterministic,
+                      save_logits=save_logits)
+        if len(grid) > 1:
+            echo(f"[{i + 1}/{len(grid)}] {s}-{m}")
+        outs.append(execute(cfg, echo=echo, force=force))
+    print_run_table(outs)
+
+
+@cli.command(name="list")
+def list_cmd() -> None:
+    """List methods, datasets (sizes and imbalance factors) and presets."""
+    from ltbench.config import preset_names
+    from ltbench.registry import dataset_names, get_dataset, get_method, method_names
+
+    click.echo("methods:")
+    for m in method_names():
+        cls = get_method(m)
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+        click.echo(f"  {m:<10} {'[needs --stage1 swa] ' if cls.requires_swag else ''}{doc}")
+    click.echo("datasets:")
+    for d in dataset_names():
+        spec = get_dataset(d)
+        ifs = ", ".join(map(str, spec.imbalance_factors)) or "fixed"
+        click.echo(f"  {d:<17} imbalance: {ifs:<16} {spec.describe()}")
+    click.echo("presets: " + ", ".join(preset_names()))
+
+
+for _extra in ("ltbench.cli_extra",):  # commands added by later modules (tables, data, results, ...)
+    try:
+        __import__(_extra).cli_extra.register(cli)
+    except ModuleNotFoundError as _e:
+        if _e.name != _extra:
+            raise
+
+if __name__ == "__main__":
+    cli()

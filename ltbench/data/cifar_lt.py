@@ -1,0 +1,247 @@
+"""CIFAR-10-LT and CIFAR-100-LT exactly as Cao et al. (LDAM-DRW, ``imbalance_cifar.py``) build them.
+
+For 0-indexed class c: n_c = int(n_max * (1/IF) ** (c / (C - 1))); ``np.random.seed(0)`` once, then per class
+(in label order) shuffle that class's indices in the official train order and keep the first n_c. The test set
+is the official balanced one.
+
+Readers accept, under ``--data-root``, torchvision's layout (``cifar-10-batches-py/``, ``cifar-100-python/``,
+optionally inside a ``cifar10/`` / ``cifar100/`` folder) and the long-tail superset npz files
+(``cifar10_train_lt_if10.npz``, ``cifar100_train_lt_if10.npz``) that hold every image any IF in {10, 50, 100, 200}
+uses. The tiny sets ship inside the package.
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import LtbenchError
+from ..registry import register_dataset
+from .base import TensorLTData
+
+BUNDLED = Path(__file__).parent / "bundled"
+IMBALANCE_FACTORS = (10, 50, 100, 200)
+GET_DATA_HELP = (
+    "Download the official CIFAR python archives (https://www.cs.toronto.edu/~kriz/cifar.html), unpack them under "
+    "the data root (torchvision's CIFAR10/CIFAR100(root, download=True) does this), or point --data-root / "
+    "$LTBENCH_DATA_ROOT at a folder that has them."
+)
+
+
+def lt_class_counts(num_classes: int, n_max: int, imbalance: int) -> list[int]:
+    """Images per class of the exponential long-tail profile (truncation, as LDAM-DRW)."""
+    f = 1.0 / imbalance
+    return [int(n_max * f ** (c / (num_classes - 1.0))) for c in range(num_classes)]
+
+
+def lt_indices(train_labels_full: np.ndarray, num_classes: int, imbalance: int) -> np.ndarray:
+    """Positions (in the official train order) of the LDAM-DRW long-tail set, in LDAM-DRW order."""
+    labels = np.asarray(train_labels_full)
+    n_max = len(labels) // num_classes
+    counts = lt_class_counts(num_classes, n_max, imbalance)
+    rng = np.random.RandomState(0)  # == np.random.seed(0) then np.random.shuffle: the same MT19937 stream
+    out = []
+    for c, n_c in zip(range(num_classes), counts):
+        idx = np.where(labels == c)[0]
+        rng.shuffle(idx)
+        out.append(idx[:n_c])
+    return np.concatenate(out).astype(np.int64)
+
+
+def _rows_to_images(rows: np.ndarray) -> torch.Tensor:
+    """CIFAR rows uint8 [N, 3072] (R, G, B planes) -> uint8 [N, 3, 32, 32]."""
+    return torch.from_numpy(np.ascontiguousarray(rows.reshape(-1, 3, 32, 32)))
+
+
+def _load_pickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+    except (EOFError, pickle.UnpicklingError, ValueError, OSError) as e:
+        raise LtbenchError(f"cannot read {path}: {type(e).__name__}: {e}. The file is truncated or corrupt; "
+                           f"delete it and download it again. {GET_DATA_HELP}") from None
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as e:
+        raise LtbenchError(f"cannot read {path}: {type(e).__name__}: {e}. The file is truncated or corrupt; "
+                           "replace it with a good copy.") from None
+
+
+def _check_arrays(path: Path, images: np.ndarray, labels: np.ndarray, num_classes: int) -> None:
+    if images.ndim != 2 or images.shape[1] != 3072 or images.dtype != np.uint8:
+        raise LtbenchError(f"{path}: image rows must be uint8 [N, 3072], got {images.dtype} {images.shape}; "
+                           "the file is not a CIFAR file in the expected layout.")
+    if len(images) != len(labels):
+        raise LtbenchError(f"{path}: {len(images)} images but {len(labels)} labels; the file is corrupt.")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise LtbenchError(f"{path}: labels outside [0, {num_classes - 1}] (found {labels.min()}..{labels.max()}); "
+                           "the file belongs to another dataset or is corrupt.")
+
+
+@dataclass(frozen=True)
+class CifarLTSpec:
+    """One CIFAR-LT family (10 or 100 classes): where its files are and how to build any imbalance factor."""
+
+    name: str
+    num_classes: int
+    folder: str          # e.g. "cifar100"
+    tv_dir: str          # torchvision's folder name
+    train_files: tuple[str, ...]
+    test_file: str
+    label_key: str
+    npz_name: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    imbalance_factors = IMBALANCE_FACTORS
+    needs_data_root = True
+    default_imbalance = 100
+    preset = "cifar"
+
+    def train_size(self, imbalance: int) -> int:
+        return sum(lt_class_counts(self.num_classes, 50000 // self.num_classes, imbalance))
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"IF {i}: {self.train_size(i):,}" for i in IMBALANCE_FACTORS)
+        return f"{self.num_classes} classes; train {sizes}; test 10,000 (balanced)"
+
+    def _candidates(self, root: Path) -> list[Path]:
+        return [root / self.folder, root]
+
+    def _find(self, root: Path, rel: str) -> Path | None:
+        for base in self._candidates(root):
+            if (base / rel).is_file():
+                return base / rel
+        return None
+
+    def load(self, data_root: Path | str | None, imbalance: int | None) -> TensorLTData:
+        imbalance = self.default_imbalance if imbalance is None else int(imbalance)
+        if imbalance not in IMBALANCE_FACTORS:
+            raise LtbenchError(f"{self.name}: unsupported imbalance factor {imbalance}; "
+                               f"supported: {', '.join(map(str, IMBALANCE_FACTORS))}")
+        if data_root is None:
+            from .base import default_data_root
+            data_root = default_data_root()
+        return _load_cifar_lt(self, Path(data_root).expanduser().resolve(), imbalance)
+
+
+def _missing(spec: CifarLTSpec, root: Path, what: str, tried: list[Path]) -> LtbenchError:
+    where = ", ".join(str(p) for p in tried)
+    return LtbenchError(f"{spec.name}: no {what} found under data root {root} (looked for: {where}). {GET_DATA_HELP}")
+
+
+@lru_cache(maxsize=4)
+def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int) -> TensorLTData:
+    if not root.is_dir():
+        raise LtbenchError(f"{spec.name}: data root {root} does not exist. {GET_DATA_HELP}")
+    # --- test set: the official balanced pickle
+    test_rel = f"{spec.tv_dir}/{spec.test_file}"
+    test_path = spec._find(root, test_rel)
+    if test_path is None:
+        raise _missing(spec, root, "test set", [b / test_rel for b in spec._candidates(root)])
+    t = _load_pickle(test_path)
+    test_rows, test_y = np.asarray(t["data"]), np.asarray(t[spec.label_key], dtype=np.int64)
+    _check_arrays(test_path, test_rows, test_y, spec.num_classes)
+
+    # --- train set: the LT superset npz, else the official train pickles
+    npz_path = spec._find(root, spec.npz_name)
+    if npz_path is not None:
+        z = _load_npz(npz_path)
+        for key in ("data", "labels", "original_index", "train_labels_full"):
+            if key not in z:
+                raise LtbenchError(f"{npz_path}: missing array {key!r}; the file is not an ltbench/LDAM-DRW "
+                                   "long-tail superset. Replace it, or remove it to use the official pickles.")
+        _check_arrays(npz_path, z["data"], z["labels"], spec.num_classes)
+        want = lt_indices(z["train_labels_full"], spec.num_classes, imbalance)
+        listed = z.get(f"lt_index_if{imbalance}")
+        if listed is not None and not np.array_equal(listed, want):
+            raise LtbenchError(f"{npz_path}: its lt_index_if{imbalance} list does not match the LDAM-DRW "
+                               "construction from its own labels; the file is corrupt or from another build.")
+        row_of = {int(i): r for r, i in enumerate(z["original_index"])}
+        missing = [int(i) for i in want if int(i) not in row_of]
+        if missing:
+            raise LtbenchError(f"{npz_path}: {len(missing)} images of the IF={imbalance} set are not in the file "
+                               f"(e.g. train position {missing[0]}); it does not hold this imbalance factor. "
+                               "Use the official train pickles instead.")
+        pick = np.array([row_of[int(i)] for i in want])
+        train_rows, train_y = z["data"][pick], z["labels"][pick].astype(np.int64)
+        if not np.array_equal(train_y, z["train_labels_full"][want]):
+            raise LtbenchError(f"{npz_path}: row labels disagree with train_labels_full; the file is corrupt.")
+    else:
+        paths = [spec._find(root, f"{spec.tv_dir}/{f}") for f in spec.train_files]
+        if any(p is None for p in paths):
+            tried = [b / spec.tv_dir / f for b in spec._candidates(root) for f in spec.train_files]
+            tried += [b / spec.npz_name for b in spec._candidates(root)]
+            raise _missing(spec, root, "training set", tried)
+        parts = [_load_pickle(p) for p in paths]
+        rows = np.concatenate([np.asarray(p["data"]) for p in parts])
+        labels = np.concatenate([np.asarray(p[spec.label_key], dtype=np.int64) for p in parts])
+        _check_arrays(paths[0], rows, labels, spec.num_classes)
+        want = lt_indices(labels, spec.num_classes, imbalance)
+        train_rows, train_y = rows[want], labels[want]
+    return TensorLTData(
+        name=spec.name, num_classes=spec.num_classes,
+        train_x=_rows_to_images(train_rows), train_y=torch.from_numpy(train_y),
+        test_x=_rows_to_images(test_rows), test_y=torch.from_numpy(test_y),
+        mean=torch.tensor(spec.mean), std=torch.tensor(spec.std), imbalance=imbalance,
+    )
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """A tiny CIFAR-LT subset bundled inside the package (for CI and the quick start; no data root needed)."""
+
+    name: str
+    num_classes: int
+    folder: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    nominal_if: int
+
+    imbalance_factors = ()
+    needs_data_root = False
+    default_imbalance = None
+    preset = "cifar-tiny"
+
+    def describe(self) -> str:
+        y = np.load(BUNDLED / self.folder / "train.npz")["labels"]
+        ty = np.load(BUNDLED / self.folder / "test.npz")["labels"]
+        c = np.bincount(y, minlength=self.num_classes)
+        return (f"{self.num_classes} classes; bundled; train {len(y)} (IF {c.max() // max(c.min(), 1)}), "
+                f"test {len(ty)} (balanced)")
+
+    def load(self, data_root=None, imbalance: int | None = None) -> TensorLTData:
+        if imbalance is not None:
+            raise LtbenchError(f"{self.name} is a fixed bundled subset (IF {self.nominal_if}); drop --imbalance")
+        tr = _load_npz(BUNDLED / self.folder / "train.npz")
+        te = _load_npz(BUNDLED / self.folder / "test.npz")
+        _check_arrays(BUNDLED / self.folder / "train.npz", tr["data"], tr["labels"], self.num_classes)
+        _check_arrays(BUNDLED / self.folder / "test.npz", te["data"], te["labels"], self.num_classes)
+        return TensorLTData(
+            name=self.name, num_classes=self.num_classes,
+            train_x=_rows_to_images(tr["data"]), train_y=torch.from_numpy(tr["labels"].astype(np.int64)),
+            test_x=_rows_to_images(te["data"]), test_y=torch.from_numpy(te["labels"].astype(np.int64)),
+            mean=torch.tensor(self.mean), std=torch.tensor(self.std), imbalance=None,
+        )
+
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+
+CIFAR10_LT = register_dataset("cifar10-lt")(CifarLTSpec(
+    "cifar10-lt", 10, "cifar10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
+    "test_batch", "labels", "cifar10_train_lt_if10.npz", CIFAR10_MEAN, CIFAR10_STD))
+CIFAR100_LT = register_dataset("cifar100-lt")(CifarLTSpec(
+    "cifar100-lt", 100, "cifar100", "cifar-100-python", ("train",), "test", "fine_labels",
+    "cifar100_train_lt_if10.npz", CIFAR100_MEAN, CIFAR100_STD))
+register_dataset("cifar10-lt-tiny")(TinySpec("cifar10-lt-tiny", 10, "cifar10-lt-tiny", CIFAR10_MEAN, CIFAR10_STD, 10))
+register_dataset("cifar100-lt-tiny")(TinySpec("cifar100-lt-tiny", 100, "cifar100-lt-tiny", CIFAR100_MEAN, CIFAR100_STD, 8))

@@ -1,0 +1,36 @@
+"""The evaluator: run a predictor over the balanced test set and reduce to per-example arrays and metrics."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .metrics import compute_metrics, prediction_arrays
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]  # normalised images [B,3,H,W] -> log-probabilities [B,C]
+
+
+def log_softmax_predictor(net: torch.nn.Module) -> Predictor:
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(net(x).float(), dim=1)
+    return predict
+
+
+@torch.no_grad()
+def predict_log_probs(predictor: Predictor, data, device: torch.device, batch_size: int = 256,
+                      split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    outs, labels = [], []
+    for x, y in data.eval_batches(split, batch_size, device):
+        outs.append(predictor(x).float().cpu())
+        labels.append(y.cpu())
+    return torch.cat(outs), torch.cat(labels)
+
+
+def evaluate(predictor: Predictor, data, device: torch.device, batch_size: int = 256
+             ) -> tuple[dict[str, np.ndarray], dict, torch.Tensor]:
+    """(prediction arrays, metrics, log-probabilities) on the test set."""
+    log_probs, labels = predict_log_probs(predictor, data, device, batch_size)
+    arrays = prediction_arrays(log_probs, labels)
+    return arrays, compute_metrics(arrays, data.class_counts()), log_probs

@@ -1,0 +1,1 @@
+"""Reports: reliability plots, tables, comparisons with published baselines, the leaderboard."""

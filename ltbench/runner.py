@@ -1,0 +1,110 @@
+"""One benchmark run end to end: config -> data -> stage 1 (cached) -> method -> evaluator -> run store."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .config import RunConfig
+from .errors import LtbenchError
+from .evaluate import evaluate
+from .method import Stage2Context
+from .registry import get_dataset, get_method
+from .report.reliability import reliability_png
+from .store import check_writable, is_complete, run_dir, write_run
+from .train.stage1 import cache_root, get_stage1, stage1_dir
+
+Echo = Callable[[str], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LtbenchError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise LtbenchError(f"unknown --device {name!r}; valid: auto, cpu, cuda")
+    return torch.device(name)
+
+
+def set_determinism(seed: int, deterministic: bool) -> None:
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent.parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: torch.device) -> dict:
+    return {
+        "git_commit": git_commit(), "torch": torch.__version__, "cuda": torch.version.cuda,
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
+    }
+
+
+def stage2_workdir(cfg: RunConfig, stage1_folder: Path) -> Path:
+    payload = json.dumps({"method": cfg.method, "options": cfg.method_options,
+                          "stage2": cfg.stage2.__dict__, "eval": cfg.eval_batch_size}, sort_keys=True, default=str)
+    h = hashlib.sha256(payload.encode()).hexdigest()[:12]
+    return cache_root() / "stage2" / f"{stage1_folder.name}-{cfg.method}-{h}"
+
+
+def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
+    """Run ``cfg`` and write its run folder; skip (and return it) when it is already complete."""
+    out = run_dir(cfg.results, cfg.dataset_tag, cfg.run_name, cfg.seed)
+    if is_complete(out) and not force:
+        echo(f"skip: {out} is complete (use --force to run it again)")
+        return out
+    method_cls = get_method(cfg.method)
+    method_cls.check_stage1(cfg.stage1_mode)
+    method = method_cls(**cfg.method_options)
+    spec = get_dataset(cfg.dataset)
+    device = resolve_device(cfg.device)
+    check_writable(cfg.results)
+    t0 = time.perf_counter()
+    data = spec.load(cfg.data_root, cfg.imbalance)
+    if cfg.imbalance is None and getattr(spec, "default_imbalance", None) is not None:
+        raise LtbenchError("internal: imbalance must be resolved before execute()")
+    set_determinism(cfg.seed, cfg.deterministic)
+    echo(f"run {cfg.dataset_tag} {cfg.run_name} seed {cfg.seed}: {len(data.train_labels):,} train / "
+         f"{len(data.test_labels):,} test images, {data.num_classes} classes, device {device}"
+         + ("  [reduced schedule]" if cfg.reduced else ""))
+    art = get_stage1(cfg, data, device, echo)
+    ctx = Stage2Context(cfg=cfg, data=data, stage1=art, device=device,
+                        generator=torch.Generator().manual_seed(cfg.seed + 1),
+                        workdir=stage2_workdir(cfg, stage1_dir(cfg)), echo=echo)
+    t1 = time.perf_counter()
+    predictor = method.fit(ctx)
+    stage2_seconds = time.perf_counter() - t1
+    arrays, metrics, log_probs = evaluate(predictor, data, device, cfg.eval_batch_size)
+    config = cfg.to_dict()
+    config.update({
+        "method_options": method.options, "method_info": ctx.info, "environment": environment(device),
+        "wall_time_s": time.perf_counter() - t0, "stage1_train_time_s": art.seconds,
+        "stage2_time_s": stage2_seconds, "stage1_cache": str(art.dir),
+    })
+    rows = [dict(r, stage=1) for r in art.log] + [dict(r, stage=2) for r in ctx.log]
+    title = f"{cfg.dataset_tag} {cfg.run_name} seed{cfg.seed}" + (" (reduced)" if cfg.reduced else "")
+    write_run(out, config, metrics, arrays, rows, reliability_png(arrays, title),
+              logits=log_probs.numpy() if cfg.save_logits else None, replace=force)
+    return out

@@ -1,0 +1,114 @@
+"""The run store: ``<results>/runs/<dataset>[-if<N>]/<stage1>-<method>/seed<S>/``.
+
+A run folder is assembled in a hidden temporary folder beside its final place and renamed into place in one
+step, so a reader never sees a half-written run and a killed run leaves nothing behind but that hidden folder.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LtbenchError
+
+RUN_FILES = ("config.json", "metrics.json", "predictions.npz", "log.jsonl", "reliability.png")
+PREDICTION_KEYS = {"labels": np.int64, "pred": np.int64, "confidence": np.float32,
+                   "log_prob_true": np.float32, "sq_prob_sum": np.float32}
+
+
+def run_dir(results: Path | str, dataset_tag: str, run_name: str, seed: int) -> Path:
+    return Path(results) / "runs" / dataset_tag / run_name / f"seed{seed}"
+
+
+def is_complete(d: Path) -> bool:
+    return all((Path(d) / f).is_file() for f in ("config.json", "metrics.json", "predictions.npz"))
+
+
+def check_writable(results: Path | str) -> None:
+    """Fail before any training if the results folder cannot take a run."""
+    results = Path(results)
+    try:
+        (results / "runs").mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=results / "runs", prefix=".probe-"):
+            pass
+    except OSError as e:
+        raise LtbenchError(f"results folder {results} is not writable ({e.strerror or e}); fix its permissions or "
+                           "pass --results DIR") from None
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def write_run(d: Path, config: dict, metrics: dict, arrays: dict[str, np.ndarray], log_rows: list[dict],
+              reliability_png: bytes, logits: np.ndarray | None = None, replace: bool = False) -> Path:
+    """Write all files of a run at once. Returns the final folder."""
+    d = Path(d)
+    try:
+        d.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f".{d.name}.tmp-"))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a run folder is meant to be shared
+    except OSError as e:
+        raise LtbenchError(f"cannot create the run folder under {d.parent}: {e.strerror or e}") from None
+    try:
+        files = {
+            "config.json": (json.dumps(config, indent=2, sort_keys=True, default=str) + "\n").encode(),
+            "metrics.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
+            "predictions.npz": _npz_bytes({k: np.asarray(arrays[k], dtype=t) for k, t in PREDICTION_KEYS.items()}),
+            "log.jsonl": "".join(json.dumps(r, sort_keys=True) + "\n" for r in log_rows).encode(),
+            "reliability.png": reliability_png,
+        }
+        if logits is not None:
+            files["logits.npz"] = _npz_bytes({"logits": logits.astype(np.float32)})
+        for name, data in files.items():
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        if d.exists():
+            if not replace:
+                raise LtbenchError(f"run folder {d} already exists (written by another process?); "
+                                   "nothing was overwritten. Use --force to replace it.")
+            old = d.parent / f".{d.name}.old-{os.getpid()}"
+            os.rename(d, old)
+            os.rename(tmp, d)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            try:
+                os.rename(tmp, d)
+            except OSError:
+                raise LtbenchError(f"run folder {d} appeared while this run was writing (another process finished "
+                                   "the same run first); nothing was overwritten.") from None
+    except OSError as e:
+        raise LtbenchError(f"cannot write run {d}: {e.strerror or e}. Free disk space or choose another "
+                           "--results folder; nothing was recorded.") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return d
+
+
+def read_run(d: Path) -> dict:
+    d = Path(d)
+    out = {"dir": d, "config": json.loads((d / "config.json").read_text()),
+           "metrics": json.loads((d / "metrics.json").read_text())}
+    with np.load(d / "predictions.npz") as z:
+        out["predictions"] = {k: z[k] for k in z.files}
+    return out
+
+
+def iter_run_dirs(results: Path | str):
+    """Every completed run folder under ``<results>/runs`` (hidden temporary folders are skipped)."""
+    root = Path(results) / "runs"
+    if not root.is_dir():
+        return
+    for m in sorted(root.glob("*/*/seed*/metrics.json")):
+        if not any(part.startswith(".") for part in m.relative_to(root).parts):
+            yield m.parent

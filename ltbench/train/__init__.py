@@ -1,0 +1,1 @@
+"""Training: schedules, the stage-1 trainer (SGD / SWA + SWAG moments), classifier re-training helpers."""

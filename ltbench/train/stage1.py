@@ -1,0 +1,126 @@
+"""Stage 1: train the feature extractor (plain SGD, or SWA collecting SWAG moments in the same pass).
+
+The result is cached under ``$LTBENCH_CACHE/stage1/<dataset>-<mode>-seed<S>-<config hash>/`` so every stage-2
+method with the same stage-1 config reuses it. A checkpoint is written after every epoch; running the same
+command again resumes from it.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..checkpoint import atomic_torch_save, file_lock, load_checkpoint
+from ..config import RunConfig
+from ..models import Network, create_network
+from .loop import cross_entropy_step, sgd, train_one_epoch
+from .schedules import swa_schedule, warmup_cosine
+from .swag import Swag, network_with_weights
+
+Echo = Callable[[str], None]
+
+
+def cache_root() -> Path:
+    """``$LTBENCH_CACHE`` if set, else ``~/.cache/ltbench``: stage-1 networks and features, never in git."""
+    return Path(os.environ.get("LTBENCH_CACHE", Path.home() / ".cache" / "ltbench"))
+
+
+@dataclass
+class Stage1Artifact:
+    network: Network          # SGD: the last iterate; SWA: the averaged weights with recomputed BN statistics
+    swag: Swag | None         # SWA mode only: moments over all parameters
+    log: list[dict]
+    dir: Path
+    seconds: float
+
+
+def stage1_dir(cfg: RunConfig) -> Path:
+    return cache_root() / "stage1" / f"{cfg.dataset_tag}-{cfg.stage1_mode}-seed{cfg.seed}-{cfg.stage1_key()}"
+
+
+def lr_function(cfg: RunConfig) -> Callable[[float], float]:
+    s, sched = cfg.stage1, cfg.stage1_schedule()
+    if cfg.stage1_mode == "swa":
+        return lambda t: swa_schedule(t, s.lr, s.epochs, sched["warmup_epochs"], sched["swa_start"], s.swa_lr)
+    return lambda t: warmup_cosine(t, s.lr, s.epochs, sched["warmup_epochs"], 0.0)
+
+
+def build_network(cfg: RunConfig, num_classes: int, device: torch.device) -> Network:
+    torch.manual_seed(cfg.seed)  # initialise on CPU: the same weights on every device
+    net = create_network(cfg.stage1.arch, num_classes).to(device)
+    if cfg.stage1.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def get_stage1(cfg: RunConfig, data, device: torch.device, echo: Echo = print) -> Stage1Artifact:
+    """Load the cached stage-1 artifact for ``cfg``, training (or resuming) it first when needed."""
+    d = stage1_dir(cfg)
+    with file_lock(d / ".lock"):
+        final = load_checkpoint(d / "final.pt")
+        if final is None:
+            train_stage1(cfg, data, device, d, echo)
+            final = load_checkpoint(d / "final.pt")
+        else:
+            echo(f"stage 1: reusing {d}")
+    net = create_network(cfg.stage1.arch, data.num_classes)
+    net.load_state_dict(final["network"])
+    net = net.to(device).eval()
+    swag = Swag.from_state_dict(final["swag"], device) if final.get("swag") is not None else None
+    return Stage1Artifact(net, swag, final["log"], d, final["seconds"])
+
+
+def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo = print) -> None:
+    s = cfg.stage1
+    net = build_network(cfg, data.num_classes, device)
+    opt = sgd(net.parameters(), s)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    swag = Swag.for_network(net, s.swag_rank) if cfg.stage1_mode == "swa" else None
+    log: list[dict] = []
+    start, seconds = 0, 0.0
+    ck = load_checkpoint(d / "ckpt.pt")
+    if ck is not None:
+        net.load_state_dict(ck["network"])
+        opt.load_state_dict(ck["optimizer"])
+        gen.set_state(ck["generator"])
+        torch.set_rng_state(ck["torch_rng"])
+        if swag is not None:
+            swag = Swag.from_state_dict(ck["swag"], device)
+        log, start, seconds = ck["log"], ck["epoch"], ck["seconds"]
+        echo(f"stage 1: resuming {cfg.stage1_mode} from epoch {start}/{s.epochs} ({d / 'ckpt.pt'})")
+    lr_at = lr_function(cfg)
+    swa_start = cfg.stage1_schedule()["swa_start"]
+    n = len(data.train_labels)
+    steps = (n + s.batch_size - 1) // s.batch_size
+    model = torch.compile(net) if s.compile else net
+    loss_fn = cross_entropy_step(model, device, s.channels_last)
+    for epoch in range(start, s.epochs):
+        net.train()
+        row = train_one_epoch(opt, data.train_batches(s.batch_size, gen, device), loss_fn, lr_at, epoch, steps,
+                              device, s.amp_bf16, what="stage 1")
+        if swag is not None and epoch + 1 > swa_start:
+            swag.collect(net)
+            row["swa_n"] = swag.n
+        row["stage"] = 1
+        seconds += row["seconds"]
+        log.append(row)
+        echo(f"stage 1 [{cfg.stage1_mode}] epoch {epoch + 1}/{s.epochs}  loss {row['loss']:.4f}  "
+             f"train acc {row['train_acc']:.1f}%  lr {row['lr']:.4f}  {row['images_per_s']:.0f} img/s")
+        atomic_torch_save(d / "ckpt.pt", {
+            "network": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "swag": swag.state_dict() if swag is not None else None,
+            "log": log, "epoch": epoch + 1, "seconds": seconds, "config": cfg.to_dict()})
+    if swag is not None:
+        t0 = time.perf_counter()
+        echo(f"stage 1: SWA average of {swag.n} snapshots; recomputing BN statistics")
+        net = network_with_weights(net, swag.mean, data.train_batches(s.batch_size, gen, device))
+        seconds += time.perf_counter() - t0
+    atomic_torch_save(d / "final.pt", {
+        "network": {k: v.contiguous() for k, v in net.state_dict().items()},
+        "swag": swag.state_dict() if swag is not None else None, "log": log, "seconds": seconds,
+        "config": cfg.to_dict()})
+    (d / "ckpt.pt").unlink(missing_ok=True)
