@@ -102,6 +102,7 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
         "method_options": method.options, "method_info": ctx.info, "environment": environment(device),
         "wall_time_s": time.perf_counter() - t0, "stage1_train_time_s": art.seconds,
         "stage2_time_s": stage2_seconds, "stage1_cache": str(art.dir),
+        "train_class_counts": [int(c) for c in data.class_counts()],
     })
     rows = [dict(r, stage=1) for r in art.log] + [dict(r, stage=2) for r in ctx.log]
     title = f"{cfg.dataset_tag} {cfg.run_name} seed{cfg.seed}" + (" (reduced)" if cfg.reduced else "")
