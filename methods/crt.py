@@ -1,0 +1,32 @@
+"""``crt``: classifier re-training (Kang et al. 2020): a re-initialised linear classifier trained with class-balanced
+sampling on the frozen extractor's features.
+
+Options: ``balanced`` (default true: class-balanced sampling). Features are un-augmented and cached (Kang's code
+augments in stage 2; with a frozen extractor this only changes the feature noise, and caching makes stage 2 one
+extractor pass).
+"""
+import torch.nn.functional as F
+
+from ltbench.heads import fresh_linear
+from ltbench.method import Method, Stage2Context
+from ltbench.registry import register_method
+from ltbench.train.features import base_features
+from ltbench.train.head import train_head
+
+
+@register_method("crt")
+class CRT(Method):
+    name = "crt"
+    defaults = {"balanced": True}
+
+    def fit(self, ctx: Stage2Context):
+        f = base_features(ctx)
+        head = fresh_linear(f["train"].shape[1], ctx.data.num_classes, ctx.generator).to(ctx.device)
+        z, y = f["train"], f["train_y"]
+
+        def loss(idx):
+            logits = head(z[idx])
+            return F.cross_entropy(logits, y[idx]), (logits.argmax(1) == y[idx]).sum(), len(idx)
+
+        train_head(head, head.parameters(), y, loss, ctx, balanced=self.options["balanced"], tag="crt")
+        return F.log_softmax(head(f["test"]).detach(), dim=1)
