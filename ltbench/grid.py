@@ -64,15 +64,21 @@ class Group:
         return (stage1_dir(self.runs[0].cfg) / "final.pt").is_file()
 
 
-def method_grid() -> list[tuple[str, str]]:
-    """(method, stage-1 mode) pairs as ``run --method all`` forms them: SWAG-based methods only on SWA."""
-    return [(m, s) for s in ("sgd", "swa") for m in method_names()
-            if not (get_method(m).requires_swag and s != "swa")]
+def method_grid(methods: list[str] | None = None) -> list[tuple[str, str]]:
+    """(method, stage-1 mode) pairs as ``run --method all`` forms them: SWAG-based methods only on SWA.
+
+    ``methods`` restricts the grid to those methods (default: every registered method)."""
+    names = method_names()
+    if methods:
+        for m in methods:
+            get_method(m)  # clear error for an unknown name
+        names = [m for m in names if m in methods]
+    return [(m, s) for s in ("sgd", "swa") for m in names if not (get_method(m).requires_swag and s != "swa")]
 
 
 def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epochs: int | None = None,
                stage2_epochs: int | None = None, preset: str | None = None, data_root: str | None = None,
-               results: str = "results", device: str = "auto") -> list[Group]:
+               results: str = "results", device: str = "auto", methods: list[str] | None = None) -> list[Group]:
     """Every run of the grid, grouped by stage-1 artifact, in a stable order (dataset, IF, seed, extractor)."""
     groups: dict[tuple, Group] = {}
     for ds in datasets:
@@ -83,7 +89,7 @@ def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epo
                 raise LtbenchError(f"{ds}: unsupported imbalance factor {imb}; supported: "
                                    f"{', '.join(map(str, spec.imbalance_factors))}")
             for seed in seeds:
-                for method, mode in method_grid():
+                for method, mode in method_grid(methods):
                     cfg = resolve(method, ds, imb, mode, seed, preset or spec.preset, epochs=epochs,
                                   stage2_epochs=stage2_epochs, data_root=data_root, results=results, device=device)
                     out = run_dir(results, cfg.dataset_tag, cfg.run_name, seed)
@@ -335,6 +341,7 @@ def register(cli: click.Group) -> None:
     @click.option("--imbalance", default=",".join(map(str, DEFAULT_IMBALANCE)), show_default=True,
                   help="imbalance factors (ignored for the fixed tiny sets)")
     @click.option("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), show_default=True)
+    @click.option("--methods", default="", help="comma-separated methods (default: every registered method)")
     @click.option("--epochs", type=int, default=None, help="stage-1 epochs (fewer than the preset's = reduced)")
     @click.option("--stage2-epochs", type=int, default=None)
     @click.option("--preset", default=None, help="preset for every dataset (default: each dataset's protocol)")
@@ -347,7 +354,7 @@ def register(cli: click.Group) -> None:
                   help="timed training steps for the projection (0: no projection)")
     @click.option("--dry-run", is_flag=True, help="print the plan and the projection, run nothing")
     @click.option("--verbose", is_flag=True, help="also show each run's own progress lines")
-    def grid(datasets, imbalance, seeds, epochs, stage2_epochs, preset, data_root, results, device, jobs,
+    def grid(datasets, imbalance, seeds, methods, epochs, stage2_epochs, preset, data_root, results, device, jobs,
              calibration_steps, dry_run, verbose) -> None:
         """Plan, project and run the full protocol grid (resumable: run it again to continue)."""
         from .runner import resolve_device
@@ -356,7 +363,7 @@ def register(cli: click.Group) -> None:
         if jobs < 1:
             raise LtbenchError("--jobs must be at least 1")
         groups = build_plan(_csv(str, datasets), _csv(int, imbalance), _csv(int, seeds), epochs, stage2_epochs,
-                            preset, data_root, results, device)
+                            preset, data_root, results, device, _csv(str, methods) or None)
         print_plan(groups, echo)
         dev = resolve_device(device)
         projected: dict[tuple, float] = {g.key: 0.0 for g in groups}

@@ -68,14 +68,14 @@ def test_split_groups_balances_and_keeps_groups_whole():
     assert fmt_s(3725) == "1h02m05s" and fmt_s(65) == "1m05s"
 
 
-def test_tiny_grid_runs_end_to_end_and_resumes(tmp_path):
-    """Both extractors and every method on the tiny set (3 + 1 epochs), then a second call skips everything."""
+def _tiny_grid(tmp_path, methods: list[str] | None, n: int, jobs: int = 1):
     cmd = [sys.executable, str(REPO / "bench.py"), "grid", "--datasets", "cifar10-lt-tiny", "--seeds", "0",
            "--epochs", "2", "--stage2-epochs", "1", "--results", str(tmp_path / "res"), "--device", "cpu",
-           "--calibration-steps", "2"]
+           "--calibration-steps", "2", "--jobs", str(jobs)]
+    if methods:
+        cmd += ["--methods", ",".join(methods)]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
-    n = _expected_methods()
     assert f"grid: {n} runs in 2 stage-1 groups; 0 already complete" in res.stderr
     assert "projected wall time:" in res.stderr and "calibration resnet32" in res.stderr
     assert f"[{n}/{n}]" in res.stderr and "ETA" in res.stderr and "FAILED" not in res.stderr
@@ -87,6 +87,23 @@ def test_tiny_grid_runs_end_to_end_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"{n} already complete (skipped), 0 to run" in again.stderr
     assert "nothing to run" in again.stderr and "[1/" not in again.stderr
+
+
+def test_tiny_grid_runs_end_to_end_and_resumes(tmp_path):
+    """Both extractors with two cheap methods (2 + 1 epochs, 2 workers), then a second call skips everything."""
+    _tiny_grid(tmp_path, ["ce", "crt"], 4, jobs=2)
+
+
+@pytest.mark.slow
+def test_tiny_grid_every_method(tmp_path):
+    """The whole method grid (incl. the SWAG pool) on the tiny set; about 4 minutes on 2 busy cores."""
+    _tiny_grid(tmp_path, None, _expected_methods())
+
+
+def test_unknown_method_in_grid(tmp_path):
+    from ltbench.errors import LtbenchError
+    with pytest.raises(LtbenchError, match="unknown method"):
+        build_plan(["cifar10-lt"], [100], [0], results=str(tmp_path), methods=["magic"])
 
 
 def test_grid_rejects_bad_jobs(tmp_path):
