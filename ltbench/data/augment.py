@@ -10,13 +10,22 @@ import torch.nn.functional as F
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None = None, pad: int = 4) -> torch.Tensor:
     """x: uint8 or float [B, C, H, W]. Each image gets its own crop offset in [0, 2*pad] and a flip with p=0.5."""
+    b = x.shape[0]
+    # draw on CPU with the (CPU) generator so the stream is identical on every device
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    flip = torch.rand(b, generator=generator) < 0.5
+    return crop_flip_at(x, oy, ox, flip, pad)
+
+
+def crop_flip_at(x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor, pad: int = 4
+                 ) -> torch.Tensor:
+    """The deterministic part of ``random_crop_flip``: image i is cropped at (oy[i], ox[i]) of its zero-padded
+    copy, then mirrored if flip[i]. One gather for the whole batch (separate so tests can pin the offsets)."""
     b, c, h, w = x.shape
     dev = x.device
     padded = F.pad(x, (pad, pad, pad, pad))
-    # draw on CPU with the (CPU) generator so the stream is identical on every device
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(dev)
+    oy, ox, flip = oy.to(dev), ox.to(dev), flip.to(dev)
     rows = (oy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
     cols = (ox[:, None] + torch.arange(w, device=dev))
     cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
