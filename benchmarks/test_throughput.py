@@ -1,0 +1,161 @@
+"""Side-by-side throughput: our pipeline vs the reference-style pipeline, measured in the same run.
+
+* stage-1 training images/s: ``TensorLTData.train_batches`` (tensor augmentation on the device) + channels_last
+  (+ bf16 autocast on CUDA, + compile with LTBENCH_BENCH_COMPILE=1) vs torchvision CIFAR + PIL transforms +
+  DataLoader, fp32 NCHW eager;
+* evaluation images/s: ``eval_batches`` vs a DataLoader over the test set with ToTensor + Normalize;
+* stage-2 step: a classifier step on cached features vs the classifier-balancing way (a frozen backbone forward
+  on augmented images from the DataLoader, then the classifier step).
+
+Each side runs whole rounds of ``steps()`` steps after a warm-up round; medians go into the ratio table.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common import bench_device, rounds, steps, use_compile
+from conftest import META, record
+from ltbench.models import create_network
+from ltbench.train.head import index_batches
+from ltbench.train.loop import autocast_for, cross_entropy_step
+from reference import forever, reference_step, eval_loader, train_loader, workers
+
+BATCH, EVAL_BATCH = 128, 256
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _sgd(params) -> torch.optim.SGD:
+    return torch.optim.SGD(params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+
+def _net(data, dev, channels_last: bool):
+    torch.manual_seed(0)
+    net = create_network("resnet32", data.num_classes).to(dev)
+    return net.to(memory_format=torch.channels_last) if channels_last else net
+
+
+def _run(benchmark, fn, dev):
+    def round_():
+        fn()
+        _sync(dev)
+    benchmark.pedantic(round_, rounds=rounds(), iterations=1, warmup_rounds=1)
+    return benchmark.stats.stats.median
+
+
+@pytest.mark.parametrize("side", ["ours", "reference"])
+def test_stage1_train(benchmark, bench_data, side):
+    dev, k = bench_device(), steps()
+    META.update(steps_per_round=k, rounds=rounds(), reference_workers=workers(), compile=use_compile(),
+                bf16_autocast=dev.type == "cuda")
+    if side == "ours":
+        net = _net(bench_data, dev, channels_last=True)
+        model = torch.compile(net) if use_compile() else net
+        opt = _sgd(net.parameters())
+        step = cross_entropy_step(model, dev, channels_last=True)
+        gen = torch.Generator().manual_seed(0)
+
+        def batches():
+            while True:
+                yield from bench_data.train_batches(BATCH, gen, dev)
+        it = batches()
+
+        def fn():
+            for _ in range(k):
+                with autocast_for(dev, True):
+                    loss, _, _ = step(next(it))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    else:
+        net = _net(bench_data, dev, channels_last=False)
+        opt = _sgd(net.parameters())
+        it = forever(train_loader(bench_data, BATCH))
+
+        def fn():
+            for _ in range(k):
+                x, y = next(it)
+                reference_step(net, opt, x, y, dev)
+    net.train()
+    med = _run(benchmark, fn, dev)
+    record("stage1_train", side, med, k * BATCH, "img/s")
+    benchmark.extra_info["images_per_s"] = k * BATCH / med
+
+
+@pytest.mark.parametrize("side", ["ours", "reference"])
+def test_eval(benchmark, bench_data, side):
+    dev, k = bench_device(), steps()
+    net = _net(bench_data, dev, channels_last=side == "ours").eval()
+    if side == "ours":
+        def batches():
+            while True:
+                yield from bench_data.eval_batches("test", EVAL_BATCH, dev)
+        it = batches()
+
+        @torch.no_grad()
+        def fn():
+            for _ in range(k):
+                x, _ = next(it)
+                with autocast_for(dev, True):
+                    net(x.contiguous(memory_format=torch.channels_last))
+    else:
+        it = forever(eval_loader(bench_data, EVAL_BATCH))
+
+        @torch.no_grad()
+        def fn():
+            for _ in range(k):
+                x, _ = next(it)
+                net(x.to(dev, non_blocking=True))
+    med = _run(benchmark, fn, dev)
+    record("eval", side, med, k * EVAL_BATCH, "img/s")
+    benchmark.extra_info["images_per_s"] = k * EVAL_BATCH / med
+
+
+@pytest.mark.parametrize("side", ["ours", "reference"])
+def test_stage2_step(benchmark, bench_data, side):
+    """cRT-style classifier step: cached features (ours) vs frozen backbone on augmented images (reference)."""
+    dev, k = bench_device(), steps()
+    net = _net(bench_data, dev, channels_last=side == "ours").eval()
+    head = torch.nn.Linear(net.num_features, bench_data.num_classes).to(dev)
+    opt = _sgd(head.parameters())
+    gen = torch.Generator().manual_seed(0)
+    if side == "ours":
+        with torch.no_grad():  # the cached features (computed once per stage-1 artifact; not timed here)
+            feats = torch.cat([net.extractor(x.contiguous(memory_format=torch.channels_last)).float()
+                               for x, _ in bench_data.eval_batches("train", EVAL_BATCH, dev)])
+        labels = bench_data.train_y.to(dev)
+
+        def batches():
+            while True:
+                yield from index_batches(labels, BATCH, gen, balanced=True)
+        it = batches()
+
+        def fn():
+            for _ in range(k):
+                (idx,) = next(it)
+                loss = F.cross_entropy(head(feats[idx]), labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    else:
+        it = forever(train_loader(bench_data, BATCH))
+
+        def fn():
+            for _ in range(k):
+                x, y = next(it)
+                x, y = x.to(dev), y.to(dev)
+                with torch.no_grad():
+                    z = net.extractor(x)
+                loss = F.cross_entropy(head(z), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    med = _run(benchmark, fn, dev)
+    # rate unit: steps/s (the ratio is the step-time speed-up)
+    record("stage2_step", side, med, k, "steps/s")
+    benchmark.extra_info["step_ms"] = 1000 * med / k
