@@ -39,6 +39,7 @@ class Stage1Config:
     channels_last: bool = True
     amp_bf16: bool = True        # only used on CUDA
     compile: bool = False
+    cuda_graphs: bool = False    # CUDA only: forward + backward as CUDA graphs (compile mode "reduce-overhead")
 
     def __post_init__(self) -> None:
         if self.protocol_epochs is None:
@@ -106,6 +107,7 @@ class RunConfig:
         """Hash of everything stage 1 depends on: runs that share it share one cached stage-1 artifact."""
         s = asdict(self.stage1)
         s.pop("compile", None)
+        s.pop("cuda_graphs", None)  # execution options: same math, same cached artifact
         payload = {"dataset": self.dataset, "imbalance": self.imbalance, "mode": self.stage1_mode,
                    "seed": self.seed, "stage1": s, "schedule": self.stage1_schedule(),
                    "deterministic": self.deterministic}

@@ -17,6 +17,7 @@ import torch
 from ..checkpoint import atomic_torch_save, file_lock, load_checkpoint
 from ..config import RunConfig
 from ..models import Network, create_network
+from .accel import accelerate
 from .loop import cross_entropy_step, sgd, train_one_epoch
 from .schedules import swa_schedule, warmup_cosine
 from .swag import Swag, network_with_weights
@@ -96,7 +97,7 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
     swa_start = cfg.stage1_schedule()["swa_start"]
     n = len(data.train_labels)
     steps = (n + s.batch_size - 1) // s.batch_size
-    model = torch.compile(net) if s.compile else net
+    model = accelerate(net, device, s.compile, s.cuda_graphs, echo)
     loss_fn = cross_entropy_step(model, device, s.channels_last)
     for epoch in range(start, s.epochs):
         net.train()
