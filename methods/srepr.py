@@ -83,7 +83,7 @@ class SRepr(Method):
             raise LtbenchError(f"srepr: weighting must be one of {WEIGHTINGS}, got {o['weighting']!r}")
         if o["init"] not in ("reinit", "stage1"):
             raise LtbenchError(f"srepr: init must be 'reinit' or 'stage1', got {o['init']!r}")
-        pool = swag_pool_features(ctx, o["pool_size"], o["scale"], o["diag_only"], o["bn"])
+        pool = swag_pool_features(ctx, o["pool_size"], o["scale"], o["diag_only"], o["bn"], o["one_pass"])
         base = base_features(ctx)
         z, y = base["train"], base["train_y"]
         head = fresh_linear(z.shape[1], ctx.data.num_classes, ctx.generator).to(ctx.device)

@@ -16,7 +16,8 @@ from ltbench.registry import register_method
 from ltbench.train.features import base_features, swag_pool_features
 from ltbench.train.head import train_head
 
-POOL_DEFAULTS = {"pool_size": 8, "scale": 0.5, "diag_only": False, "bn": "recompute", "samples_per_step": 4}
+POOL_DEFAULTS = {"pool_size": 8, "scale": 0.5, "diag_only": False, "bn": "recompute", "samples_per_step": 4,
+                 "one_pass": False}  # one_pass: pool + base features in one data pass per split (see features.py)
 
 
 def draw_members(pool_size: int, m: int, generator: torch.Generator, device) -> torch.Tensor:
@@ -42,7 +43,7 @@ class SWAG(Method):
         if o["classifier"] not in ("sr", "crt"):
             from ltbench.errors import LtbenchError
             raise LtbenchError(f"swag: classifier must be 'sr' or 'crt', got {o['classifier']!r}")
-        pool = swag_pool_features(ctx, o["pool_size"], o["scale"], o["diag_only"], o["bn"])
+        pool = swag_pool_features(ctx, o["pool_size"], o["scale"], o["diag_only"], o["bn"], o["one_pass"])
         base = base_features(ctx)
         y = base["train_y"]
         head = fresh_linear(base["train"].shape[1], ctx.data.num_classes, ctx.generator).to(ctx.device)
