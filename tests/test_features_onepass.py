@@ -15,7 +15,7 @@ from ltbench.train.swag import Swag, network_with_weights
 
 def _ctx(tmp_path):
     full = get_dataset("cifar10-lt-tiny").load()
-    data = full.subset_train(np.arange(0, 199, 3)).with_test(full.test_x[:48], full.test_y[:48])  # keep it quick
+    data = full.subset_train(np.arange(0, 199, 8)).with_test(full.test_x[:16], full.test_y[:16])  # keep it quick
     torch.manual_seed(0)
     net = create_network("resnet32", data.num_classes).eval()
     swag = Swag.for_network(net, rank=3)
@@ -24,7 +24,7 @@ def _ctx(tmp_path):
     for _ in range(4):
         swag.collect_vector(base + 0.01 * torch.randn(base.shape, generator=g))
     art = SimpleNamespace(network=net, swag=swag, dir=tmp_path / "s1")
-    cfg = SimpleNamespace(eval_batch_size=64, seed=0, stage1=SimpleNamespace(batch_size=32))
+    cfg = SimpleNamespace(eval_batch_size=32, seed=0, stage1=SimpleNamespace(batch_size=16))
     return SimpleNamespace(stage1=art, data=data, device=torch.device("cpu"), cfg=cfg, echo=lambda s: None)
 
 
@@ -52,7 +52,7 @@ def test_update_bn_many_equals_update_bn_per_network(tmp_path):
     art = ctx.stage1
     g = torch.Generator().manual_seed(3)
     vecs = [art.swag.sample(0.5, g) for _ in range(2)]
-    batches = list(ctx.data.train_batches(32, torch.Generator().manual_seed(4), ctx.device))
+    batches = list(ctx.data.train_batches(16, torch.Generator().manual_seed(4), ctx.device))
     one = [network_with_weights(art.network, v, batches) for v in vecs]
     many = [network_with_weights(art.network, v, None) for v in vecs]
     update_bn_many(many, batches)
