@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-RESULTS: dict[str, dict[str, dict]] = {}  # metric -> {"ours"/"reference": {...}}
+RESULTS: dict[str, dict] = {}  # metric -> {"ours"/"reference": {...}, "paired_ratio_median": float}
 META: dict = {}
 
 
@@ -44,7 +44,8 @@ def summary() -> dict:
         if "ours" in sides and "reference" in sides:
             o, r = sides["ours"], sides["reference"]
             rows.append({"metric": metric, "unit": o["unit"], "ours": o["rate"], "reference": r["rate"],
-                         "ratio": o["rate"] / r["rate"], "ours_detail": o, "reference_detail": r})
+                         "ratio": o["rate"] / r["rate"], "paired_ratio_median": sides.get("paired_ratio_median"),
+                         "paired_ratios": sides.get("paired_ratios"), "ours_detail": o, "reference_detail": r})
     from common import bench_device
     dev = bench_device()
     return {
@@ -63,9 +64,12 @@ def pytest_terminal_summary(terminalreporter) -> None:
     s = summary()
     tr = terminalreporter
     tr.section(f"ltbench: ours vs reference pipeline ({s['device']}: {s['device_name']})")
-    tr.write_line(f"{'metric':<28}{'ours':>14}{'reference':>14}{'ratio':>8}  unit")
+    tr.write_line(f"{'metric':<16}{'ours':>12}{'reference':>12}{'ratio':>8}{'paired':>8}  unit "
+                  "(ratio: of medians; paired: median of per-round ratios, rounds interleaved)")
     for r in s["rows"]:
-        tr.write_line(f"{r['metric']:<28}{r['ours']:>14,.1f}{r['reference']:>14,.1f}{r['ratio']:>8.2f}  {r['unit']}")
+        pr = r["paired_ratio_median"]
+        tr.write_line(f"{r['metric']:<16}{r['ours']:>12,.1f}{r['reference']:>12,.1f}{r['ratio']:>8.2f}"
+                      f"{(pr if pr is not None else float('nan')):>8.2f}  {r['unit']}")
     out = os.environ.get("LTBENCH_BENCH_OUT") or str(
         Path(__file__).parent / "results" / f"{s['device']}-{_dt.date.today().isoformat()}.json")
     Path(out).parent.mkdir(parents=True, exist_ok=True)

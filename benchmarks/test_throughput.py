@@ -11,12 +11,14 @@ Each side runs whole rounds of ``steps()`` steps after a warm-up round; medians 
 """
 from __future__ import annotations
 
-import pytest
+import statistics
+import time
+
 import torch
 import torch.nn.functional as F
 
 from common import bench_device, rounds, steps, use_compile
-from conftest import META, record
+from conftest import META, RESULTS, record
 from ltbench.models import create_network
 from ltbench.train.head import index_batches
 from ltbench.train.loop import autocast_for, cross_entropy_step
@@ -40,19 +42,32 @@ def _net(data, dev, channels_last: bool):
     return net.to(memory_format=torch.channels_last) if channels_last else net
 
 
-def _run(benchmark, fn, dev):
+def _paired(benchmark, fns: dict, dev, metric: str, items: int, unit: str) -> None:
+    """Interleave the two sides: each pytest-benchmark round runs ours then the reference, timing each, so slow
+    drift of a shared machine hits both sides alike; the ratio is the median of the per-round ratios."""
+    times: dict[str, list[float]] = {"ours": [], "reference": []}
+
     def round_():
-        fn()
-        _sync(dev)
-    benchmark.pedantic(round_, rounds=rounds(), iterations=1, warmup_rounds=1)
-    return benchmark.stats.stats.median
+        for side in ("ours", "reference"):
+            _sync(dev)
+            t0 = time.perf_counter()
+            fns[side]()
+            _sync(dev)
+            times[side].append(time.perf_counter() - t0)
+    for side in fns:  # warm-up (compile, allocator, DataLoader start), not timed
+        fns[side]()
+    _sync(dev)
+    benchmark.pedantic(round_, rounds=rounds(), iterations=1, warmup_rounds=0)
+    ratios = [r / o for o, r in zip(times["ours"], times["reference"])]
+    for side in ("ours", "reference"):
+        record(metric, side, statistics.median(times[side]), items, unit, round_s=times[side])
+    RESULTS[metric]["paired_ratio_median"] = statistics.median(ratios)
+    RESULTS[metric]["paired_ratios"] = ratios
+    benchmark.extra_info.update({f"{s}_round_s": t for s, t in times.items()})
+    benchmark.extra_info["paired_ratio_median"] = statistics.median(ratios)
 
 
-@pytest.mark.parametrize("side", ["ours", "reference"])
-def test_stage1_train(benchmark, bench_data, side):
-    dev, k = bench_device(), steps()
-    META.update(steps_per_round=k, rounds=rounds(), reference_workers=workers(), compile=use_compile(),
-                bf16_autocast=dev.type == "cuda")
+def _stage1_fn(bench_data, dev, k, side):
     if side == "ours":
         net = _net(bench_data, dev, channels_last=True)
         model = torch.compile(net) if use_compile() else net
@@ -82,14 +97,18 @@ def test_stage1_train(benchmark, bench_data, side):
                 x, y = next(it)
                 reference_step(net, opt, x, y, dev)
     net.train()
-    med = _run(benchmark, fn, dev)
-    record("stage1_train", side, med, k * BATCH, "img/s")
-    benchmark.extra_info["images_per_s"] = k * BATCH / med
+    return fn
 
 
-@pytest.mark.parametrize("side", ["ours", "reference"])
-def test_eval(benchmark, bench_data, side):
+def test_stage1_train(benchmark, bench_data):
     dev, k = bench_device(), steps()
+    META.update(steps_per_round=k, rounds=rounds(), reference_workers=workers(), compile=use_compile(),
+                bf16_autocast=dev.type == "cuda")
+    fns = {side: _stage1_fn(bench_data, dev, k, side) for side in ("ours", "reference")}
+    _paired(benchmark, fns, dev, "stage1_train", k * BATCH, "img/s")
+
+
+def _eval_fn(bench_data, dev, k, side):
     net = _net(bench_data, dev, channels_last=side == "ours").eval()
     if side == "ours":
         def batches():
@@ -111,15 +130,17 @@ def test_eval(benchmark, bench_data, side):
             for _ in range(k):
                 x, _ = next(it)
                 net(x.to(dev, non_blocking=True))
-    med = _run(benchmark, fn, dev)
-    record("eval", side, med, k * EVAL_BATCH, "img/s")
-    benchmark.extra_info["images_per_s"] = k * EVAL_BATCH / med
+    return fn
 
 
-@pytest.mark.parametrize("side", ["ours", "reference"])
-def test_stage2_step(benchmark, bench_data, side):
-    """cRT-style classifier step: cached features (ours) vs frozen backbone on augmented images (reference)."""
+def test_eval(benchmark, bench_data):
     dev, k = bench_device(), steps()
+    fns = {side: _eval_fn(bench_data, dev, k, side) for side in ("ours", "reference")}
+    _paired(benchmark, fns, dev, "eval", k * EVAL_BATCH, "img/s")
+
+
+def _stage2_fn(bench_data, dev, k, side):
+    """cRT-style classifier step: cached features (ours) vs frozen backbone on augmented images (reference)."""
     net = _net(bench_data, dev, channels_last=side == "ours").eval()
     head = torch.nn.Linear(net.num_features, bench_data.num_classes).to(dev)
     opt = _sgd(head.parameters())
@@ -155,7 +176,11 @@ def test_stage2_step(benchmark, bench_data, side):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-    med = _run(benchmark, fn, dev)
+    return fn
+
+
+def test_stage2_step(benchmark, bench_data):
+    dev, k = bench_device(), steps()
+    fns = {side: _stage2_fn(bench_data, dev, k, side) for side in ("ours", "reference")}
     # rate unit: steps/s (the ratio is the step-time speed-up)
-    record("stage2_step", side, med, k, "steps/s")
-    benchmark.extra_info["step_ms"] = 1000 * med / k
+    _paired(benchmark, fns, dev, "stage2_step", k, "steps/s")
