@@ -16,6 +16,8 @@ from ltbench.train.head import train_head
 
 @register_method("crt")
 class CRT(Method):
+    """cRT: re-initialised linear classifier, class-balanced, frozen extractor (Kang et al. 2020)."""
+
     name = "crt"
     defaults = {"balanced": True}
 

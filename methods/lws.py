@@ -14,6 +14,8 @@ from ltbench.train.head import train_head
 
 @register_method("lws")
 class LWS(Method):
+    """LWS: learnable per-class scales on the frozen stage-1 classifier (Kang et al. 2020)."""
+
     name = "lws"
     defaults = {"balanced": True}
 

@@ -33,6 +33,8 @@ def bma_log_probs(head: torch.nn.Module, feats: torch.Tensor) -> torch.Tensor:
 
 @register_method("swag")
 class SWAG(Method):
+    """SWAG: Bayesian model average over SWAG-sampled extractors with a re-trained classifier."""
+
     name = "swag"
     requires_swag = True
     defaults = {**POOL_DEFAULTS, "classifier": "sr", "eval_samples": None, "balanced": True}
