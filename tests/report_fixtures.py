@@ -1,6 +1,8 @@
 """Synthetic, audit-passing run folders for the report tests (no training: arrays are drawn directly)."""
 from __future__ import annotations
 
+import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +30,8 @@ def make_arrays(rng: np.random.Generator, acc: float, n_per_class: int = 30,
 def make_run(results: Path, method: str, stage1: str, seed: int, acc: float, dataset: str = "cifar10-lt",
              imbalance: int | None = 100, reduced: bool = False, counts=TRAIN_COUNTS) -> tuple[Path, dict]:
     """Write one run folder the way ``bench.py run`` lays it out; return (folder, metrics)."""
-    rng = np.random.default_rng(hash((method, stage1, seed, dataset, imbalance)) % 2**32)
-    arrays = make_arrays(rng, acc, num_classes=len(counts))
-    # np.float32 round trip first, so the stored arrays give exactly these metrics when the audit recomputes them
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    rng = np.random.default_rng(zlib.crc32(f"{method}/{stage1}/{seed}/{dataset}/{imbalance}".encode()))
+    arrays = make_arrays(rng, acc, num_classes=len(counts))  # already in the stored dtypes, so the audit agrees
     metrics = compute_metrics(arrays, np.asarray(counts))
     tag = dataset + (f"-if{imbalance}" if imbalance is not None else "")
     config = {"method": method, "dataset": dataset, "imbalance": imbalance, "dataset_tag": tag,
@@ -41,3 +41,22 @@ def make_run(results: Path, method: str, stage1: str, seed: int, acc: float, dat
     d = write_run(run_dir(results, tag, f"{stage1}-{method}", seed), config, metrics, arrays,
                   [{"epoch": 0}], b"\x89PNG fake")
     return d, metrics
+
+
+def build_results(root: Path) -> dict[str, Path]:
+    """A small results tree covering: several seeds, a single seed, a reduced setting, a mixed full/reduced setting
+    and a run whose metrics.json was tampered with (so it fails the audit)."""
+    out = {}
+    for s in range(3):
+        make_run(root, "ce", "sgd", s, 0.45)
+        make_run(root, "crt", "sgd", s, 0.62)
+    make_run(root, "crt", "swa", 0, 0.55)
+    for s in range(2):
+        make_run(root, "lws", "swa", s, 0.5, dataset="cifar100-lt", imbalance=50, reduced=True)
+    make_run(root, "lws", "sgd", 0, 0.4, dataset="cifar100-lt", imbalance=50)
+    out["dropped_reduced"], _ = make_run(root, "lws", "sgd", 1, 0.9, dataset="cifar100-lt", imbalance=50, reduced=True)
+    bad, metrics = make_run(root, "tau_norm", "sgd", 0, 0.99)
+    metrics["acc"] = 99.0  # no longer what predictions.npz gives
+    (bad / "metrics.json").write_text(json.dumps(metrics))
+    out["bad"] = bad
+    return out

@@ -65,7 +65,8 @@ def plot_reliability(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
     for ax, (s, m, g) in zip(axes.flat, settings):
         arrays, _ = pooled_predictions(list(g["dir"]))
         reliability_axes(ax, arrays)
-        ax.set_title(f"{setting_label(s, m, g.reduced.any())} ({len(g)} seed{'s' * (len(g) > 1)})", fontsize=9)
+        seeds = f"{len(g)} seeds pooled" if len(g) > 1 else "1 seed"
+        ax.set_title(f"{setting_label(s, m, g.reduced.any())} ({seeds})", fontsize=9)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle(f"{tag}: reliability per method", fontsize=10)
