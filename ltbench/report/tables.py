@@ -145,14 +145,18 @@ def _footnote(agg: pd.DataFrame) -> str:
     return "; ".join(parts) + "."
 
 
-def render_markdown(agg: pd.DataFrame) -> str:
-    """A GitHub table: one column group per dataset tag, columns '<tag> acc', ..., '<tag> n'."""
+def render_markdown(agg: pd.DataFrame, keep_order: bool = False) -> str:
+    """A GitHub table: one column group per dataset tag, columns '<tag> acc', ..., '<tag> n'.
+
+    Rows go stage 1 then method, or in the order of ``agg`` with ``keep_order`` (the leaderboard ranks by accuracy).
+    """
     tags = list(dict.fromkeys(agg["dataset_tag"]))
     best = best_mask(agg)
     head = ["stage 1", "method"] + [f"{_dataset_label(t)} {name}" for t in tags for _, name, _ in METRICS] + \
         [f"{_dataset_label(t)} n" for t in tags]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
-    for s1, meth in _row_order(agg):
+    order = list(dict.fromkeys(zip(agg.stage1_mode, agg.method))) if keep_order else _row_order(agg)
+    for s1, meth in order:
         cells = [STAGE1_NAMES.get(s1, s1), METHOD_NAMES.get(meth, meth)]
         ns = []
         for t in tags:
