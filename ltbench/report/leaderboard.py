@@ -87,7 +87,7 @@ def build_leaderboard(results: Path | str, baselines: Path | str | None = None, 
         lines += ["## Runs left out", ""] + [f"- {w.removeprefix('warning: ')}" for w in exclusion_lines(col)] + [""]
     if base is not None:
         lines += ["## Published baselines", "",
-                  f"[baselines.csv](baselines.csv) holds {len(base)} published numbers for "
+                  f"[baselines.csv](baselines.csv) holds {len(base)} rows of published numbers for "
                   f"{base.method.nunique()} methods on {', '.join(sorted(base.dataset.unique()))}, each with its "
                   "source. `bench.py compare` sets our runs beside them.", ""]
     _write(results / "README.md", "\n".join(lines).rstrip() + "\n", written)
