@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..checkpoint import atomic_write_bytes  # noqa: E402
@@ -102,6 +103,8 @@ def plot_per_class(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
         if counts.min() < x < counts.max():
             ax.axvline(x, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(FormatStrFormatter("%g") if counts.max() / counts.min() < 20 else NullFormatter())
     ax.set_xlabel("training images in the class (log scale)")
     ax.set_ylabel("test accuracy of the class (%)")
     ax.set_ylim(-3, 103)
