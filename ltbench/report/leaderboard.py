@@ -65,7 +65,8 @@ def build_leaderboard(results: Path | str, baselines: Path | str | None = None, 
                   "[CSV](tables/results.csv).", ""]
         for tag in agg.dataset_tag.unique():
             sub = agg[agg.dataset_tag == tag].sort_values("acc_mean", ascending=False, kind="stable")
-            lines += [f"## {tag}", "", "Rows ranked by accuracy.", "", render_markdown(sub.reset_index(drop=True), keep_order=True)]
+            lines += [f"## {tag}", "", "Rows ranked by accuracy.", "",
+                      render_markdown(sub.reset_index(drop=True), keep_order=True)]
             if plots:
                 lines += [f"![reliability](plots/{tag}-reliability.png)",
                           f"![reliability overlaid](plots/{tag}-reliability-overlay.png)",
