@@ -25,6 +25,12 @@ def predict_log_probs(predictor: Predictor, data, device: torch.device, batch_si
     for x, y in data.eval_batches(split, batch_size, device):
         outs.append(predictor(x).float().cpu())
         labels.append(y.cpu())
+    from .distributed import gather_ordered, rank_world
+    if rank_world()[1] > 1 and hasattr(data, "eval_indices"):  # DDP: each rank holds its shard; order and check
+        total = len(data.test_labels if split == "test" else data.train_labels)
+        lp = torch.cat(outs) if outs else torch.zeros(0, data.num_classes)
+        yy = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+        return gather_ordered(data.eval_indices(split), lp, yy, total=total)
     return torch.cat(outs), torch.cat(labels)
 
 
