@@ -20,12 +20,13 @@ STAGE1_MODES = ("sgd", "swa")
 
 @dataclass
 class Stage1Config:
-    """Feature-extractor training. ``swa_start`` / ``warmup_epochs`` are in epochs of the protocol schedule and
+    """Feature-extractor training. ``swa_start`` / ``warmup_epochs`` are in epochs of the preset schedule (``preset_epochs``) and
     are scaled when ``--epochs`` shortens it."""
 
     arch: str = "resnet32"
     epochs: int = 200
-    protocol_epochs: int | None = None
+    protocol_epochs: int | None = None   # the dataset protocol's epochs: fewer = a reduced schedule
+    preset_epochs: int | None = None     # the epochs warmup_epochs / swa_start are written for
     batch_size: int = 128
     lr: float = 0.1
     momentum: float = 0.9
@@ -42,6 +43,8 @@ class Stage1Config:
     def __post_init__(self) -> None:
         if self.protocol_epochs is None:
             self.protocol_epochs = self.epochs
+        if self.preset_epochs is None:
+            self.preset_epochs = self.epochs
 
 
 @dataclass
@@ -96,7 +99,7 @@ class RunConfig:
     def stage1_schedule(self) -> dict[str, float]:
         """Warm-up and SWA start scaled to the actual number of epochs (at least one averaging epoch)."""
         s = self.stage1
-        ratio = s.epochs / s.protocol_epochs
+        ratio = s.epochs / s.preset_epochs
         swa_start = min(int(round(s.swa_start * ratio)), s.epochs - 1)
         return {"warmup_epochs": float(s.warmup_epochs) * ratio, "swa_start": max(swa_start, 0)}
 
@@ -165,6 +168,7 @@ def resolve(method: str, dataset: str, imbalance: int | None, stage1_mode: str, 
         if epochs < 1:
             raise LtbenchError("--epochs must be at least 1")
         s1.setdefault("protocol_epochs", s1.get("epochs", Stage1Config.epochs))
+        s1.setdefault("preset_epochs", s1.get("epochs", Stage1Config.epochs))
         s1["epochs"] = epochs
     if stage2_epochs is not None:
         if stage2_epochs < 1:

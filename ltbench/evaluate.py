@@ -34,9 +34,19 @@ def predict_log_probs(predictor: Predictor, data, device: torch.device, batch_si
     return torch.cat(outs), torch.cat(labels)
 
 
-def evaluate(predictor: Predictor, data, device: torch.device, batch_size: int = 256
+def evaluate(predictor: Predictor | torch.Tensor, data, device: torch.device, batch_size: int = 256
              ) -> tuple[dict[str, np.ndarray], dict, torch.Tensor]:
-    """(prediction arrays, metrics, log-probabilities) on the test set."""
-    log_probs, labels = predict_log_probs(predictor, data, device, batch_size)
+    """(prediction arrays, metrics, log-probabilities) on the test set.
+
+    ``predictor`` is a function of test images, or the test log-probabilities themselves ([N, C], in test-set
+    order) for methods that predict from cached test features.
+    """
+    if torch.is_tensor(predictor):
+        log_probs, labels = predictor.float().cpu(), data.test_labels.cpu()
+        if log_probs.shape != (len(labels), data.num_classes):
+            raise ValueError(f"test log-probabilities have shape {tuple(log_probs.shape)}, expected "
+                             f"({len(labels)}, {data.num_classes})")
+    else:
+        log_probs, labels = predict_log_probs(predictor, data, device, batch_size)
     arrays = prediction_arrays(log_probs, labels)
     return arrays, compute_metrics(arrays, data.class_counts()), log_probs

@@ -73,6 +73,8 @@ def get_stage1(cfg: RunConfig, data, device: torch.device, echo: Echo = print) -
     net = create_network(cfg.stage1.arch, data.num_classes)
     net.load_state_dict(final["network"])
     net = net.to(device).eval()
+    if cfg.stage1.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     swag = Swag.from_state_dict(final["swag"], device) if final.get("swag") is not None else None
     return Stage1Artifact(net, swag, final["log"], d, final["seconds"])
 

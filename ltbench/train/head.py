@@ -1,0 +1,70 @@
+"""Stage-2 classifier training on cached features, with a checkpoint per epoch so a killed run resumes.
+
+Used by cRT, LWS, SWAG and SRepr: they differ only in the trainable module and the loss on a batch of indices.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from ..checkpoint import atomic_torch_save, load_checkpoint
+from ..data.samplers import class_balanced_indices, instance_indices
+from .loop import sgd, train_one_epoch
+from .schedules import warmup_cosine
+
+# idx (a batch of training indices on the device) -> (mean loss, #correct, batch size)
+BatchLoss = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, int]]
+
+
+def ce_on_features(head: nn.Module, z: torch.Tensor, y: torch.Tensor) -> BatchLoss:
+    """Cross-entropy of ``head`` on the cached features ``z`` (the cRT / LWS stage-2 loss)."""
+    def loss(idx: torch.Tensor):
+        logits = head(z[idx])
+        return nn.functional.cross_entropy(logits, y[idx]), (logits.argmax(1) == y[idx]).sum(), len(idx)
+    return loss
+
+
+def index_batches(labels: torch.Tensor, batch_size: int, generator: torch.Generator, balanced: bool):
+    n = len(labels)
+    idx = class_balanced_indices(labels, n, generator) if balanced else instance_indices(n, generator)
+    idx = idx.to(labels.device)
+    for s in range(0, n, batch_size):
+        yield (idx[s:s + batch_size],)
+
+
+def train_head(module: nn.Module, params, labels: torch.Tensor, batch_loss: BatchLoss, ctx,
+               balanced: bool = True, tag: str = "head") -> nn.Module:
+    """Train ``params`` of ``module`` for ``ctx.cfg.stage2.epochs`` epochs (cosine lr to 0, SGD as in stage 1).
+
+    The per-epoch checkpoint lives in ``ctx.workdir``; rows are appended to ``ctx.log``.
+    """
+    cfg = ctx.cfg.stage2
+    opt = sgd(params, cfg)
+    gen = ctx.generator
+    ck_path: Path = ctx.workdir / f"{tag}-ckpt.pt"
+    start = 0
+    ck = load_checkpoint(ck_path)
+    if ck is not None:
+        module.load_state_dict(ck["module"])
+        opt.load_state_dict(ck["optimizer"])
+        gen.set_state(ck["generator"])
+        ctx.log[:] = ck["log"]
+        start = ck["epoch"]
+        ctx.echo(f"stage 2: resuming {tag} from epoch {start}/{cfg.epochs}")
+    steps = (len(labels) + cfg.batch_size - 1) // cfg.batch_size
+    lr_at = lambda t: warmup_cosine(t, cfg.lr, cfg.epochs)  # noqa: E731
+    step = lambda b: batch_loss(b[0])  # noqa: E731
+    for epoch in range(start, cfg.epochs):
+        module.train()
+        row = train_one_epoch(opt, index_batches(labels, cfg.batch_size, gen, balanced), step, lr_at, epoch,
+                              steps, ctx.device, bf16=False, what=f"stage 2 ({tag})")
+        ctx.log.append(row)
+        ctx.echo(f"stage 2 [{tag}] epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  "
+                 f"train acc {row['train_acc']:.1f}%  lr {row['lr']:.4f}")
+        atomic_torch_save(ck_path, {"module": module.state_dict(), "optimizer": opt.state_dict(),
+                                    "generator": gen.get_state(), "log": list(ctx.log), "epoch": epoch + 1})
+    module.eval()
+    return module

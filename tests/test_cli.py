@@ -1,0 +1,122 @@
+"""The CLI contract: clear errors, non-zero exit and nothing written for bad input; a real smoke run per tiny set."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bench import cli
+from ltbench.audit import check_run
+from ltbench.metrics import compute_metrics
+from conftest import AUDIT_TOOL, REPO
+
+
+def _run(args, tmp_path):
+    res = CliRunner().invoke(cli, ["run", "--results", str(tmp_path / "res"), "--quiet", *args])
+    return res, tmp_path / "res"
+
+
+def _no_runs(results):
+    return not (results / "runs").exists() or not any((results / "runs").rglob("metrics.json"))
+
+
+def test_missing_data_root(tmp_path):
+    res, out = _run(["--method", "ce", "--dataset", "cifar100-lt", "--data-root", str(tmp_path / "absent")], tmp_path)
+    assert res.exit_code == 2
+    assert "does not exist" in res.output and str(tmp_path / "absent") in res.output
+    assert "download" in res.output.lower()
+    assert _no_runs(out)
+
+
+def test_empty_data_root_says_where_it_looked(tmp_path):
+    (tmp_path / "empty").mkdir()
+    res, out = _run(["--method", "ce", "--dataset", "cifar10-lt", "--data-root", str(tmp_path / "empty")], tmp_path)
+    assert res.exit_code == 2 and "looked for" in res.output and "cifar-10-batches-py" in res.output
+    assert _no_runs(out)
+
+
+def test_unknown_dataset_lists_valid(tmp_path):
+    res, out = _run(["--method", "ce", "--dataset", "cifar1000"], tmp_path)
+    assert res.exit_code == 2 and "unknown dataset 'cifar1000'" in res.output
+    assert "cifar100-lt" in res.output and "cifar10-lt-tiny" in res.output
+    assert _no_runs(out)
+
+
+def test_unknown_method_lists_valid(tmp_path):
+    res, out = _run(["--method", "magic", "--dataset", "cifar10-lt-tiny"], tmp_path)
+    assert res.exit_code == 2 and "unknown method 'magic'" in res.output
+    for m in ("ce", "crt", "lws", "tau_norm", "swag", "srepr"):
+        assert m in res.output
+    assert _no_runs(out)
+
+
+def test_unsupported_imbalance(tmp_path):
+    res, out = _run(["--method", "ce", "--dataset", "cifar100-lt", "--imbalance", "30"], tmp_path)
+    assert res.exit_code == 2 and "unsupported imbalance factor 30" in res.output and "10, 50, 100, 200" in res.output
+    assert _no_runs(out)
+
+
+def test_swag_method_needs_swa_extractor(tmp_path):
+    res, out = _run(["--method", "srepr", "--dataset", "cifar10-lt-tiny", "--stage1", "sgd"], tmp_path)
+    assert res.exit_code == 2 and "--stage1 swa" in res.output
+    assert _no_runs(out)
+
+
+def test_list_shows_methods_and_dataset_sizes():
+    res = CliRunner().invoke(cli, ["list"])
+    assert res.exit_code == 0
+    assert "10,847" in res.output and "12,406" in res.output and "srepr" in res.output
+
+
+@pytest.mark.parametrize("dataset", ["cifar10-lt-tiny", "cifar100-lt-tiny"])
+def test_smoke_run_writes_an_auditable_folder(tmp_path, dataset):
+    """The default job on each bundled tiny set, through the real script in a subprocess."""
+    res = subprocess.run([sys.executable, str(REPO / "bench.py"), "run", "--method", "ce", "--dataset", dataset,
+                          "--results", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    d = tmp_path / "runs" / dataset / "sgd-ce" / "seed0"
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "log.jsonl", "metrics.json", "predictions.npz",
+                                                   "reliability.png"]
+    assert "acc" in res.stdout and "sgd-ce" in res.stdout            # the results table
+    assert "epoch 30/30" in res.stderr                                # progress output
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["reduced"] is True and cfg["stage1"]["epochs"] == 30 and cfg["environment"]["torch"]
+    rows = [json.loads(l) for l in (d / "log.jsonl").read_text().splitlines()]
+    assert len(rows) == 30 and all({"loss", "lr", "train_acc", "images_per_s"} <= r.keys() for r in rows)
+    z = np.load(d / "predictions.npz")
+    assert z["labels"].dtype == np.int64 and z["confidence"].dtype == np.float32 and "logits" not in z.files
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert metrics == pytest.approx(compute_metrics({k: z[k] for k in z.files}, np.array(cfg["train_class_counts"])))
+    assert check_run(d) == []
+    if AUDIT_TOOL.is_file():
+        audit = subprocess.run([sys.executable, str(AUDIT_TOOL), str(d), "--tol", "1e-4"], capture_output=True, text=True)
+        assert audit.returncode == 0 and audit.stdout.startswith("ok"), audit.stdout
+    # running the same command again skips the finished run
+    again = subprocess.run([sys.executable, str(REPO / "bench.py"), "run", "--method", "ce", "--dataset", dataset,
+                            "--results", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 0 and "skip" in again.stderr
+
+
+def test_console_script_is_bench_cli():
+    from importlib.metadata import entry_points
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "ltbench"]
+    assert ep.load() is cli
+
+
+@pytest.mark.slow
+def test_issue_command_cifar100_if100_two_epochs(tmp_path, shared_data):
+    """The foundation's acceptance command on real data (about 2 minutes on 2 CPU cores)."""
+    res = subprocess.run([sys.executable, str(REPO / "bench.py"), "run", "--method", "ce", "--dataset", "cifar100-lt",
+                          "--imbalance", "100", "--epochs", "2", "--data-root", str(shared_data), "--results",
+                          str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    d = tmp_path / "runs" / "cifar100-lt-if100" / "sgd-ce" / "seed0"
+    m = json.loads((d / "metrics.json").read_text())
+    assert (m["n_train"], m["n_test"], m["n_classes_many"], m["n_classes_medium"], m["n_classes_few"]) == \
+        (10847, 10000, 35, 35, 30)
+    if AUDIT_TOOL.is_file():
+        audit = subprocess.run([sys.executable, str(AUDIT_TOOL), str(d), "--cifar100-if", "100", "--tol", "1e-4"],
+                               capture_output=True, text=True)
+        assert audit.returncode == 0, audit.stdout
