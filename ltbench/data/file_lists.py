@@ -410,16 +410,21 @@ class FileListLTData:
         yield from self._batches(self.train_files, self.train_y, chunks, device)
 
     def eval_indices(self, split: str = "test") -> torch.Tensor:
-        """Dataset positions this rank evaluates, in the order ``eval_batches`` yields them."""
+        """Dataset positions this rank evaluates with ``sharded=True``, in the order ``eval_batches`` yields them."""
         from ..distributed import rank_world, shard
         rank, world = rank_world()
         n = len(self.test_y if split == "test" else self.train_y)
         return shard(torch.arange(n), rank, world)
 
-    def eval_batches(self, split: str, batch_size: int, device: torch.device) -> Iterator[Batch]:
-        """Un-augmented batches (resize + centre crop) of this rank's part of ``split`` ("test" or "train")."""
+    def eval_batches(self, split: str, batch_size: int, device: torch.device,
+                     sharded: bool = False) -> Iterator[Batch]:
+        """Un-augmented batches (resize + centre crop) of ``split`` ("test" or "train"), in dataset order.
+
+        ``sharded=True`` (the evaluator under DDP) serves only this rank's ``eval_indices``; the caller gathers.
+        The default serves everything on every rank, so callers that do not gather stay correct.
+        """
         files, y = (self.test_files, self.test_y) if split == "test" else (self.train_files, self.train_y)
-        idx = self.eval_indices(split).tolist()
+        idx = self.eval_indices(split).tolist() if sharded else list(range(len(y)))
         keys = [(i, -1) for i in idx]
         chunks = [keys[s:s + batch_size] for s in range(0, len(keys), batch_size)]
         yield from self._batches(files, y, chunks, device)
