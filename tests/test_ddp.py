@@ -48,6 +48,24 @@ def _env(cache: Path) -> dict:
     return env
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (torchrun starts its workers in their own sessions, so killpg misses them)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
 def _torchrun(nproc: int, *args: str) -> list[str]:
     return [PY, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
 
@@ -155,7 +173,7 @@ def test_ddp_run_killed_mid_way_resumes_on_another_world_size(tree, tmp_path):
     preset.write_text(TINY_PRESET.format(epochs=epochs, lr=0.02, swa_lr=0.01))
     cache = tmp_path / "cache"
     p = subprocess.Popen(_torchrun(2, *_bench_run(tree, preset, tmp_path / "res")), env=_env(cache), cwd=REPO,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 240
         ck = None
@@ -167,8 +185,13 @@ def test_ddp_run_killed_mid_way_resumes_on_another_world_size(tree, tmp_path):
             time.sleep(0.05)
         assert ck is not None, "no checkpoint appeared before the run ended"
     finally:
-        os.killpg(p.pid, signal.SIGKILL)  # the whole torchrun tree, as a node failure would
+        for pid in [p.pid] + _descendants(p.pid):  # the whole torchrun tree at once, as a node failure would
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         p.wait()
+        time.sleep(0.5)
     saved = torch.load(ck, weights_only=False)
     assert saved["world_size"] == 2 and 1 <= saved["epoch"] < epochs
     assert not any(k.startswith("module.") for k in saved["network"])
