@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from .config import RunConfig
+from .distributed import barrier, init_from_env, is_main, launched_by_torchrun
 from .errors import LtbenchError
 from .evaluate import evaluate
 from .method import Stage2Context
@@ -79,10 +80,14 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
     method_cls.check_stage1(cfg.stage1_mode)
     method = method_cls(**cfg.method_options)
     spec = get_dataset(cfg.dataset)
-    device = resolve_device(cfg.device)
-    check_writable(cfg.results)
+    # torchrun: join the process group (NCCL on GPU, gloo on CPU); only rank 0 talks and writes
+    device = init_from_env(cfg.device) if launched_by_torchrun() else resolve_device(cfg.device)
+    if not is_main():
+        echo = lambda s: None  # noqa: E731
+    if is_main():
+        check_writable(cfg.results)
     t0 = time.perf_counter()
-    data = spec.load(cfg.data_root, cfg.imbalance)
+    data = spec.load(cfg.data_root, cfg.imbalance, **cfg.data) if cfg.data else spec.load(cfg.data_root, cfg.imbalance)
     if cfg.imbalance is None and getattr(spec, "default_imbalance", None) is not None:
         raise LtbenchError("internal: imbalance must be resolved before execute()")
     set_determinism(cfg.seed, cfg.deterministic)
@@ -103,9 +108,12 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
         "wall_time_s": time.perf_counter() - t0, "stage1_train_time_s": art.seconds,
         "stage2_time_s": stage2_seconds, "stage1_cache": str(art.dir),
         "train_class_counts": [int(c) for c in data.class_counts()],
+        "world_size": int(os.environ.get("WORLD_SIZE", 1)),
     })
     rows = [dict(r, stage=1) for r in art.log] + [dict(r, stage=2) for r in ctx.log]
     title = f"{cfg.dataset_tag} {cfg.run_name} seed{cfg.seed}" + (" (reduced)" if cfg.reduced else "")
-    write_run(out, config, metrics, arrays, rows, reliability_png(arrays, title),
-              logits=log_probs.numpy() if cfg.save_logits else None, replace=force)
+    if is_main():
+        write_run(out, config, metrics, arrays, rows, reliability_png(arrays, title),
+                  logits=log_probs.numpy() if cfg.save_logits else None, replace=force)
+    barrier()
     return out
