@@ -59,7 +59,13 @@ def get_method_names_needing_swag() -> set[str]:
 
 
 def env_with_cache(cache: Path) -> dict[str, str]:
-    env = dict(os.environ, LTBENCH_CACHE=str(cache), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    """Environment of a test subprocess: its own stage-1 cache, offline, one CPU thread.
+
+    One thread: on a loaded machine OpenMP threads that wait on each other in every op make a run 3-4x slower, and
+    CPU results depend on the thread count, so fixing it also makes every subprocess comparable.
+    """
+    env = dict(os.environ, LTBENCH_CACHE=str(cache), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
+               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
