@@ -1,6 +1,7 @@
 """One benchmark run end to end: config -> data -> stage 1 (cached) -> method -> evaluator -> run store."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -10,16 +11,18 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
+from .checkpoint import file_lock
 from .config import RunConfig
 from .distributed import barrier, init_from_env, is_main, launched_by_torchrun
-from .errors import LtbenchError
+from .errors import DivergedError, LtbenchError
 from .evaluate import evaluate
 from .method import Stage2Context
 from .registry import get_dataset, get_method
 from .report.reliability import reliability_png
-from .store import check_writable, is_complete, run_dir, write_run
+from .store import RunExistsError, check_writable, is_complete, run_dir, write_run
 from .train.stage1 import cache_root, get_stage1, stage1_dir
 
 Echo = Callable[[str], None]
@@ -99,9 +102,18 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
                         generator=torch.Generator().manual_seed(cfg.seed + 1),
                         workdir=stage2_workdir(cfg, stage1_dir(cfg)), echo=echo)
     t1 = time.perf_counter()
-    predictor = method.fit(ctx)
+    # Stage 2 must not depend on whether stage 1 was trained in this process or loaded from the cache (a resumed
+    # run loads it), so the global RNG is reseeded here; the stage-2 lock makes two processes running the same
+    # stage 2 take turns (the second resumes from, or reuses, the first's checkpoint) instead of racing on it.
+    torch.manual_seed(cfg.seed + 2)
+    with file_lock(ctx.workdir / ".lock") if is_main() else contextlib.nullcontext():
+        predictor = method.fit(ctx)
     stage2_seconds = time.perf_counter() - t1
     arrays, metrics, log_probs = evaluate(predictor, data, device, cfg.eval_batch_size)
+    bad = [k for k in ("confidence", "log_prob_true", "sq_prob_sum") if not np.all(np.isfinite(arrays[k]))]
+    if bad:
+        raise DivergedError(f"{cfg.run_name} diverged: the test predictions are not finite ({', '.join(bad)}). "
+                            "Nothing was recorded as a result; lower the learning rate or check the data.")
     config = cfg.to_dict()
     config.update({
         "method_options": method.options, "method_info": ctx.info, "environment": environment(device),
@@ -113,7 +125,12 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
     rows = [dict(r, stage=1) for r in art.log] + [dict(r, stage=2) for r in ctx.log]
     title = f"{cfg.dataset_tag} {cfg.run_name} seed{cfg.seed}" + (" (reduced)" if cfg.reduced else "")
     if is_main():
-        write_run(out, config, metrics, arrays, rows, reliability_png(arrays, title),
-                  logits=log_probs.numpy() if cfg.save_logits else None, replace=force)
+        try:
+            write_run(out, config, metrics, arrays, rows, reliability_png(arrays, title),
+                      logits=log_probs.numpy() if cfg.save_logits else None, replace=force)
+        except RunExistsError as e:
+            if not is_complete(out):
+                raise
+            echo(f"skip: {e}")  # a concurrent process recorded this run first: keep its folder, not an error
     barrier()
     return out

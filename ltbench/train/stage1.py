@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,8 @@ def get_stage1(cfg: RunConfig, data, device: torch.device, echo: Echo = print) -
     d = stage1_dir(cfg)
     # DDP: rank 0 holds the lock and reads the cache; the others get its answer (no shared filesystem needed)
     with file_lock(d / ".lock") if is_main() else contextlib.nullcontext():
+        if is_main():
+            remove_stale_partials(d)
         final = broadcast_object(load_checkpoint(d / "final.pt") if is_main() else None)
         if final is None:
             train_stage1(cfg, data, device, d, echo)
@@ -77,6 +80,28 @@ def get_stage1(cfg: RunConfig, data, device: torch.device, echo: Echo = print) -
         net = net.to(memory_format=torch.channels_last)
     swag = Swag.from_state_dict(final["swag"], device) if final.get("swag") is not None else None
     return Stage1Artifact(net, swag, final["log"], d, final["seconds"])
+
+
+def remove_stale_partials(d: Path) -> None:
+    """Tidy ``d`` under its lock: half-written ``.*.tmp`` files of a killed writer, and a ``ckpt.pt`` that a kill
+    between writing ``final.pt`` and deleting it left behind (``final.pt`` wins)."""
+    if not d.is_dir():
+        return
+    for f in d.glob(".*.tmp"):
+        f.unlink(missing_ok=True)
+    if (d / "final.pt").is_file():
+        (d / "ckpt.pt").unlink(missing_ok=True)
+
+
+def invalidate_derived(d: Path) -> None:
+    """Drop caches computed from an earlier ``final.pt`` of ``d`` (features, stage-2 checkpoints).
+
+    Called when stage 1 is (re)trained: after a user deleted a corrupt ``final.pt``, or retrained without
+    ``--deterministic``, stale features or a finished stage-2 checkpoint would otherwise be reused silently.
+    """
+    shutil.rmtree(d / "features", ignore_errors=True)
+    for w in (cache_root() / "stage2").glob(f"{d.name}-*"):
+        shutil.rmtree(w, ignore_errors=True)
 
 
 def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo = print) -> None:
@@ -134,6 +159,7 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
         net = network_with_weights(net, swag.mean, data.train_batches(s.batch_size, gen, device, **kw))
         seconds += time.perf_counter() - t0
     if is_main():
+        invalidate_derived(d)
         atomic_torch_save(d / "final.pt", {
             "network": {k: v.contiguous() for k, v in net.state_dict().items()},
             "swag": swag.state_dict() if swag is not None else None, "log": log, "seconds": seconds,
