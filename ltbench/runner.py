@@ -57,9 +57,12 @@ def git_commit() -> str | None:
         return None
 
 
+_STARTED_AT_COMMIT = git_commit()  # the code this process runs, even if HEAD moves while it trains
+
+
 def environment(device: torch.device) -> dict:
     return {
-        "git_commit": git_commit(), "torch": torch.__version__, "cuda": torch.version.cuda,
+        "git_commit": _STARTED_AT_COMMIT, "torch": torch.__version__, "cuda": torch.version.cuda,
         "device": device.type,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
