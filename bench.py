@@ -121,7 +121,7 @@ def list_cmd() -> None:
     click.echo("methods:")
     for m in method_names():
         cls = get_method(m)
-        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         click.echo(f"  {m:<10} {'[needs --stage1 swa] ' if cls.requires_swag else ''}{doc}")
     click.echo("datasets:")
     for d in dataset_names():

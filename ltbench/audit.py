@@ -39,8 +39,19 @@ def check_run(d: Path, tol: float = 1e-6) -> list[str]:
         metrics = json.loads((d / "metrics.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         return [f"unreadable json: {e}"]
+    if not isinstance(config, dict) or not isinstance(metrics, dict):
+        return ["config.json and metrics.json must each hold one JSON object"]
+    try:
+        for no, line in enumerate((d / "log.jsonl").read_text().splitlines(), 1):
+            if line.strip():
+                json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        problems.append(f"log.jsonl line {no} is not JSON ({e})")
     problems += [f"config.json lacks {k!r}" for k in CONFIG_KEYS if k not in config]
     problems += [f"metrics.json lacks {k!r}" for k in METRIC_KEYS if k not in metrics]
+    problems += [f"metrics.json[{k!r}] is {type(metrics[k]).__name__}, not a number" for k in METRIC_KEYS
+                 if k in metrics and metrics[k] is not None
+                 and (isinstance(metrics[k], bool) or not isinstance(metrics[k], (int, float)))]
     if problems:
         return problems
     tag = config["dataset"] + (f"-if{config['imbalance']}" if config["imbalance"] is not None else "")
@@ -80,3 +91,41 @@ def check_run(d: Path, tol: float = 1e-6) -> list[str]:
         elif not _close(r, v, tol):
             problems.append(f"{k}: metrics.json says {r}, recomputed {v}")
     return problems
+
+
+def check_all(results: Path | str, tol: float = 1e-6) -> dict[Path, list[str]]:
+    """Problems of every entry under ``<results>/runs`` that is or should be a run folder, by path.
+
+    Beyond ``check_run`` on each ``<dataset>/<stage1>-<method>/seed<S>`` folder (complete or not), this flags the
+    hidden ``.seed<S>.tmp-*`` / ``.old-*`` folders a killed writer leaves behind and stray entries that do not fit
+    the layout, so a reader knows what the tables will leave out and why. Sound runs map to an empty list.
+    """
+    root = Path(results) / "runs"
+    out: dict[Path, list[str]] = {}
+    if not root.is_dir():
+        return out
+    for ds in sorted(root.iterdir()):
+        if ds.name.startswith(".probe-"):
+            out[ds] = ["leftover write probe (a killed process); safe to delete"]
+            continue
+        if not ds.is_dir():
+            out[ds] = ["stray file: expected only <dataset> folders under runs/"]
+            continue
+        for name in sorted(ds.iterdir()):
+            if not name.is_dir() or "-" not in name.name or name.name.startswith("."):
+                out[name] = ["stray entry: expected <stage1>-<method> folders"]
+                continue
+            for seed in sorted(name.iterdir()):
+                if seed.name.startswith(".") and (".tmp-" in seed.name or ".old-" in seed.name):
+                    out[seed] = ["leftover of an interrupted write (not a run; `results check --clean` removes it)"]
+                elif not seed.is_dir() or not seed.name.startswith("seed") or not seed.name[4:].isdigit():
+                    out[seed] = ["stray entry: expected seed<S> run folders"]
+                else:
+                    out[seed] = check_run(seed, tol)
+    return out
+
+
+def is_leftover(path: Path) -> bool:
+    """True for the hidden tmp/old folders and write probes that ``check_all`` reports as leftovers."""
+    n = Path(path).name
+    return n.startswith(".probe-") or (n.startswith(".") and (".tmp-" in n or ".old-" in n))

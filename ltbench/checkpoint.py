@@ -25,6 +25,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results and tables are meant to be read by others
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(OSError):

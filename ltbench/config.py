@@ -82,6 +82,7 @@ class RunConfig:
     device: str = "auto"
     deterministic: bool = False
     save_logits: bool = False
+    data: dict[str, Any] = field(default_factory=dict)  # [data] preset table: dataset load options
 
     @property
     def reduced(self) -> bool:
@@ -111,6 +112,8 @@ class RunConfig:
         payload = {"dataset": self.dataset, "imbalance": self.imbalance, "mode": self.stage1_mode,
                    "seed": self.seed, "stage1": s, "schedule": self.stage1_schedule(),
                    "deterministic": self.deterministic}
+        if self.data:  # only split-list datasets have [data]; CIFAR keys stay unchanged
+            payload["data"] = {k: v for k, v in self.data.items() if k not in ("workers", "decode", "check_files")}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
@@ -180,5 +183,5 @@ def resolve(method: str, dataset: str, imbalance: int | None, stage1_mode: str, 
         method=method, dataset=dataset, imbalance=imbalance, stage1_mode=stage1_mode, seed=seed,
         preset=str(preset), stage1=_build(Stage1Config, s1, f"preset {preset} [stage1]"),
         stage2=_build(Stage2Config, s2, f"preset {preset} [stage2]"), method_options=options,
-        eval_batch_size=int(raw.get("eval", {}).get("batch_size", 256)), **kw,
+        eval_batch_size=int(raw.get("eval", {}).get("batch_size", 256)), data=dict(raw.get("data", {})), **kw,
     )

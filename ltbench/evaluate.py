@@ -21,10 +21,17 @@ def log_softmax_predictor(net: torch.nn.Module) -> Predictor:
 @torch.no_grad()
 def predict_log_probs(predictor: Predictor, data, device: torch.device, batch_size: int = 256,
                       split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    from .distributed import gather_ordered, rank_world
+    sharded = rank_world()[1] > 1 and hasattr(data, "eval_indices")  # DDP: each rank predicts its shard
     outs, labels = [], []
-    for x, y in data.eval_batches(split, batch_size, device):
+    for x, y in data.eval_batches(split, batch_size, device, **({"sharded": True} if sharded else {})):
         outs.append(predictor(x).float().cpu())
         labels.append(y.cpu())
+    if sharded:  # gather in dataset order; every example exactly once
+        total = len(data.test_labels if split == "test" else data.train_labels)
+        lp = torch.cat(outs) if outs else torch.zeros(0, data.num_classes)
+        yy = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+        return gather_ordered(data.eval_indices(split), lp, yy, total=total)
     return torch.cat(outs), torch.cat(labels)
 
 

@@ -1,6 +1,7 @@
 """One benchmark run end to end: config -> data -> stage 1 (cached) -> method -> evaluator -> run store."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -10,15 +11,18 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
+from .checkpoint import file_lock
 from .config import RunConfig
-from .errors import LtbenchError
+from .distributed import barrier, init_from_env, is_main, launched_by_torchrun
+from .errors import DivergedError, LtbenchError
 from .evaluate import evaluate
 from .method import Stage2Context
 from .registry import get_dataset, get_method
 from .report.reliability import reliability_png
-from .store import check_writable, is_complete, run_dir, write_run
+from .store import RunExistsError, check_writable, is_complete, run_dir, write_run
 from .train.stage1 import cache_root, get_stage1, stage1_dir
 
 Echo = Callable[[str], None]
@@ -53,9 +57,12 @@ def git_commit() -> str | None:
         return None
 
 
+_STARTED_AT_COMMIT = git_commit()  # the code this process runs, even if HEAD moves while it trains
+
+
 def environment(device: torch.device) -> dict:
     return {
-        "git_commit": git_commit(), "torch": torch.__version__, "cuda": torch.version.cuda,
+        "git_commit": _STARTED_AT_COMMIT, "torch": torch.__version__, "cuda": torch.version.cuda,
         "device": device.type,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
@@ -79,10 +86,14 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
     method_cls.check_stage1(cfg.stage1_mode)
     method = method_cls(**cfg.method_options)
     spec = get_dataset(cfg.dataset)
-    device = resolve_device(cfg.device)
-    check_writable(cfg.results)
+    # torchrun: join the process group (NCCL on GPU, gloo on CPU); only rank 0 talks and writes
+    device = init_from_env(cfg.device) if launched_by_torchrun() else resolve_device(cfg.device)
+    if not is_main():
+        echo = lambda s: None  # noqa: E731
+    if is_main():
+        check_writable(cfg.results)
     t0 = time.perf_counter()
-    data = spec.load(cfg.data_root, cfg.imbalance)
+    data = spec.load(cfg.data_root, cfg.imbalance, **cfg.data) if cfg.data else spec.load(cfg.data_root, cfg.imbalance)
     if cfg.imbalance is None and getattr(spec, "default_imbalance", None) is not None:
         raise LtbenchError("internal: imbalance must be resolved before execute()")
     set_determinism(cfg.seed, cfg.deterministic)
@@ -94,18 +105,35 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
                         generator=torch.Generator().manual_seed(cfg.seed + 1),
                         workdir=stage2_workdir(cfg, stage1_dir(cfg)), echo=echo)
     t1 = time.perf_counter()
-    predictor = method.fit(ctx)
+    # Stage 2 must not depend on whether stage 1 was trained in this process or loaded from the cache (a resumed
+    # run loads it), so the global RNG is reseeded here; the stage-2 lock makes two processes running the same
+    # stage 2 take turns (the second resumes from, or reuses, the first's checkpoint) instead of racing on it.
+    torch.manual_seed(cfg.seed + 2)
+    with file_lock(ctx.workdir / ".lock") if is_main() else contextlib.nullcontext():
+        predictor = method.fit(ctx)
     stage2_seconds = time.perf_counter() - t1
     arrays, metrics, log_probs = evaluate(predictor, data, device, cfg.eval_batch_size)
+    bad = [k for k in ("confidence", "log_prob_true", "sq_prob_sum") if not np.all(np.isfinite(arrays[k]))]
+    if bad:
+        raise DivergedError(f"{cfg.run_name} diverged: the test predictions are not finite ({', '.join(bad)}). "
+                            "Nothing was recorded as a result; lower the learning rate or check the data.")
     config = cfg.to_dict()
     config.update({
         "method_options": method.options, "method_info": ctx.info, "environment": environment(device),
         "wall_time_s": time.perf_counter() - t0, "stage1_train_time_s": art.seconds,
         "stage2_time_s": stage2_seconds, "stage1_cache": str(art.dir),
         "train_class_counts": [int(c) for c in data.class_counts()],
+        "world_size": int(os.environ.get("WORLD_SIZE", 1)),
     })
     rows = [dict(r, stage=1) for r in art.log] + [dict(r, stage=2) for r in ctx.log]
     title = f"{cfg.dataset_tag} {cfg.run_name} seed{cfg.seed}" + (" (reduced)" if cfg.reduced else "")
-    write_run(out, config, metrics, arrays, rows, reliability_png(arrays, title),
-              logits=log_probs.numpy() if cfg.save_logits else None, replace=force)
+    if is_main():
+        try:
+            write_run(out, config, metrics, arrays, rows, reliability_png(arrays, title),
+                      logits=log_probs.numpy() if cfg.save_logits else None, replace=force)
+        except RunExistsError as e:
+            if not is_complete(out):
+                raise
+            echo(f"skip: {e}")  # a concurrent process recorded this run first: keep its folder, not an error
+    barrier()
     return out

@@ -10,6 +10,8 @@ from ltbench.registry import register_method
 
 @register_method("ce")
 class CE(Method):
+    """The stage-1 network as it is: plain CE on SGD, the SWA model on SWA."""
+
     name = "ce"
 
     def fit(self, ctx: Stage2Context):

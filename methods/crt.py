@@ -11,22 +11,20 @@ from ltbench.heads import fresh_linear
 from ltbench.method import Method, Stage2Context
 from ltbench.registry import register_method
 from ltbench.train.features import base_features
-from ltbench.train.head import train_head
+from ltbench.train.head import ce_on_features, train_head
 
 
 @register_method("crt")
 class CRT(Method):
+    """cRT: re-initialised linear classifier, class-balanced, frozen extractor (Kang et al. 2020)."""
+
     name = "crt"
     defaults = {"balanced": True}
 
     def fit(self, ctx: Stage2Context):
         f = base_features(ctx)
         head = fresh_linear(f["train"].shape[1], ctx.data.num_classes, ctx.generator).to(ctx.device)
-        z, y = f["train"], f["train_y"]
-
-        def loss(idx):
-            logits = head(z[idx])
-            return F.cross_entropy(logits, y[idx]), (logits.argmax(1) == y[idx]).sum(), len(idx)
-
-        train_head(head, head.parameters(), y, loss, ctx, balanced=self.options["balanced"], tag="crt")
+        y = f["train_y"]
+        train_head(head, head.parameters(), y, ce_on_features(head, f["train"], y), ctx,
+                   balanced=self.options["balanced"], tag="crt")
         return F.log_softmax(head(f["test"]).detach(), dim=1)

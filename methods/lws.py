@@ -9,23 +9,21 @@ from ltbench.heads import ScaledLinear
 from ltbench.method import Method, Stage2Context
 from ltbench.registry import register_method
 from ltbench.train.features import base_features
-from ltbench.train.head import train_head
+from ltbench.train.head import ce_on_features, train_head
 
 
 @register_method("lws")
 class LWS(Method):
+    """LWS: learnable per-class scales on the frozen stage-1 classifier (Kang et al. 2020)."""
+
     name = "lws"
     defaults = {"balanced": True}
 
     def fit(self, ctx: Stage2Context):
         f = base_features(ctx)
         head = ScaledLinear(ctx.stage1.network.head).to(ctx.device)
-        z, y = f["train"], f["train_y"]
-
-        def loss(idx):
-            logits = head(z[idx])
-            return F.cross_entropy(logits, y[idx]), (logits.argmax(1) == y[idx]).sum(), len(idx)
-
-        train_head(head, [head.scales], y, loss, ctx, balanced=self.options["balanced"], tag="lws")
+        y = f["train_y"]
+        train_head(head, [head.scales], y, ce_on_features(head, f["train"], y), ctx,
+                   balanced=self.options["balanced"], tag="lws")
         ctx.info["lws_scales"] = [round(float(s), 6) for s in head.scales.detach().cpu()]
         return F.log_softmax(head(f["test"]).detach(), dim=1)

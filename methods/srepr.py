@@ -72,6 +72,8 @@ def srepr_loss(head: nn.Module, z_swa: torch.Tensor, z_samples: torch.Tensor, y:
 
 @register_method("srepr")
 class SRepr(Method):
+    """SWA + SRepr: stochastic-representation re-training + SWAG-to-SWA self-distillation (Nam et al. 2023)."""
+
     name = "srepr"
     requires_swag = True
     defaults = {**POOL_DEFAULTS, "alpha": 0.5, "temperature": 1.0, "weighting": "none", "beta": 0.0,

@@ -14,7 +14,7 @@ from ltbench.heads import fresh_linear
 from ltbench.method import Method, Stage2Context
 from ltbench.registry import register_method
 from ltbench.train.features import base_features, swag_pool_features
-from ltbench.train.head import train_head
+from ltbench.train.head import ce_on_features, train_head
 
 POOL_DEFAULTS = {"pool_size": 8, "scale": 0.5, "diag_only": False, "bn": "recompute", "samples_per_step": 4,
                  "one_pass": False}  # one_pass: pool + base features in one data pass per split (see features.py)
@@ -34,6 +34,8 @@ def bma_log_probs(head: torch.nn.Module, feats: torch.Tensor) -> torch.Tensor:
 
 @register_method("swag")
 class SWAG(Method):
+    """SWAG: Bayesian model average over SWAG-sampled extractors with a re-trained classifier."""
+
     name = "swag"
     requires_swag = True
     defaults = {**POOL_DEFAULTS, "classifier": "sr", "eval_samples": None, "balanced": True}
@@ -48,11 +50,11 @@ class SWAG(Method):
         y = base["train_y"]
         head = fresh_linear(base["train"].shape[1], ctx.data.num_classes, ctx.generator).to(ctx.device)
         m = min(o["samples_per_step"], o["pool_size"])
+        crt_loss = ce_on_features(head, base["train"], y)
 
         def loss(idx):
             if o["classifier"] == "crt":
-                logits = head(base["train"][idx])
-                return F.cross_entropy(logits, y[idx]), (logits.argmax(1) == y[idx]).sum(), len(idx)
+                return crt_loss(idx)
             members = draw_members(o["pool_size"], m, ctx.generator, ctx.device)
             logits = head(pool["train"][members][:, idx])             # [M, B, C]
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[idx].repeat(m))

@@ -35,6 +35,8 @@ def balanced_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
 
 @register_method("tau_norm")
 class TauNorm(Method):
+    """tau-norm: w_k / ||w_k||^tau, tau chosen on a held-out training split (Kang et al. 2020)."""
+
     name = "tau_norm"
     defaults = {"taus": [round(0.1 * i, 1) for i in range(21)], "holdout_fraction": 0.2, "keep_bias": True}
 

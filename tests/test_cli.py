@@ -97,3 +97,26 @@ def test_smoke_run_writes_an_auditable_folder(tmp_path, dataset):
     again = subprocess.run([sys.executable, str(REPO / "bench.py"), "run", "--method", "ce", "--dataset", dataset,
                             "--results", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 0 and "skip" in again.stderr
+
+
+def test_console_script_is_bench_cli():
+    from importlib.metadata import entry_points
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "ltbench"]
+    assert ep.load() is cli
+
+
+@pytest.mark.slow
+def test_issue_command_cifar100_if100_two_epochs(tmp_path, shared_data):
+    """The foundation's acceptance command on real data (about 2 minutes on 2 CPU cores)."""
+    res = subprocess.run([sys.executable, str(REPO / "bench.py"), "run", "--method", "ce", "--dataset", "cifar100-lt",
+                          "--imbalance", "100", "--epochs", "2", "--data-root", str(shared_data), "--results",
+                          str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    d = tmp_path / "runs" / "cifar100-lt-if100" / "sgd-ce" / "seed0"
+    m = json.loads((d / "metrics.json").read_text())
+    assert (m["n_train"], m["n_test"], m["n_classes_many"], m["n_classes_medium"], m["n_classes_few"]) == \
+        (10847, 10000, 35, 35, 30)
+    if AUDIT_TOOL.is_file():
+        audit = subprocess.run([sys.executable, str(AUDIT_TOOL), str(d), "--cifar100-if", "100", "--tol", "1e-4"],
+                               capture_output=True, text=True)
+        assert audit.returncode == 0, audit.stdout

@@ -19,6 +19,14 @@ from .schedules import warmup_cosine
 BatchLoss = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, int]]
 
 
+def ce_on_features(head: nn.Module, z: torch.Tensor, y: torch.Tensor) -> BatchLoss:
+    """Cross-entropy of ``head`` on the cached features ``z`` (the cRT / LWS stage-2 loss)."""
+    def loss(idx: torch.Tensor):
+        logits = head(z[idx])
+        return nn.functional.cross_entropy(logits, y[idx]), (logits.argmax(1) == y[idx]).sum(), len(idx)
+    return loss
+
+
 def index_batches(labels: torch.Tensor, batch_size: int, generator: torch.Generator, balanced: bool):
     n = len(labels)
     idx = class_balanced_indices(labels, n, generator) if balanced else instance_indices(n, generator)

@@ -6,7 +6,9 @@ command again resumes from it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ import torch
 
 from ..checkpoint import atomic_torch_save, file_lock, load_checkpoint
 from ..config import RunConfig
+from ..distributed import average_bn_stats, barrier, broadcast_object, is_main, rank_world, wrap_ddp
 from ..models import Network, create_network
 from .accel import accelerate
 from .loop import cross_entropy_step, sgd, train_one_epoch
@@ -61,18 +64,45 @@ def build_network(cfg: RunConfig, num_classes: int, device: torch.device) -> Net
 def get_stage1(cfg: RunConfig, data, device: torch.device, echo: Echo = print) -> Stage1Artifact:
     """Load the cached stage-1 artifact for ``cfg``, training (or resuming) it first when needed."""
     d = stage1_dir(cfg)
-    with file_lock(d / ".lock"):
-        final = load_checkpoint(d / "final.pt")
+    # DDP: rank 0 holds the lock and reads the cache; the others get its answer (no shared filesystem needed)
+    with file_lock(d / ".lock") if is_main() else contextlib.nullcontext():
+        if is_main():
+            remove_stale_partials(d)
+        final = broadcast_object(load_checkpoint(d / "final.pt") if is_main() else None)
         if final is None:
             train_stage1(cfg, data, device, d, echo)
-            final = load_checkpoint(d / "final.pt")
+            final = broadcast_object(load_checkpoint(d / "final.pt") if is_main() else None)
         else:
             echo(f"stage 1: reusing {d}")
     net = create_network(cfg.stage1.arch, data.num_classes)
     net.load_state_dict(final["network"])
     net = net.to(device).eval()
+    if cfg.stage1.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     swag = Swag.from_state_dict(final["swag"], device) if final.get("swag") is not None else None
     return Stage1Artifact(net, swag, final["log"], d, final["seconds"])
+
+
+def remove_stale_partials(d: Path) -> None:
+    """Tidy ``d`` under its lock: half-written ``.*.tmp`` files of a killed writer, and a ``ckpt.pt`` that a kill
+    between writing ``final.pt`` and deleting it left behind (``final.pt`` wins)."""
+    if not d.is_dir():
+        return
+    for f in d.glob(".*.tmp"):
+        f.unlink(missing_ok=True)
+    if (d / "final.pt").is_file():
+        (d / "ckpt.pt").unlink(missing_ok=True)
+
+
+def invalidate_derived(d: Path) -> None:
+    """Drop caches computed from an earlier ``final.pt`` of ``d`` (features, stage-2 checkpoints).
+
+    Called when stage 1 is (re)trained: after a user deleted a corrupt ``final.pt``, or retrained without
+    ``--deterministic``, stale features or a finished stage-2 checkpoint would otherwise be reused silently.
+    """
+    shutil.rmtree(d / "features", ignore_errors=True)
+    for w in (cache_root() / "stage2").glob(f"{d.name}-*"):
+        shutil.rmtree(w, ignore_errors=True)
 
 
 def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo = print) -> None:
@@ -83,7 +113,7 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
     swag = Swag.for_network(net, s.swag_rank) if cfg.stage1_mode == "swa" else None
     log: list[dict] = []
     start, seconds = 0, 0.0
-    ck = load_checkpoint(d / "ckpt.pt")
+    ck = broadcast_object(load_checkpoint(d / "ckpt.pt") if is_main() else None)
     if ck is not None:
         net.load_state_dict(ck["network"])
         opt.load_state_dict(ck["optimizer"])
@@ -92,17 +122,23 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
         if swag is not None:
             swag = Swag.from_state_dict(ck["swag"], device)
         log, start, seconds = ck["log"], ck["epoch"], ck["seconds"]
-        echo(f"stage 1: resuming {cfg.stage1_mode} from epoch {start}/{s.epochs} ({d / 'ckpt.pt'})")
+        echo(f"stage 1: resuming {cfg.stage1_mode} from epoch {start}/{s.epochs} ({d / 'ckpt.pt'}, "
+             f"saved by {ck.get('world_size', 1)} process(es), now {rank_world()[1]})")
     lr_at = lr_function(cfg)
     swa_start = cfg.stage1_schedule()["swa_start"]
     n = len(data.train_labels)
     steps = (n + s.batch_size - 1) // s.batch_size
-    model = accelerate(net, device, s.compile, s.cuda_graphs, echo)
+    world = rank_world()[1]
+    model = wrap_ddp(net, device)  # DDP keeps ``net`` itself: state dicts have no ``module.`` prefix
+    model = accelerate(model, device, s.compile, s.cuda_graphs, echo)
     loss_fn = cross_entropy_step(model, device, s.channels_last)
     for epoch in range(start, s.epochs):
         net.train()
         row = train_one_epoch(opt, data.train_batches(s.batch_size, gen, device), loss_fn, lr_at, epoch, steps,
                               device, s.amp_bf16, what="stage 1")
+        average_bn_stats(net)  # DDP: ranks' BN running stats saw different images; make them one network
+        row["images_per_s"] *= world
+        row["world_size"] = world
         if swag is not None and epoch + 1 > swa_start:
             swag.collect(net)
             row["swa_n"] = swag.n
@@ -111,17 +147,23 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
         log.append(row)
         echo(f"stage 1 [{cfg.stage1_mode}] epoch {epoch + 1}/{s.epochs}  loss {row['loss']:.4f}  "
              f"train acc {row['train_acc']:.1f}%  lr {row['lr']:.4f}  {row['images_per_s']:.0f} img/s")
-        atomic_torch_save(d / "ckpt.pt", {
-            "network": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-            "torch_rng": torch.get_rng_state(), "swag": swag.state_dict() if swag is not None else None,
-            "log": log, "epoch": epoch + 1, "seconds": seconds, "config": cfg.to_dict()})
+        if is_main():
+            atomic_torch_save(d / "ckpt.pt", {
+                "network": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "swag": swag.state_dict() if swag is not None else None,
+                "log": log, "epoch": epoch + 1, "seconds": seconds, "config": cfg.to_dict(), "world_size": world})
     if swag is not None:
         t0 = time.perf_counter()
         echo(f"stage 1: SWA average of {swag.n} snapshots; recomputing BN statistics")
-        net = network_with_weights(net, swag.mean, data.train_batches(s.batch_size, gen, device))
+        # DDP: whole global batches round-robin over ranks, so the averaged BN statistics equal one process's
+        kw = {"shard": "batches"} if world > 1 and hasattr(data, "eval_indices") else {}
+        net = network_with_weights(net, swag.mean, data.train_batches(s.batch_size, gen, device, **kw))
         seconds += time.perf_counter() - t0
-    atomic_torch_save(d / "final.pt", {
-        "network": {k: v.contiguous() for k, v in net.state_dict().items()},
-        "swag": swag.state_dict() if swag is not None else None, "log": log, "seconds": seconds,
-        "config": cfg.to_dict()})
-    (d / "ckpt.pt").unlink(missing_ok=True)
+    if is_main():
+        invalidate_derived(d)
+        atomic_torch_save(d / "final.pt", {
+            "network": {k: v.contiguous() for k, v in net.state_dict().items()},
+            "swag": swag.state_dict() if swag is not None else None, "log": log, "seconds": seconds,
+            "config": cfg.to_dict(), "world_size": world})
+        (d / "ckpt.pt").unlink(missing_ok=True)
+    barrier()

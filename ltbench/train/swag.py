@@ -110,6 +110,14 @@ def network_with_weights(template: nn.Module, vec: torch.Tensor, bn_batches: Ite
     net = copy.deepcopy(template)
     load_flat_params(net, vec)
     if bn_batches is not None:
-        update_bn(bn_batches, net)  # resets running stats, cumulative average over one pass in train mode
+        from ..distributed import average_bn_stats
+        seen = [0]
+
+        def counted():
+            for b in bn_batches:
+                seen[0] += 1
+                yield b
+        update_bn(counted(), net)  # resets running stats, cumulative average over one pass in train mode
+        average_bn_stats(net, seen[0], count_batches=True)  # DDP: batch-weighted mean over ranks; else no-op
     net.eval()
     return net

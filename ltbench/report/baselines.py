@@ -1,0 +1,154 @@
+"""Published baseline numbers (``results/baselines.csv``) and the comparison of our runs against them.
+
+Every row must name its source (paper + table, or repository + file): a number without a source is rejected
+when the file is read, so an unsourced number can never reach a comparison table.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import LtbenchError
+from .tables import METHOD_NAMES, STAGE1_NAMES, cell_text
+
+COLUMNS = ("dataset", "imbalance", "backbone", "method", "stage1", "epochs", "acc", "many", "medium", "few",
+           "nll", "ece", "split_rule", "source", "note")
+NUMERIC = ("acc", "many", "medium", "few", "nll", "ece")
+PERCENT = ("acc", "many", "medium", "few", "ece")
+DATASETS = ("cifar10-lt", "cifar100-lt", "imagenet-lt", "inat2018")
+_ALIASES = {"imagenet_lt": "imagenet-lt", "imagenetlt": "imagenet-lt", "inaturalist2018": "inat2018",
+            "inaturalist-2018": "inat2018", "inat-2018": "inat2018", "inat18": "inat2018", "inat": "inat2018",
+            "cifar10_lt": "cifar10-lt", "cifar100_lt": "cifar100-lt"}
+# ours (metrics.json key) -> baselines.csv column
+COMPARED = (("acc", "acc"), ("acc_many", "many"), ("acc_medium", "medium"), ("acc_few", "few"), ("nll", "nll"),
+            ("ece", "ece"))
+
+
+def canonical_dataset(name: str) -> str:
+    """One spelling per benchmark, so a run of 'imagenet_lt' meets the published 'imagenet-lt' numbers."""
+    n = str(name).strip().lower()
+    return _ALIASES.get(n, n)
+
+
+def default_baselines_path() -> Path:
+    return Path(__file__).resolve().parents[2] / "results" / "baselines.csv"
+
+
+def _float(v: str, col: str, where: str) -> float:
+    if v is None or str(v).strip() == "":
+        return math.nan
+    try:
+        x = float(v)
+    except ValueError:
+        raise LtbenchError(f"{where}: column {col!r} is {v!r}, not a number") from None
+    if col in PERCENT and not 0.0 <= x <= 100.0:
+        raise LtbenchError(f"{where}: {col} = {x} is outside [0, 100] (percent expected)")
+    if col == "nll" and x < 0:
+        raise LtbenchError(f"{where}: nll = {x} is negative")
+    return x
+
+
+def load_baselines(path: Path | str | None = None) -> pd.DataFrame:
+    """Read and validate the baselines file; raise LtbenchError naming the line of any bad row."""
+    path = Path(path) if path else default_baselines_path()
+    if not path.is_file():
+        raise LtbenchError(f"baselines file {path} not found (pass --baselines FILE)")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise LtbenchError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
+        rows = []
+        for i, r in enumerate(reader, start=2):
+            where = f"{path}:{i}"
+            if not (r.get("source") or "").strip():
+                raise LtbenchError(f"{where}: row for {r.get('method')!r} on {r.get('dataset')!r} has no source; "
+                                   "every published number needs its paper/table or repository file")
+            ds = canonical_dataset(r["dataset"])
+            if ds not in DATASETS:
+                raise LtbenchError(f"{where}: unknown dataset {r['dataset']!r}; valid: {', '.join(DATASETS)}")
+            if not (r.get("method") or "").strip():
+                raise LtbenchError(f"{where}: empty method")
+            row = {c: (r.get(c) or "").strip() for c in COLUMNS}
+            row["dataset"] = ds
+            row["imbalance"] = int(row["imbalance"]) if row["imbalance"] else None
+            for c in NUMERIC:
+                row[c] = _float(r.get(c), c, where)
+            if all(math.isnan(row[c]) for c in NUMERIC):
+                raise LtbenchError(f"{where}: no number in any of {', '.join(NUMERIC)}")
+            rows.append(row)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _imb_equal(a, b) -> bool:
+    na = a is None or (isinstance(a, float) and math.isnan(a))
+    nb = b is None or (isinstance(b, float) and math.isnan(b))
+    return (na and nb) or (not na and not nb and int(a) == int(b))
+
+
+def compare(agg: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """One row per (our setting, published row) with the same dataset, imbalance factor and stage-2 method.
+
+    ``d_<metric>`` = ours (mean over seeds) - published; NaN where either side lacks the number.
+    """
+    out = []
+    for _, r in agg.iterrows():
+        ds = canonical_dataset(r["dataset"])
+        match = baselines[(baselines.dataset == ds) & (baselines.method == r["method"])]
+        match = match[[_imb_equal(x, r["imbalance"]) for x in match.imbalance]]
+        for _, b in match.iterrows():
+            row = {"dataset_tag": r["dataset_tag"], "stage1_mode": r["stage1_mode"], "method": r["method"],
+                   "n": int(r["n"]), "reduced": bool(r["reduced"]), "pub_backbone": b["backbone"],
+                   "pub_stage1": b["stage1"], "pub_epochs": b["epochs"], "source": b["source"], "note": b["note"]}
+            for ours, pub in COMPARED:
+                m = float(r[f"{ours}_mean"])
+                p = float(b[pub])
+                row[f"ours_{pub}"] = m
+                row[f"ours_{pub}_text"] = cell_text(r, ours)
+                row[f"pub_{pub}"] = p
+                row[f"d_{pub}"] = m - p if not (math.isnan(m) or math.isnan(p)) else math.nan
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def _signed(v: float, nd: int = 2) -> str:
+    return "" if math.isnan(v) else f"{v:+.{nd}f}"
+
+
+def _plain(v: float, nd: int = 2) -> str:
+    return "" if math.isnan(v) else f"{v:.{nd}f}"
+
+
+def render_compare_markdown(cmp: pd.DataFrame) -> str:
+    """Ours (mean ± std, n) | published | difference, per metric that either side reports."""
+    used = [pub for _, pub in COMPARED if cmp[f"pub_{pub}"].notna().any()]
+    head = ["dataset", "ours", "n"]
+    for pub in used:
+        head += [f"{pub} ours", f"{pub} published", f"Δ{pub}"]
+    head += ["published setting", "source"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (3 * len(used)) + ["---"] * 2)
+             + "|"]
+    for _, r in cmp.iterrows():
+        ours = f"{STAGE1_NAMES.get(r.stage1_mode, r.stage1_mode)} + {METHOD_NAMES.get(r.method, r.method)}"
+        cells = [r.dataset_tag, ours, f"{r.n}" + (" †" if r.reduced else "")]
+        for pub in used:
+            nd = 3 if pub == "nll" else 2
+            cells += [r[f"ours_{pub}_text"] if not math.isnan(r[f"pub_{pub}"]) else "",
+                      _plain(r[f"pub_{pub}"], nd), _signed(r[f"d_{pub}"], nd)]
+        setting = ", ".join(x for x in (r.pub_backbone, r.pub_stage1, f"{r.pub_epochs} ep" if r.pub_epochs else "",
+                                        r.note) if x)
+        cells += [setting.replace("|", "/"), r.source.replace("|", "/")]
+        lines.append("| " + " | ".join(cells) + " |")
+    foot = ("Δ = ours (mean over n seeds) - published; percent points for accuracies and ECE. Published numbers "
+            "come from other code bases, schedules and sometimes backbones (see 'published setting').")
+    if cmp["reduced"].any():
+        foot += " † = our runs used a reduced schedule: the difference says little."
+    return "\n".join(lines) + "\n\n" + foot + "\n"
+
+
+def render_compare_csv(cmp: pd.DataFrame) -> str:
+    cols = [c for c in cmp.columns if not c.endswith("_text")]
+    return cmp[cols].to_csv(index=False, float_format="%.6g")

@@ -1,0 +1,148 @@
+"""Figures across runs: reliability diagrams (per method and overlaid), per-class accuracy against training-class
+frequency, and accuracy against ECE. Each figure is written as PNG and PDF, one set per dataset tag.
+
+Figures pool the test predictions of all seeds of a setting (the same 15 bins as ECE), so a diagram shows every
+stored prediction rather than one arbitrary seed.
+"""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..checkpoint import atomic_write_bytes  # noqa: E402
+from ..errors import LtbenchError  # noqa: E402
+from ..metrics import per_class_accuracy, shot_groups  # noqa: E402
+from ..store import read_run  # noqa: E402
+from .reliability import reliability_axes  # noqa: E402
+from .tables import METHOD_NAMES, STAGE1_NAMES, _row_order  # noqa: E402
+
+PLOT_FORMATS = ("png", "pdf")
+
+
+def setting_label(stage1: str, method: str, reduced: bool = False) -> str:
+    return f"{STAGE1_NAMES.get(stage1, stage1)} + {METHOD_NAMES.get(method, method)}" + (" †" if reduced else "")
+
+
+def pooled_predictions(dirs: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Concatenate the prediction arrays of several seeds; return them with the training class counts."""
+    runs = [read_run(Path(d)) for d in dirs]
+    arrays = {k: np.concatenate([r["predictions"][k] for r in runs]) for k in runs[0]["predictions"]}
+    return arrays, np.asarray(runs[0]["config"]["train_class_counts"])
+
+
+def _save(fig, stem: Path, formats=PLOT_FORMATS) -> list[Path]:
+    out = []
+    for fmt in formats:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=120 if fmt == "png" else None)
+        path = stem.with_suffix(f".{fmt}")
+        atomic_write_bytes(path, buf.getvalue())
+        out.append(path)
+    plt.close(fig)
+    return out
+
+
+def _settings(runs: pd.DataFrame, tag: str) -> list[tuple[str, str, pd.DataFrame]]:
+    sub = runs[runs.dataset_tag == tag]
+    return [(s, m, sub[(sub.stage1_mode == s) & (sub.method == m)]) for s, m in _row_order(sub)]
+
+
+def plot_reliability(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
+    """One reliability panel per setting, plus one overlaid figure with a curve per setting."""
+    settings = _settings(runs, tag)
+    n = len(settings)
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.3 * rows), squeeze=False)
+    for ax, (s, m, g) in zip(axes.flat, settings):
+        arrays, _ = pooled_predictions(list(g["dir"]))
+        reliability_axes(ax, arrays)
+        seeds = f"{len(g)} seeds pooled" if len(g) > 1 else "1 seed"
+        ax.set_title(f"{setting_label(s, m, g.reduced.any())} ({seeds})", fontsize=9)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle(f"{tag}: reliability per method", fontsize=10)
+    fig.tight_layout()
+    paths = _save(fig, out / f"{tag}-reliability")
+    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    for s, m, g in settings:
+        arrays, _ = pooled_predictions(list(g["dir"]))
+        reliability_axes(ax, arrays, label=setting_label(s, m, g.reduced.any()), bars=False)
+    ax.set_title(f"{tag}: reliability, overlaid", fontsize=10)
+    fig.tight_layout()
+    return paths + _save(fig, out / f"{tag}-reliability-overlay")
+
+
+def plot_per_class(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
+    """Per-class test accuracy (mean over seeds) against the class's training-image count, log x axis."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    counts = None
+    for j, (s, m, g) in enumerate(_settings(runs, tag)):
+        accs = []
+        for d in g["dir"]:
+            r = read_run(Path(d))
+            p = r["predictions"]
+            counts = np.asarray(r["config"]["train_class_counts"])
+            accs.append(per_class_accuracy(p["pred"], p["labels"], len(counts)))
+        acc = 100 * np.nanmean(np.vstack(accs), axis=0)
+        order = np.argsort(-counts, kind="stable")
+        jitter = 1 + 0.03 * (j - 1)  # keep overlapping markers of different methods apart
+        ax.plot(counts[order] * jitter, acc[order], marker="o", ms=3, lw=1, alpha=0.85,
+                label=setting_label(s, m, g.reduced.any()))
+    groups = shot_groups(counts)
+    for x in (100.5, 19.5):
+        if counts.min() < x < counts.max():
+            ax.axvline(x, color="grey", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(FormatStrFormatter("%g") if counts.max() / counts.min() < 20 else NullFormatter())
+    ax.set_xlabel("training images in the class (log scale)")
+    ax.set_ylabel("test accuracy of the class (%)")
+    ax.set_ylim(-3, 103)
+    ax.set_title(f"{tag}: per-class accuracy vs. class frequency "
+                 f"(many {groups['many'].sum()}, medium {groups['medium'].sum()}, few {groups['few'].sum()})",
+                 fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return _save(fig, out / f"{tag}-per-class")
+
+
+def plot_acc_vs_ece(agg: pd.DataFrame, tag: str, out: Path) -> list[Path]:
+    """Each setting as a point (mean over seeds) with std error bars: top-left is accurate and calibrated."""
+    sub = agg[agg.dataset_tag == tag]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    markers = {"sgd": "o", "swa": "s"}
+    for _, r in sub.iterrows():
+        xerr = None if math.isnan(r.ece_std) else r.ece_std
+        yerr = None if math.isnan(r.acc_std) else r.acc_std
+        ax.errorbar(r.ece_mean, r.acc_mean, xerr=xerr, yerr=yerr, marker=markers.get(r.stage1_mode, "^"),
+                    ms=7, capsize=3, ls="none", label=f"{setting_label(r.stage1_mode, r.method, r.reduced)} (n={r.n})")
+    ax.set_xlabel("ECE (%) - lower is better")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(f"{tag}: accuracy vs. calibration", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out / f"{tag}-acc-vs-ece")
+
+
+def plot_all(runs: pd.DataFrame, agg: pd.DataFrame, out: Path | str) -> list[Path]:
+    """Every figure for every dataset tag present; returns the files written."""
+    if runs.empty:
+        raise LtbenchError("no runs to plot")
+    out = Path(out)
+    paths: list[Path] = []
+    for tag in sorted(runs.dataset_tag.unique()):
+        paths += plot_reliability(runs, tag, out)
+        paths += plot_per_class(runs, tag, out)
+        paths += plot_acc_vs_ece(agg, tag, out)
+    return paths

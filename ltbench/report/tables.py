@@ -1,0 +1,290 @@
+"""Results tables: collect audited run folders, aggregate over seeds, render LaTeX / Markdown / CSV.
+
+Rows are stage-1 extractor x method, column groups are dataset (with imbalance factor). Every number is the mean
+over seeds, with the sample standard deviation (ddof=1) when there are two or more seeds, and the seed count.
+Runs that fail ``ltbench.audit.check_run`` never reach a table: they are reported to the caller instead.
+"""
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..audit import check_run
+from ..errors import LtbenchError
+from ..store import iter_run_dirs, read_run
+
+METRICS: list[tuple[str, str, bool]] = [  # (metrics.json key, column name, higher is better)
+    ("acc", "acc", True), ("acc_many", "many", True), ("acc_medium", "medium", True), ("acc_few", "few", True),
+    ("nll", "NLL", False), ("ece", "ECE", False),
+]
+EXTRA_METRICS = ("brier",)  # kept in the CSV, not in the printed tables
+FORMATS = ("latex", "markdown", "csv")
+METHOD_NAMES = {"ce": "CE", "crt": "cRT", "lws": "LWS", "tau_norm": "tau-norm", "swag": "SWAG", "srepr": "SRepr"}
+METHOD_LATEX = {"tau_norm": r"$\tau$-norm"}
+STAGE1_NAMES = {"sgd": "SGD", "swa": "SWA"}
+STAGE1_ORDER = {"sgd": 0, "swa": 1}
+METHOD_ORDER = {m: i for i, m in enumerate(["ce", "crt", "lws", "tau_norm", "swag", "srepr"])}
+
+
+@dataclass
+class Collected:
+    """Per-run rows that passed the audit, and the runs left out with the reason why."""
+    runs: pd.DataFrame
+    excluded: list[tuple[Path, list[str]]] = field(default_factory=list)
+    dropped_reduced: list[Path] = field(default_factory=list)
+
+
+def collect_runs(results: Path | str, datasets: tuple[str, ...] | list[str] | None = None) -> Collected:
+    """One row per sound run folder under ``<results>/runs``; ``datasets`` filters on dataset name or tag.
+
+    When a setting has both full-schedule and reduced-schedule seeds, only the full ones are kept (mixing the two
+    in one mean would hide the reduction); the reduced ones are listed in ``dropped_reduced``.
+    """
+    rows, excluded = [], []
+    for d in iter_run_dirs(results):
+        problems = check_run(d)
+        if problems:
+            excluded.append((d, problems))
+            continue
+        run = read_run(d)
+        c, m = run["config"], run["metrics"]
+        tag = c.get("dataset_tag") or d.parent.parent.name
+        if datasets and c["dataset"] not in datasets and tag not in datasets:
+            continue
+        row = {"dataset": c["dataset"], "imbalance": c["imbalance"], "dataset_tag": tag,
+               "stage1_mode": c["stage1_mode"], "method": c["method"], "seed": int(c["seed"]),
+               "reduced": bool(c["reduced"]), "dir": str(d)}
+        for k in [k for k, _, _ in METRICS] + list(EXTRA_METRICS):
+            v = m.get(k)
+            row[k] = float(v) if v is not None else math.nan
+        rows.append(row)
+    cols = ["dataset", "imbalance", "dataset_tag", "stage1_mode", "method", "seed", "reduced", "dir"] + \
+        [k for k, _, _ in METRICS] + list(EXTRA_METRICS)
+    df = pd.DataFrame(rows, columns=cols)
+    dropped: list[Path] = []
+    if len(df):
+        key = ["dataset_tag", "stage1_mode", "method"]
+        has_full = df.groupby(key)["reduced"].transform(lambda r: (~r).any())
+        drop = df["reduced"] & has_full
+        dropped = [Path(p) for p in df.loc[drop, "dir"]]
+        df = df.loc[~drop].reset_index(drop=True)
+    return Collected(df, excluded, dropped)
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std (ddof=1; NaN for one seed) and seed count per (dataset_tag, stage1_mode, method).
+
+    A metric that is missing for some seeds (e.g. no few-shot class) is averaged over the seeds that have it.
+    """
+    if runs.empty:
+        raise LtbenchError("no runs to aggregate")
+    out = []
+    for (tag, s1, meth), g in runs.groupby(["dataset_tag", "stage1_mode", "method"], sort=False):
+        row = {"dataset_tag": tag, "dataset": g["dataset"].iloc[0], "imbalance": g["imbalance"].iloc[0],
+               "stage1_mode": s1, "method": meth, "n": len(g), "seeds": ",".join(map(str, sorted(g["seed"]))),
+               "reduced": bool(g["reduced"].any())}
+        for k in [k for k, _, _ in METRICS] + list(EXTRA_METRICS):
+            v = g[k].to_numpy(dtype=float)
+            v = v[~np.isnan(v)]
+            row[f"{k}_mean"] = float(v.mean()) if len(v) else math.nan
+            row[f"{k}_std"] = float(v.std(ddof=1)) if len(v) >= 2 else math.nan
+            row[f"{k}_n"] = len(v)
+        out.append(row)
+    agg = pd.DataFrame(out)
+    order = sorted(range(len(agg)), key=lambda i: (agg.dataset_tag[i], STAGE1_ORDER.get(agg.stage1_mode[i], 9),
+                                                   METHOD_ORDER.get(agg.method[i], 99), agg.method[i]))
+    return agg.iloc[order].reset_index(drop=True)
+
+
+def best_mask(agg: pd.DataFrame) -> pd.DataFrame:
+    """True where a row's mean is the best of its dataset column (ties all best); NaN is never best."""
+    mask = pd.DataFrame(False, index=agg.index, columns=[k for k, _, _ in METRICS])
+    for tag, g in agg.groupby("dataset_tag"):
+        for k, _, higher in METRICS:
+            v = g[f"{k}_mean"]
+            if v.notna().any():
+                target = v.max() if higher else v.min()
+                mask.loc[g.index, k] = np.isclose(v.to_numpy(dtype=float), target, rtol=0, atol=1e-9)
+    return mask
+
+
+def _dataset_label(tag: str) -> str:
+    return tag
+
+
+def _row_order(agg: pd.DataFrame) -> list[tuple[str, str]]:
+    pairs = {(s, m) for s, m in zip(agg.stage1_mode, agg.method)}
+    return sorted(pairs, key=lambda p: (STAGE1_ORDER.get(p[0], 9), p[0], METHOD_ORDER.get(p[1], 99), p[1]))
+
+
+def _num(v: float, key: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:.3f}" if key in ("nll", "brier") else f"{v:.2f}"
+
+
+def cell_text(row: pd.Series, key: str, pm: str = " ± ") -> str:
+    """'mean ± std' (std omitted for a single seed), or '-' when the metric is missing."""
+    mean, std = row[f"{key}_mean"], row[f"{key}_std"]
+    if math.isnan(mean):
+        return "-"
+    return _num(mean, key) + (pm + _num(std, key) if not math.isnan(std) else "")
+
+
+def _footnote(agg: pd.DataFrame) -> str:
+    parts = ["mean ± sample std (ddof=1) over n seeds; no std when n = 1",
+             "acc/many/medium/few/ECE in %, NLL in nats; best per column in bold (lowest for NLL and ECE)",
+             "many/medium/few: >100 / 20-100 / <20 training images per class"]
+    if agg["reduced"].any():
+        parts.append("† reduced schedule (fewer epochs than the protocol): not comparable to published numbers")
+    return "; ".join(parts) + "."
+
+
+def render_markdown(agg: pd.DataFrame, keep_order: bool = False) -> str:
+    """A GitHub table: one column group per dataset tag, columns '<tag> acc', ..., '<tag> n'.
+
+    Rows go stage 1 then method, or in the order of ``agg`` with ``keep_order`` (the leaderboard ranks by accuracy).
+    """
+    tags = list(dict.fromkeys(agg["dataset_tag"]))
+    best = best_mask(agg)
+    head = ["stage 1", "method"] + [f"{_dataset_label(t)} {name}" for t in tags for _, name, _ in METRICS] + \
+        [f"{_dataset_label(t)} n" for t in tags]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    order = list(dict.fromkeys(zip(agg.stage1_mode, agg.method))) if keep_order else _row_order(agg)
+    for s1, meth in order:
+        cells = [STAGE1_NAMES.get(s1, s1), METHOD_NAMES.get(meth, meth)]
+        ns = []
+        for t in tags:
+            sel = agg[(agg.dataset_tag == t) & (agg.stage1_mode == s1) & (agg.method == meth)]
+            if sel.empty:
+                cells += [""] * len(METRICS)
+                ns.append("")
+                continue
+            i, r = sel.index[0], sel.iloc[0]
+            for k, _, _ in METRICS:
+                txt = cell_text(r, k)
+                cells.append(f"**{txt}**" if best.loc[i, k] else txt)
+            ns.append(f"{r['n']}" + (" †" if r["reduced"] else ""))
+        lines.append("| " + " | ".join(cells + ns) + " |")
+    return "\n".join(lines) + "\n\n" + _footnote(agg) + "\n"
+
+
+_TEX_ESC = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+            "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+
+
+def tex_escape(s: str) -> str:
+    return "".join(_TEX_ESC.get(ch, ch) for ch in str(s))
+
+
+def render_latex(agg: pd.DataFrame, caption: str = "Long-tailed classification results (ltbench).",
+                 label: str = "tab:ltbench") -> str:
+    """A booktabs table that compiles on its own (``pdflatex table.tex``) and when ``\\input`` into a paper.
+
+    Standalone detection: after ``\\documentclass`` has run, LaTeX lets ``\\documentclass`` to
+    ``\\@twoclasseserror``; if it has not, this file supplies its own preamble and ``\\end{document}``.
+    A paper that ``\\input``s it needs ``\\usepackage{booktabs}``; with graphicx loaded too, a table wider than
+    the text is scaled down to fit.
+    """
+    tags = list(dict.fromkeys(agg["dataset_tag"]))
+    best = best_mask(agg)
+    ncol = len(METRICS) + 1
+    lines = [
+        "% Generated by `bench.py table --format latex`; do not edit by hand.",
+        "% Compiles standalone (pdflatex this-file.tex) or \\input{} into a paper that loads booktabs",
+        "% (and graphicx, to scale a too-wide table to the text width).",
+        r"\makeatletter",
+        r"\ifx\documentclass\@twoclasseserror\def\ltbenchstandalone{0}\else\def\ltbenchstandalone{1}\fi",
+        r"\makeatother",
+        r"\if1\ltbenchstandalone\def\ltbenchnext{\documentclass{article}\usepackage[margin=1cm,landscape]{geometry}"
+        r"\usepackage{booktabs}\usepackage{graphicx}\begin{document}}\else\let\ltbenchnext\relax\fi\ltbenchnext",
+        r"\begin{table}[t]",
+        r"\centering\scriptsize\setlength{\tabcolsep}{3pt}",
+        r"% shrink to the text width when the paper loads graphicx and the table is wider; else natural size",
+        r"\ifdefined\resizebox\def\ltbenchfit#1{\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{#1}}"
+        r"\else\def\ltbenchfit#1{#1}\fi",
+        r"\ltbenchfit{%",
+        r"\begin{tabular}{ll" + "".join("r" * ncol for _ in tags) + "}",
+        r"\toprule",
+        " & & " + " & ".join(rf"\multicolumn{{{ncol}}}{{c}}{{{tex_escape(_dataset_label(t))}}}" for t in tags)
+        + r" \\",
+        "".join(rf"\cmidrule(lr){{{3 + j * ncol}-{2 + (j + 1) * ncol}}}" for j in range(len(tags))),
+        "Stage 1 & Method & " + " & ".join(" & ".join([n for _, n, _ in METRICS] + ["$n$"]) for _ in tags)
+        + r" \\",
+        r"\midrule",
+    ]
+    prev_s1 = None
+    for s1, meth in _row_order(agg):
+        if prev_s1 is not None and s1 != prev_s1:
+            lines.append(r"\midrule")
+        prev_s1 = s1
+        cells = [tex_escape(STAGE1_NAMES.get(s1, s1)),
+                 METHOD_LATEX.get(meth, tex_escape(METHOD_NAMES.get(meth, meth)))]
+        for t in tags:
+            sel = agg[(agg.dataset_tag == t) & (agg.stage1_mode == s1) & (agg.method == meth)]
+            if sel.empty:
+                cells += [""] * ncol
+                continue
+            i, r = sel.index[0], sel.iloc[0]
+            for k, _, _ in METRICS:
+                txt = "--" if math.isnan(r[f"{k}_mean"]) else cell_text(r, k, pm=r"\,$\pm$\,")
+                cells.append(rf"\textbf{{{txt}}}" if best.loc[i, k] else txt)
+            cells.append(f"{r['n']}" + (r"$^\dagger$" if r["reduced"] else ""))
+        lines.append(" & ".join(cells) + r" \\")
+    note = tex_escape(_footnote(agg)).replace("±", r"$\pm$").replace("†", r"$^\dagger$")
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}}",
+        rf"\caption{{{tex_escape(caption)} {note}}}",
+        rf"\label{{{label}}}",
+        r"\end{table}",
+        r"\if1\ltbenchstandalone\def\ltbenchnext{\end{document}}\else\let\ltbenchnext\relax\fi\ltbenchnext",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_csv(agg: pd.DataFrame) -> str:
+    """Machine-readable: one row per setting with mean, std and count of every metric (no formatting)."""
+    cols = ["dataset", "imbalance", "dataset_tag", "stage1_mode", "method", "n", "seeds", "reduced"]
+    for k in [k for k, _, _ in METRICS] + list(EXTRA_METRICS):
+        cols += [f"{k}_mean", f"{k}_std", f"{k}_n"]
+    buf = io.StringIO()
+    agg[cols].to_csv(buf, index=False, float_format="%.6g")
+    return buf.getvalue()
+
+
+def render(agg: pd.DataFrame, fmt: str) -> str:
+    if fmt == "latex":
+        return render_latex(agg)
+    if fmt == "markdown":
+        return render_markdown(agg)
+    if fmt == "csv":
+        return render_csv(agg)
+    raise LtbenchError(f"unknown table format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+
+
+def exclusion_lines(col: Collected) -> list[str]:
+    """Warnings for every run kept out of the tables, so nothing is dropped silently."""
+    out = [f"warning: excluded {d} (failed audit: {'; '.join(p[:3])}{' ...' if len(p) > 3 else ''})"
+           for d, p in col.excluded]
+    out += [f"warning: left out reduced-schedule run {d} (full-schedule seeds of the same setting exist)"
+            for d in col.dropped_reduced]
+    return out
+
+
+def load_table(results: Path | str, datasets=None) -> tuple[pd.DataFrame, Collected]:
+    """Collect and aggregate, with a clear error when nothing usable is there."""
+    col = collect_runs(results, datasets)
+    if col.runs.empty:
+        where = Path(results) / "runs"
+        what = f" for dataset(s) {', '.join(datasets)}" if datasets else ""
+        bad = f"; {len(col.excluded)} run(s) failed the audit" if col.excluded else ""
+        raise LtbenchError(f"no sound runs found under {where}{what}{bad}. Run `bench.py run ...` first "
+                           "(or pass --results DIR).")
+    return aggregate(col.runs), col

@@ -1,0 +1,65 @@
+"""``bench.py results check``: audit every run folder under ``<results>/runs`` and list what is wrong.
+
+The tables and the leaderboard already leave out runs that fail ``ltbench.audit.check_run``; this command shows
+the whole picture (including leftovers of killed writers and half-present folders) and exits 1 when anything is
+wrong, so it can gate CI or a merge of someone else's results.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import click
+
+from .audit import check_all, is_leftover
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``results`` command group to ``cli``."""
+    cli.add_command(results_group)
+
+
+@click.group(name="results")
+def results_group() -> None:
+    """Validate the results store."""
+
+
+@results_group.command(name="check")
+@click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True,
+              help="results folder holding runs/")
+@click.option("--tol", type=float, default=1e-6, show_default=True,
+              help="relative tolerance between metrics.json and the metrics recomputed from predictions.npz")
+@click.option("--clean", is_flag=True,
+              help="delete leftovers of interrupted writes (hidden .tmp-/.old- folders, write probes) after "
+                   "listing them; only do this while no run is writing into this results folder")
+@click.option("--quiet", is_flag=True, help="print only the problems and the summary")
+def check(results: str, tol: float, clean: bool, quiet: bool) -> None:
+    """Check every run folder: files present, schema, metrics recomputed from predictions.npz, config
+    consistent with the folder name. Prints one line per problem; exit status 1 if there is any."""
+    root = Path(results)
+    if not (root / "runs").is_dir():
+        click.echo(f"no runs under {root / 'runs'}")
+        return
+    report = check_all(root, tol)
+    bad_runs = cleaned = problems = 0
+    for path, probs in report.items():
+        rel = path.relative_to(root)
+        if not probs:
+            if not quiet:
+                click.echo(f"ok    {rel}")
+            continue
+        if clean and is_leftover(path):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            click.echo(f"clean {rel}: removed ({probs[0]})")
+            cleaned += 1
+            continue
+        bad_runs += 1
+        for p in probs:
+            problems += 1
+            click.echo(f"FAIL  {rel}: {p}")
+    ok = sum(1 for p in report.values() if not p)
+    click.echo(f"{len(report) - cleaned} entries checked: {ok} sound run(s), {bad_runs} with {problems} problem(s)"
+               + (f"; {cleaned} leftover(s) removed" if cleaned else "")
+               + ("" if not bad_runs else "; the tables and the leaderboard leave these out"))
+    if bad_runs:
+        raise SystemExit(1)

@@ -1,0 +1,62 @@
+"""Synthetic, audit-passing run folders for the report tests (no training: arrays are drawn directly)."""
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ltbench.metrics import compute_metrics
+from ltbench.store import run_dir, write_run
+
+TRAIN_COUNTS = [500, 300, 150, 90, 60, 40, 25, 15, 10, 5]  # many: 3, medium: 4, few: 3
+
+
+def make_arrays(rng: np.random.Generator, acc: float, n_per_class: int = 30,
+                num_classes: int = len(TRAIN_COUNTS)) -> dict[str, np.ndarray]:
+    """Prediction arrays with roughly ``acc`` accuracy and a spread of confidences."""
+    labels = np.repeat(np.arange(num_classes), n_per_class)
+    correct = rng.random(len(labels)) < acc
+    pred = np.where(correct, labels, (labels + rng.integers(1, num_classes, len(labels))) % num_classes)
+    conf = rng.uniform(0.15, 1.0, len(labels))
+    p_true = np.where(correct, conf, rng.uniform(0.01, 1.0, len(labels)) * (1 - conf))
+    sq = conf ** 2 + p_true ** 2 * (~correct) + rng.uniform(0, 0.05, len(labels)) * (1 - conf) ** 2
+    return {"labels": labels.astype(np.int64), "pred": pred.astype(np.int64),
+            "confidence": conf.astype(np.float32), "log_prob_true": np.log(p_true).astype(np.float32),
+            "sq_prob_sum": sq.astype(np.float32)}
+
+
+def make_run(results: Path, method: str, stage1: str, seed: int, acc: float, dataset: str = "cifar10-lt",
+             imbalance: int | None = 100, reduced: bool = False, counts=TRAIN_COUNTS) -> tuple[Path, dict]:
+    """Write one run folder the way ``bench.py run`` lays it out; return (folder, metrics)."""
+    rng = np.random.default_rng(zlib.crc32(f"{method}/{stage1}/{seed}/{dataset}/{imbalance}".encode()))
+    arrays = make_arrays(rng, acc, num_classes=len(counts))  # already in the stored dtypes, so the audit agrees
+    metrics = compute_metrics(arrays, np.asarray(counts))
+    tag = dataset + (f"-if{imbalance}" if imbalance is not None else "")
+    config = {"method": method, "dataset": dataset, "imbalance": imbalance, "dataset_tag": tag,
+              "stage1_mode": stage1, "seed": seed, "reduced": reduced,
+              "stage1": {"epochs": 10 if reduced else 200, "protocol_epochs": 200},
+              "stage2": {"epochs": 10}, "train_class_counts": list(counts), "environment": {}}
+    d = write_run(run_dir(results, tag, f"{stage1}-{method}", seed), config, metrics, arrays,
+                  [{"epoch": 0}], b"\x89PNG fake")
+    return d, metrics
+
+
+def build_results(root: Path) -> dict[str, Path]:
+    """A small results tree covering: several seeds, a single seed, a reduced setting, a mixed full/reduced setting
+    and a run whose metrics.json was tampered with (so it fails the audit)."""
+    out = {}
+    for s in range(3):
+        make_run(root, "ce", "sgd", s, 0.45)
+        make_run(root, "crt", "sgd", s, 0.62)
+    make_run(root, "crt", "swa", 0, 0.55)
+    for s in range(2):
+        make_run(root, "lws", "swa", s, 0.5, dataset="cifar100-lt", imbalance=50, reduced=True)
+    make_run(root, "lws", "sgd", 0, 0.4, dataset="cifar100-lt", imbalance=50)
+    out["dropped_reduced"], _ = make_run(root, "lws", "sgd", 1, 0.9, dataset="cifar100-lt", imbalance=50, reduced=True)
+    bad, metrics = make_run(root, "tau_norm", "sgd", 0, 0.99)
+    metrics["acc"] = 99.0  # no longer what predictions.npz gives
+    (bad / "metrics.json").write_text(json.dumps(metrics))
+    out["bad"] = bad
+    return out

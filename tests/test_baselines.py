@@ -1,0 +1,93 @@
+"""results/baselines.csv: every number has a source; bad files fail loudly; compare() differences are right."""
+from __future__ import annotations
+
+import math
+import shutil
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from ltbench.errors import LtbenchError
+from ltbench.report.baselines import COLUMNS, compare, default_baselines_path, load_baselines
+from ltbench.report.tables import aggregate, collect_runs
+from report_fixtures import build_results, make_run
+
+
+def test_shipped_baselines_are_sourced_and_cover_the_benchmarks():
+    b = load_baselines()
+    assert (b.source.str.strip() != "").all()
+    assert set(b.dataset) == {"cifar10-lt", "cifar100-lt", "imagenet-lt", "inat2018"}
+    for m in ("ce", "crt", "lws", "tau_norm", "mislas"):
+        assert m in set(b.method), m
+    for c in ("acc", "many", "medium", "few", "ece"):
+        v = b[c].dropna()
+        assert ((v >= 0) & (v <= 100)).all()
+    # spot checks against the cited files (see docs/anchors.md section 2)
+    row = b[(b.dataset == "imagenet-lt") & (b.method == "crt") & (b.backbone == "resnext50")].iloc[0]
+    assert (row.acc, row.many, row.medium, row.few) == (49.6, 61.8, 46.2, 27.4)
+    row = b[(b.dataset == "cifar100-lt") & (b.imbalance == 100) & (b.method == "mislas")].iloc[0]
+    assert (row.acc, row.ece) == (47.0, 4.83)
+
+
+def _write(tmp_path, rows):
+    p = tmp_path / "b.csv"
+    pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(p, index=False)
+    return p
+
+
+def _row(**kw):
+    r = dict.fromkeys(COLUMNS, "")
+    r.update(dataset="cifar10-lt", imbalance=100, backbone="resnet32", method="crt", acc=74.99, source="paper T1")
+    r.update(kw)
+    return r
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ({"source": ""}, "has no source"),
+    ({"acc": "high"}, "not a number"),
+    ({"acc": 174.0}, "outside [0, 100]"),
+    ({"dataset": "mnist-lt"}, "unknown dataset"),
+    ({"acc": ""}, "no number"),
+])
+def test_bad_rows_are_rejected_with_their_line(tmp_path, bad, msg):
+    p = _write(tmp_path, [_row(), _row(**bad)])
+    with pytest.raises(LtbenchError) as e:
+        load_baselines(p)
+    assert msg in str(e.value) and f"{p}:3" in str(e.value)
+
+
+def test_missing_column(tmp_path):
+    p = tmp_path / "b.csv"
+    p.write_text("dataset,method,acc\ncifar10-lt,ce,70\n")
+    with pytest.raises(LtbenchError, match="missing column"):
+        load_baselines(p)
+
+
+def test_compare_differences(tmp_path):
+    for s in range(2):
+        make_run(tmp_path, "crt", "sgd", s, 0.6)
+    make_run(tmp_path, "ce", "sgd", 0, 0.5, dataset="cifar10-lt-tiny", imbalance=None)
+    agg = aggregate(collect_runs(tmp_path).runs)
+    p = _write(tmp_path, [_row(), _row(imbalance=50, acc=80.17), _row(method="lws", acc=72.63)])
+    cmp = compare(agg, load_baselines(p))
+    assert len(cmp) == 1  # only the same dataset, imbalance factor and method
+    accs = [float(pd.read_json(d / "metrics.json", typ="series")["acc"])
+            for d in sorted((tmp_path / "runs/cifar10-lt-if100/sgd-crt").glob("seed*"))]
+    assert cmp.iloc[0].d_acc == pytest.approx(sum(accs) / 2 - 74.99)
+    assert math.isnan(cmp.iloc[0].d_many)  # the published row has no many-shot number
+
+
+def test_compare_cli(tmp_path):
+    import bench
+    from ltbench.report.cli import register
+    register(bench.cli)
+    build_results(tmp_path)
+    shutil.copy(default_baselines_path(), tmp_path / "baselines.csv")
+    out = tmp_path / "cmp.md"
+    res = CliRunner().invoke(bench.cli, ["compare", "--results", str(tmp_path), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "SGD + CE" in res.stdout and "70.36" in res.stdout and out.read_text() in res.stdout
+    res = CliRunner().invoke(bench.cli, ["compare", "--results", str(tmp_path), "--dataset", "cifar100-lt-if50",
+                                         "--baselines", str(_write(tmp_path, [_row()]))])
+    assert res.exit_code == 2 and "no published number matches" in res.stderr

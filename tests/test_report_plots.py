@@ -1,0 +1,75 @@
+"""Every figure renders to a non-trivial PNG (and a PDF); the leaderboard is generated, kept current, and says
+clearly when there are no runs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from ltbench.report.leaderboard import build_leaderboard
+from ltbench.report.plots import plot_all
+from ltbench.report.tables import aggregate, collect_runs
+from report_fixtures import build_results
+
+FIGURES = ("reliability", "reliability-overlay", "per-class", "acc-vs-ece")
+TAGS = ("cifar10-lt-if100", "cifar100-lt-if50")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    build_results(root)
+    return root
+
+
+def _check_png(p: Path) -> None:
+    assert p.stat().st_size > 8_000, f"{p} is suspiciously small"
+    img = mpimg.imread(p)[..., :3]
+    assert img.shape[0] > 200 and img.shape[1] > 200
+    assert img.std() > 0.05, f"{p} is nearly blank"
+    assert (img < 0.5).mean() > 0.005, f"{p} has almost no dark (drawn) pixels"
+
+
+def test_every_plot_renders(results, tmp_path):
+    col = collect_runs(results)
+    paths = plot_all(col.runs, aggregate(col.runs), tmp_path)
+    want = {tmp_path / f"{t}-{f}.{ext}" for t in TAGS for f in FIGURES for ext in ("png", "pdf")}
+    assert set(paths) == want
+    for p in want:
+        if p.suffix == ".png":
+            _check_png(p)
+        else:
+            assert p.read_bytes()[:5] == b"%PDF-" and p.stat().st_size > 5_000
+
+
+def test_leaderboard_written_and_pruned(results, tmp_path):
+    stale = results / "plots" / "gone-dataset-per-class.png"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"old")
+    msgs: list[str] = []
+    written = build_leaderboard(results, echo=msgs.append)
+    readme = (results / "README.md").read_text()
+    assert results / "README.md" in written and not stale.exists()
+    for t in TAGS:
+        assert f"## {t}" in readme
+        for f in FIGURES:
+            assert f"plots/{t}-{f}.png" in readme
+            _check_png(results / "plots" / f"{t}-{f}.png")
+    for f in ("results.tex", "results.md", "results.csv", "compare.md", "compare.csv"):
+        assert (results / "tables" / f).is_file()
+    # CE on CIFAR-10-LT IF100 has a published number; it is compared, with its source
+    assert "## Compared with published numbers" in readme and "BagofTricks-LT" in readme
+    assert "## Runs left out" in readme and "failed audit" in readme
+    assert any("excluded" in m for m in msgs)
+    # ranked by accuracy within a dataset: sgd-crt (acc ~62) above sgd-ce (acc ~45)
+    sec = readme.split("## cifar10-lt-if100")[1].split("##")[0]
+    assert sec.index("| SGD | cRT |") < sec.index("| SGD | CE |")
+
+
+def test_leaderboard_without_runs(tmp_path):
+    msgs: list[str] = []
+    build_leaderboard(tmp_path, echo=msgs.append)
+    readme = (tmp_path / "README.md").read_text()
+    assert "No sound runs recorded yet" in readme and any("No sound runs" in m for m in msgs)

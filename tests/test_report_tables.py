@@ -1,0 +1,174 @@
+"""Tables: aggregation against numpy on synthetic run folders, bold = best, reduced marker, audit exclusion,
+CLI errors, and the LaTeX compiled by a real engine (standalone and \\input)."""
+from __future__ import annotations
+
+import io
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from ltbench.report.tables import collect_runs, aggregate, render_latex, render_markdown
+from report_fixtures import build_results
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("results")
+    return root, build_results(root)
+
+
+@pytest.fixture(scope="module")
+def cli():
+    import bench
+    from ltbench.report.cli import register
+    register(bench.cli)
+    return bench.cli
+
+
+def expected(root: Path) -> dict[tuple[str, str, str], dict]:
+    """Per setting, straight from predictions.npz with numpy (not via ltbench): acc per seed, mean, std."""
+    out: dict = {}
+    for npz in sorted(root.glob("runs/*/*/seed*/predictions.npz")):
+        tag, setting, seed = npz.parts[-4], npz.parts[-3], npz.parts[-2]
+        with np.load(npz) as z:
+            acc = 100 * np.mean(z["pred"] == z["labels"])
+        out.setdefault((tag, *setting.split("-", 1)), {})[seed] = acc
+    return out
+
+
+def test_aggregate_matches_numpy(results):
+    root, special = results
+    col = collect_runs(root)
+    agg = aggregate(col.runs).set_index(["dataset_tag", "stage1_mode", "method"])
+    exp = expected(root)
+    # the tampered run and the reduced seed of a full setting never reach the table
+    del exp[("cifar10-lt-if100", "sgd", "tau_norm")]
+    del exp[("cifar100-lt-if50", "sgd", "lws")]["seed1"]
+    assert set(agg.index) == set(exp)
+    for key, seeds in exp.items():
+        v = np.array(list(seeds.values()))
+        row = agg.loc[key]
+        assert row["n"] == len(v)
+        assert row["acc_mean"] == pytest.approx(v.mean(), abs=1e-9)
+        if len(v) >= 2:
+            assert row["acc_std"] == pytest.approx(np.std(v, ddof=1), abs=1e-9)
+        else:
+            assert math.isnan(row["acc_std"])
+    # a metric other than acc: ECE mean equals the numpy mean of the stored metrics.json values
+    eces = [float(pd.read_json(d / "metrics.json", typ="series")["ece"])
+            for d in sorted((root / "runs/cifar10-lt-if100/sgd-crt").glob("seed*"))]
+    assert agg.loc[("cifar10-lt-if100", "sgd", "crt"), "ece_mean"] == pytest.approx(np.mean(eces))
+    assert agg.loc[("cifar10-lt-if100", "sgd", "crt"), "ece_std"] == pytest.approx(np.std(eces, ddof=1))
+
+
+def test_failing_run_is_excluded_and_reported(results, cli):
+    root, special = results
+    col = collect_runs(root)
+    assert [d for d, _ in col.excluded] == [special["bad"]]
+    assert any("acc" in p for p in col.excluded[0][1])
+    assert col.dropped_reduced == [special["dropped_reduced"]]
+    res = CliRunner().invoke(cli, ["table", "--results", str(root), "--format", "markdown"])
+    assert res.exit_code == 0, res.output
+    assert f"excluded {special['bad']}" in res.stderr
+    assert "tau-norm" not in res.stdout
+
+
+def _md_rows(md: str) -> tuple[list[str], list[list[str]]]:
+    lines = [ln for ln in md.splitlines() if ln.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+    return head, rows
+
+
+def test_bold_marks_the_true_best(results):
+    root, _ = results
+    agg = aggregate(collect_runs(root).runs)
+    head, rows = _md_rows(render_markdown(agg))
+    exp = expected(root)
+    for tag in ("cifar10-lt-if100", "cifar100-lt-if50"):
+        means = {k[1:]: np.mean(list(v.values())) for k, v in exp.items()
+                 if k[0] == tag and k != ("cifar10-lt-if100", "sgd", "tau_norm")}
+        if tag == "cifar100-lt-if50":
+            means[("sgd", "lws")] = exp[(tag, "sgd", "lws")]["seed0"]
+        best = max(means, key=means.get)
+        col = head.index(f"{tag} acc")
+        bold = [(r[0], r[1]) for r in rows if r[col].startswith("**")]
+        names = {"sgd": "SGD", "swa": "SWA", "ce": "CE", "crt": "cRT", "lws": "LWS"}
+        assert bold == [(names[best[0]], names[best[1]])]
+    # lower is better for ECE: the bold ECE is the smallest mean
+    ece_col = head.index("cifar10-lt-if100 ECE")
+    vals = {(r[0], r[1]): float(r[ece_col].strip("*").split("±")[0]) for r in rows if r[ece_col]}
+    bold = [(r[0], r[1]) for r in rows if r[ece_col].startswith("**")]
+    assert bold == [min(vals, key=vals.get)]
+
+
+def test_reduced_marker_and_single_seed(results):
+    root, _ = results
+    agg = aggregate(collect_runs(root).runs)
+    md = render_markdown(agg)
+    head, rows = _md_rows(md)
+    n_col = head.index("cifar100-lt-if50 n")
+    by = {(r[0], r[1]): r for r in rows}
+    assert by[("SWA", "LWS")][n_col] == "2 †"
+    assert by[("SGD", "LWS")][n_col] == "1"  # reduced seed dropped, full seed kept, no marker
+    assert "† reduced schedule" in md
+    one = by[("SWA", "cRT")][head.index("cifar10-lt-if100 acc")]
+    assert "±" not in one and re.fullmatch(r"\**\d+\.\d\d\**", one)
+    tex = render_latex(agg)
+    assert r"2$^\dagger$" in tex and r"\toprule" in tex and r"\bottomrule" in tex
+
+
+def test_csv_from_cli(results, cli):
+    root, _ = results
+    res = CliRunner().invoke(cli, ["table", "--results", str(root), "--format", "csv", "--dataset", "cifar10-lt"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(io.StringIO(res.stdout))
+    assert set(df.dataset_tag) == {"cifar10-lt-if100"}
+    exp = expected(root)
+    row = df[(df.stage1_mode == "sgd") & (df.method == "ce")].iloc[0]
+    v = np.array(list(exp[("cifar10-lt-if100", "sgd", "ce")].values()))
+    assert row.n == 3 and row.acc_mean == pytest.approx(v.mean(), rel=1e-5)
+    assert row.acc_std == pytest.approx(np.std(v, ddof=1), rel=1e-5)
+
+
+def test_cli_errors(tmp_path, cli, results):
+    res = CliRunner().invoke(cli, ["table", "--results", str(tmp_path)])
+    assert res.exit_code == 2 and "error: no sound runs found" in res.stderr
+    res = CliRunner().invoke(cli, ["table", "--results", str(results[0]), "--format", "html"])
+    assert res.exit_code == 2 and "unknown --format 'html'" in res.stderr
+
+
+def _engine() -> list[str] | None:
+    if shutil.which("pdflatex"):
+        return ["pdflatex", "-interaction=nonstopmode", "-halt-on-error"]
+    if shutil.which("tectonic"):
+        return ["tectonic", "--chatter", "minimal"]
+    return None
+
+
+@pytest.mark.parametrize("mode", ["standalone", "input", "input+graphicx"])
+def test_latex_compiles(results, tmp_path, mode):
+    engine = _engine()
+    if engine is None:
+        pytest.skip("no LaTeX engine: neither pdflatex nor tectonic is on PATH "
+                    "(apt-get install texlive-latex-base texlive-latex-recommended)")
+    root, _ = results
+    (tmp_path / "table.tex").write_text(render_latex(aggregate(collect_runs(root).runs)))
+    main = "table.tex"
+    if mode != "standalone":
+        pkgs = r"\usepackage{booktabs}" + (r"\usepackage{graphicx}" if "graphicx" in mode else "")
+        (tmp_path / "paper.tex").write_text(
+            rf"\documentclass{{article}}{pkgs}" "\n" r"\begin{document}" "\n" r"\section{Results}"
+            "\nAs Table~\\ref{tab:ltbench} shows.\n" r"\input{table}" "\n" r"\input{table}" "\n" r"\end{document}" "\n")
+        main = "paper.tex"
+    proc = subprocess.run(engine + [main], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    pdf = tmp_path / main.replace(".tex", ".pdf")
+    assert pdf.is_file() and pdf.read_bytes()[:5] == b"%PDF-"

@@ -1,0 +1,67 @@
+"""`bench.py results check` and ``audit.check_all``: every kind of broken entry is listed, sound runs pass, exit 1
+on any problem, --clean removes only leftovers, and the tables leave failing runs out."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import click
+from click.testing import CliRunner
+
+from ltbench.audit import check_all
+from ltbench.report.tables import collect_runs
+from ltbench.results_cli import register
+from report_fixtures import make_run
+
+
+def _cli() -> click.Group:
+    @click.group()
+    def g() -> None: ...
+    register(g)
+    return g
+
+
+def test_results_check_lists_every_problem(tmp_path):
+    res = tmp_path / "results"
+    good, _ = make_run(res, "ce", "sgd", 0, 60.0)
+    r = CliRunner().invoke(_cli(), ["results", "check", "--results", str(res)])
+    assert r.exit_code == 0 and "1 sound run(s)" in r.output, r.output
+
+    tampered, _ = make_run(res, "crt", "sgd", 0, 50.0)
+    m = json.loads((tampered / "metrics.json").read_text())
+    m["acc"] += 1.0
+    (tampered / "metrics.json").write_text(json.dumps(m))
+    moved, _ = make_run(res, "lws", "sgd", 0, 50.0)
+    shutil.move(moved, moved.parent / "seed3")                # config says seed 0
+    missing, _ = make_run(res, "tau_norm", "sgd", 0, 50.0)
+    (missing / "predictions.npz").unlink()                     # half-present folder
+    leftover = good.parent / ".seed1.tmp-otherhost.123-abc"    # a killed writer's hidden folder
+    leftover.mkdir()
+    (leftover / "metrics.json").write_text("{")
+    (res / "runs" / "notes.txt").write_text("stray")
+
+    report = check_all(res)
+    assert report[good] == []
+    assert any("acc: metrics.json says" in p for p in report[tampered])
+    assert any("does not match its config" in p for p in report[moved.parent / "seed3"])
+    assert report[missing] == ["missing predictions.npz"]
+    assert "leftover" in report[leftover][0] and "stray" in report[res / "runs" / "notes.txt"][0]
+
+    r = CliRunner().invoke(_cli(), ["results", "check", "--results", str(res), "--quiet"])
+    assert r.exit_code == 1, r.output
+    fails = [line for line in r.output.splitlines() if line.startswith("FAIL")]
+    assert len(fails) >= 5 and "1 sound run(s), 5 with" in r.output, r.output
+
+    # the tables use the same audit: only the sound run reaches them, the tampered / misplaced ones are excluded
+    col = collect_runs(res)
+    assert col.runs["method"].tolist() == ["ce"]
+    assert {d.parent.name for d, _ in col.excluded} >= {"sgd-crt", "sgd-lws"}
+
+    r = CliRunner().invoke(_cli(), ["results", "check", "--results", str(res), "--clean"])
+    assert r.exit_code == 1 and "1 leftover(s) removed" in r.output and not leftover.exists(), r.output
+    assert tampered.exists() and missing.exists()  # --clean never deletes run folders
+
+
+def test_results_check_without_runs(tmp_path):
+    r = CliRunner().invoke(_cli(), ["results", "check", "--results", str(tmp_path)])
+    assert r.exit_code == 0 and "no runs" in r.output
