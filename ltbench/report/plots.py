@@ -77,7 +77,7 @@ def plot_reliability(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
     for s, m, g in settings:
         arrays, _ = pooled_predictions(list(g["dir"]))
         reliability_axes(ax, arrays, label=setting_label(s, m, g.reduced.any()), bars=False)
-    ax.set_title(f"{tag}: reliability, overlaid", fontsize=10)
+    ax.set_title(f"{tag}: reliability, overlaid (ECE of all seeds pooled)", fontsize=9)
     fig.tight_layout()
     return paths + _save(fig, out / f"{tag}-reliability-overlay")
 
