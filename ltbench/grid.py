@@ -46,6 +46,7 @@ class PlannedRun:
     cfg: RunConfig
     out: Path
     done: bool
+    conflict: str | None = None  # the folder holds a finished run with a different config (see runner)
 
 
 @dataclass
@@ -80,6 +81,8 @@ def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epo
                stage2_epochs: int | None = None, preset: str | None = None, data_root: str | None = None,
                results: str = "results", device: str = "auto", methods: list[str] | None = None) -> list[Group]:
     """Every run of the grid, grouped by stage-1 artifact, in a stable order (dataset, IF, seed, extractor)."""
+    from .runner import finished_run_differs
+
     groups: dict[tuple, Group] = {}
     for ds in datasets:
         spec = get_dataset(ds)
@@ -94,7 +97,9 @@ def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epo
                                   stage2_epochs=stage2_epochs, data_root=data_root, results=results, device=device)
                     out = run_dir(results, cfg.dataset_tag, cfg.run_name, seed)
                     key = (ds, imb, seed, mode, cfg.stage1_key())
-                    groups.setdefault(key, Group(key)).runs.append(PlannedRun(cfg, out, is_complete(out)))
+                    conflict = finished_run_differs(cfg, out) if is_complete(out) else None
+                    groups.setdefault(key, Group(key)).runs.append(
+                        PlannedRun(cfg, out, is_complete(out) and conflict is None, conflict))
     return list(groups.values())
 
 
@@ -213,7 +218,7 @@ def _run_group(group: Group, echo: Echo) -> list[tuple[PlannedRun, float, str | 
     for r in group.pending:
         t0 = time.perf_counter()
         try:
-            execute(r.cfg, echo=echo)
+            execute(r.cfg, echo=echo, force=r.conflict is not None)
             err = None
         except LtbenchError as e:
             err = str(e)
@@ -233,7 +238,7 @@ def _worker(groups: list[Group], threads: int, q, verbose: bool) -> None:
         for r in g.pending:
             t0 = time.perf_counter()
             try:
-                execute(r.cfg, echo=echo)
+                execute(r.cfg, echo=echo, force=r.conflict is not None)
                 err = None
             except Exception as e:  # noqa: BLE001 - report and go on with the next run
                 err = f"{type(e).__name__}: {e}"
@@ -354,8 +359,10 @@ def register(cli: click.Group) -> None:
                   help="timed training steps for the projection (0: no projection)")
     @click.option("--dry-run", is_flag=True, help="print the plan and the projection, run nothing")
     @click.option("--verbose", is_flag=True, help="also show each run's own progress lines")
+    @click.option("--replace", is_flag=True,
+                  help="re-run and replace finished runs whose config differs (e.g. reduced runs in a full grid)")
     def grid(datasets, imbalance, seeds, methods, epochs, stage2_epochs, preset, data_root, results, device, jobs,
-             calibration_steps, dry_run, verbose) -> None:
+             calibration_steps, dry_run, verbose, replace) -> None:
         """Plan, project and run the full protocol grid (resumable: run it again to continue)."""
         from .runner import resolve_device
 
@@ -365,6 +372,16 @@ def register(cli: click.Group) -> None:
         groups = build_plan(_csv(str, datasets), _csv(int, imbalance), _csv(int, seeds), epochs, stage2_epochs,
                             preset, data_root, results, device, _csv(str, methods) or None)
         print_plan(groups, echo)
+        conflicts = [r for g in groups for r in g.runs if r.conflict]
+        if conflicts:
+            for r in conflicts[:10]:
+                echo(f"  differs: {r.out}: {r.conflict}")
+            if len(conflicts) > 10:
+                echo(f"  ... and {len(conflicts) - 10} more")
+            if not replace and not dry_run:
+                raise LtbenchError(f"{len(conflicts)} finished run folder(s) hold a run with a different config than "
+                                   "this grid's (listed above); pass --replace to re-run and replace them, or "
+                                   "--results DIR to write the grid elsewhere")
         dev = resolve_device(device)
         projected: dict[tuple, float] = {g.key: 0.0 for g in groups}
         todo = [g for g in groups if g.pending]

@@ -76,10 +76,61 @@ def stage2_workdir(cfg: RunConfig, stage1_folder: Path) -> Path:
     return cache_root() / "stage2" / f"{stage1_folder.name}-{cfg.method}-{h}"
 
 
+EXECUTION_ONLY = ("compile", "cuda_graphs")  # stage-1 options that change speed, not results
+
+
+def _json_roundtrip(x):
+    return json.loads(json.dumps(x, default=str))
+
+
+def _schedule_text(stage1: dict, stage2: dict, reduced) -> str:
+    return (f"stage 1 {stage1.get('epochs')} epochs, stage 2 {stage2.get('epochs')} epochs"
+            + (", reduced" if reduced else ", full schedule"))
+
+
+def finished_run_differs(cfg: RunConfig, out: Path) -> str | None:
+    """Say how the finished run in ``out`` differs from ``cfg`` (schedule, hyperparameters, method options).
+
+    A folder is named by dataset, extractor, method and seed only, so a reduced-schedule run and a full-schedule
+    run of the same setting share it; skipping one because the other exists would silently keep the wrong
+    numbers. Options that a newer version added (absent from the old config) are not compared.
+    Returns None when the recorded run is the one ``cfg`` asks for, or when ``out`` holds no readable config.
+    """
+    try:
+        old = json.loads((Path(out) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    new = _json_roundtrip(cfg.to_dict())
+    diffs = []
+    for part in ("stage1", "stage2"):
+        a, b = old.get(part) or {}, new.get(part) or {}
+        keys = sorted(k for k in set(a) & set(b) if k not in EXECUTION_ONLY and a[k] != b[k])
+        diffs += [f"{part}.{k} {a[k]!r} there, {b[k]!r} asked" for k in keys]
+    try:
+        opts = _json_roundtrip(get_method(cfg.method)(**cfg.method_options).options)
+    except Exception:  # noqa: BLE001 - invalid options are reported by execute() itself
+        opts = {}
+    a = old.get("method_options") or {}
+    diffs += [f"option {k}={a[k]!r} there, {opts[k]!r} asked" for k in sorted(set(a) & set(opts)) if a[k] != opts[k]]
+    if not diffs:
+        return None
+    return (f"{_schedule_text(old.get('stage1') or {}, old.get('stage2') or {}, old.get('reduced'))} there vs "
+            f"{_schedule_text(new['stage1'], new['stage2'], new.get('reduced'))} asked; " + "; ".join(diffs[:4])
+            + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else ""))
+
+
 def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
-    """Run ``cfg`` and write its run folder; skip (and return it) when it is already complete."""
+    """Run ``cfg`` and write its run folder; skip (and return it) when it is already complete.
+
+    A complete folder that holds a *different* run of the same setting (e.g. a reduced schedule when the full
+    one is asked for) is an error, not a skip: pass ``force`` to replace it or write to another results folder.
+    """
     out = run_dir(cfg.results, cfg.dataset_tag, cfg.run_name, cfg.seed)
     if is_complete(out) and not force:
+        differs = finished_run_differs(cfg, out)
+        if differs:
+            raise LtbenchError(f"{out} already holds a finished run with a different config ({differs}). "
+                               "Re-run with --force to replace it, or pass --results DIR to keep both.")
         echo(f"skip: {out} is complete (use --force to run it again)")
         return out
     method_cls = get_method(cfg.method)
