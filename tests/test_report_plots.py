@@ -68,6 +68,19 @@ def test_leaderboard_written_and_pruned(results, tmp_path):
     assert sec.index("| SGD | cRT |") < sec.index("| SGD | CE |")
 
 
+def test_leaderboard_includes_the_findings_file(results):
+    (results / "findings.md").write_text("## What the runs show\n\nSRepr beats cRT on ECE in this fixture.\n")
+    build_leaderboard(results, plots=False, echo=lambda s: None)
+    readme = (results / "README.md").read_text()
+    assert "## What the runs show" in readme and "SRepr beats cRT on ECE in this fixture." in readme
+    # placed after the result tables, before the comparison with published numbers
+    assert readme.index("## cifar10-lt-if100") < readme.index("## What the runs show") < readme.index(
+        "## Compared with published numbers")
+    (results / "findings.md").unlink()
+    build_leaderboard(results, plots=False, echo=lambda s: None)
+    assert "What the runs show" not in (results / "README.md").read_text()
+
+
 def test_leaderboard_without_runs(tmp_path):
     msgs: list[str] = []
     build_leaderboard(tmp_path, echo=msgs.append)

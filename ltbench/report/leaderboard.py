@@ -17,6 +17,9 @@ from .tables import collect_runs, aggregate, exclusion_lines, render_csv, render
 GENERATED_SUFFIXES = {".png", ".pdf", ".tex", ".md", ".csv"}
 
 
+FINDINGS = "findings.md"  # optional hand-written section included in the leaderboard
+
+
 def _write(path: Path, text: str, written: list[Path]) -> None:
     atomic_write_bytes(path, text.encode())
     written.append(path)
@@ -72,6 +75,11 @@ def build_leaderboard(results: Path | str, baselines: Path | str | None = None, 
                           f"![reliability overlaid](plots/{tag}-reliability-overlay.png)",
                           f"![per-class accuracy](plots/{tag}-per-class.png)",
                           f"![accuracy vs ECE](plots/{tag}-acc-vs-ece.png)", ""]
+        findings = results / FINDINGS
+        if findings.is_file():  # hand-written reading of the numbers above; kept beside the runs it discusses
+            lines += [findings.read_text().rstrip(), "",
+                      f"*(from [{FINDINGS}]({FINDINGS}), written by hand; check it against the tables above after "
+                      "adding runs)*", ""]
         if base is not None:
             cmp = compare(agg, base)
             lines += ["## Compared with published numbers", ""]
