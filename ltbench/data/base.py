@@ -44,8 +44,27 @@ class LTData(Protocol):
     def eval_batches(self, split: str, batch_size: int, device: torch.device) -> Iterator[Batch]: ...
 
 
+class LabelsFromTensors:
+    """The label accessors of ``LTData`` for datasets that hold ``train_y`` / ``test_y`` int64 tensors."""
+
+    train_y: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+
+    @property
+    def train_labels(self) -> torch.Tensor:
+        return self.train_y
+
+    @property
+    def test_labels(self) -> torch.Tensor:
+        return self.test_y
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.train_y.numpy(), minlength=self.num_classes)
+
+
 @dataclass
-class TensorLTData:
+class TensorLTData(LabelsFromTensors):
     """Images held as one uint8 [N, 3, H, W] tensor, moved to the device once; augmentation is batched tensor ops."""
 
     name: str
@@ -68,17 +87,6 @@ class TensorLTData:
                 raise ValueError(f"{self.name}: {len(x)} {what} images but {len(y)} labels")
             if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
                 raise ValueError(f"{self.name}: {what} labels outside [0, {self.num_classes - 1}]")
-
-    @property
-    def train_labels(self) -> torch.Tensor:
-        return self.train_y
-
-    @property
-    def test_labels(self) -> torch.Tensor:
-        return self.test_y
-
-    def class_counts(self) -> np.ndarray:
-        return np.bincount(self.train_y.numpy(), minlength=self.num_classes)
 
     def _device_copy(self, device: torch.device) -> dict[str, torch.Tensor]:
         key = str(device)

@@ -27,7 +27,7 @@ import torch
 from ..errors import LtbenchError
 from ..registry import register_dataset
 from .augment import normalize
-from .base import Batch, default_data_root
+from .base import Batch, LabelsFromTensors, default_data_root
 from .samplers import class_balanced_indices, instance_indices
 
 PACKAGE_SPLITS = Path(__file__).parent / "splits"
@@ -320,7 +320,7 @@ def gpu_decode_available() -> bool:
 
 
 @dataclass
-class FileListLTData:
+class FileListLTData(LabelsFromTensors):
     """LTData over image files. Under DDP each rank serves its part of every global batch (training) or of the
     test set (evaluation); ``eval_indices`` says which examples, for the evaluator's ordered gather."""
 
@@ -339,17 +339,6 @@ class FileListLTData:
     std: torch.Tensor = field(default_factory=lambda: torch.tensor(IMAGENET_STD))
     imbalance: int | None = None
     class_names: list[str] | None = None
-
-    @property
-    def train_labels(self) -> torch.Tensor:
-        return self.train_y
-
-    @property
-    def test_labels(self) -> torch.Tensor:
-        return self.test_y
-
-    def class_counts(self) -> np.ndarray:
-        return np.bincount(self.train_y.numpy(), minlength=self.num_classes)
 
     def subset_train(self, idx: np.ndarray, name_suffix: str = "") -> "FileListLTData":
         """A copy whose train set is ``train[idx]`` (held-out splits)."""
