@@ -48,7 +48,8 @@ def _reference_loader(tree):
 
 def _record(name: str, benchmark, n_images: int) -> None:
     RESULTS[name] = n_images / benchmark.stats.stats.min  # best round: warm imports and caches
-    out = Path(os.environ.get("LTBENCH_BENCH_OUT", "benchmarks/results_jpeg.json"))
+    default = f"benchmarks/results/jpeg-{RESULTS['device'].replace(' ', '_')}.json"
+    out = Path(os.environ.get("LTBENCH_BENCH_OUT", default))
     if "ours_pipeline" in RESULTS and "reference_pipeline" in RESULTS:
         RESULTS["pipeline_ratio"] = RESULTS["ours_pipeline"] / RESULTS["reference_pipeline"]
     if "ours_train_step" in RESULTS and "reference_train_step" in RESULTS:
