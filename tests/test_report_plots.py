@@ -86,3 +86,16 @@ def test_leaderboard_without_runs(tmp_path):
     build_leaderboard(tmp_path, echo=msgs.append)
     readme = (tmp_path / "README.md").read_text()
     assert "No sound runs recorded yet" in readme and any("No sound runs" in m for m in msgs)
+
+
+def test_per_class_bin_means_by_hand():
+    from ltbench.report.plots import _log_bin_means
+    counts = np.array([5, 5, 50, 50, 500])
+    acc = np.array([10.0, 30.0, 40.0, 60.0, 80.0])
+    # two log-spaced bins over [5, 500]: [5, 50) and [50, 500]
+    xs, ys = _log_bin_means(counts, acc, n_bins=2)
+    np.testing.assert_allclose(ys, [20.0, 60.0])
+    np.testing.assert_allclose(xs, [5.0, (50 * 50 * 500) ** (1 / 3)])
+    # an empty bin is skipped, not plotted as NaN
+    xs, ys = _log_bin_means(np.array([1, 1000]), np.array([0.0, 100.0]), n_bins=3)
+    assert len(xs) == 2 and list(ys) == [0.0, 100.0]

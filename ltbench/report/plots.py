@@ -82,11 +82,30 @@ def plot_reliability(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
     return paths + _save(fig, out / f"{tag}-reliability-overlay")
 
 
+def _log_bin_means(counts: np.ndarray, acc: np.ndarray, n_bins: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Mean accuracy of the classes in ``n_bins`` log-spaced training-count bins; x = geometric mean count."""
+    span = np.log(counts.max() / counts.min()) or 1.0
+    # bin b holds counts in [min * r^b, min * r^(b+1)), r = (max/min)^(1/n_bins); a count on an edge goes up
+    # (the 1e-9 keeps float rounding from moving it down), the maximum into the last bin
+    idx = np.clip(np.floor(np.log(counts / counts.min()) / span * n_bins + 1e-9).astype(int), 0, n_bins - 1)
+    xs, ys = [], []
+    for b in range(n_bins):
+        sel = idx == b
+        if sel.any():
+            xs.append(float(np.exp(np.log(counts[sel]).mean())))
+            ys.append(float(np.nanmean(acc[sel])))
+    return np.array(xs), np.array(ys)
+
+
 def plot_per_class(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
-    """Per-class test accuracy (mean over seeds) against the class's training-image count, log x axis."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    """Per-class test accuracy (mean over seeds) against the class's training-image count, log x axis.
+
+    One faint dot per class and method, and per method a line through the mean accuracy of log-spaced count
+    bins: a line per class would zigzag between classes of equal count and hide the trend.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
     counts = None
-    for j, (s, m, g) in enumerate(_settings(runs, tag)):
+    for s, m, g in _settings(runs, tag):
         accs = []
         for d in g["dir"]:
             r = read_run(Path(d))
@@ -94,10 +113,9 @@ def plot_per_class(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
             counts = np.asarray(r["config"]["train_class_counts"])
             accs.append(per_class_accuracy(p["pred"], p["labels"], len(counts)))
         acc = 100 * np.nanmean(np.vstack(accs), axis=0)
-        order = np.argsort(-counts, kind="stable")
-        jitter = 1 + 0.03 * (j - 1)  # keep overlapping markers of different methods apart
-        ax.plot(counts[order] * jitter, acc[order], marker="o", ms=3, lw=1, alpha=0.85,
-                label=setting_label(s, m, g.reduced.any()))
+        (line,) = ax.plot(*_log_bin_means(counts, acc), marker="o", ms=4, lw=1.5,
+                          label=setting_label(s, m, g.reduced.any()))
+        ax.scatter(counts, acc, s=5, alpha=0.2, color=line.get_color(), linewidths=0)
     groups = shot_groups(counts)
     for x in (100.5, 19.5):
         if counts.min() < x < counts.max():
@@ -108,10 +126,10 @@ def plot_per_class(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
     ax.set_xlabel("training images in the class (log scale)")
     ax.set_ylabel("test accuracy of the class (%)")
     ax.set_ylim(-3, 103)
-    ax.set_title(f"{tag}: per-class accuracy vs. class frequency "
-                 f"(many {groups['many'].sum()}, medium {groups['medium'].sum()}, few {groups['few'].sum()})",
+    ax.set_title(f"{tag}: per-class accuracy vs. class frequency\n(dots: classes; lines: mean of log-spaced bins; "
+                 f"many {groups['many'].sum()}, medium {groups['medium'].sum()}, few {groups['few'].sum()} classes)",
                  fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return _save(fig, out / f"{tag}-per-class")
 
