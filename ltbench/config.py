@@ -65,6 +65,10 @@ class Stage2Config:
             self.protocol_epochs = self.epochs
 
 
+# stage-1 options that change speed, not results: left out of the cache key and of run comparisons
+STAGE1_EXECUTION_OPTIONS = ("compile", "cuda_graphs")
+
+
 @dataclass
 class RunConfig:
     method: str
@@ -106,9 +110,7 @@ class RunConfig:
 
     def stage1_key(self) -> str:
         """Hash of everything stage 1 depends on: runs that share it share one cached stage-1 artifact."""
-        s = asdict(self.stage1)
-        s.pop("compile", None)
-        s.pop("cuda_graphs", None)  # execution options: same math, same cached artifact
+        s = {k: v for k, v in asdict(self.stage1).items() if k not in STAGE1_EXECUTION_OPTIONS}
         payload = {"dataset": self.dataset, "imbalance": self.imbalance, "mode": self.stage1_mode,
                    "seed": self.seed, "stage1": s, "schedule": self.stage1_schedule(),
                    "deterministic": self.deterministic}

@@ -97,9 +97,10 @@ def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epo
                                   stage2_epochs=stage2_epochs, data_root=data_root, results=results, device=device)
                     out = run_dir(results, cfg.dataset_tag, cfg.run_name, seed)
                     key = (ds, imb, seed, mode, cfg.stage1_key())
-                    conflict = finished_run_differs(cfg, out) if is_complete(out) else None
+                    complete = is_complete(out)
+                    conflict = finished_run_differs(cfg, out) if complete else None
                     groups.setdefault(key, Group(key)).runs.append(
-                        PlannedRun(cfg, out, is_complete(out) and conflict is None, conflict))
+                        PlannedRun(cfg, out, complete and conflict is None, conflict))
     return list(groups.values())
 
 

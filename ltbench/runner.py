@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .checkpoint import file_lock
-from .config import RunConfig
+from .config import STAGE1_EXECUTION_OPTIONS, RunConfig
 from .distributed import barrier, init_from_env, is_main, launched_by_torchrun
 from .errors import DivergedError, LtbenchError
 from .evaluate import evaluate
@@ -76,9 +76,6 @@ def stage2_workdir(cfg: RunConfig, stage1_folder: Path) -> Path:
     return cache_root() / "stage2" / f"{stage1_folder.name}-{cfg.method}-{h}"
 
 
-EXECUTION_ONLY = ("compile", "cuda_graphs")  # stage-1 options that change speed, not results
-
-
 def _json_roundtrip(x):
     return json.loads(json.dumps(x, default=str))
 
@@ -104,7 +101,7 @@ def finished_run_differs(cfg: RunConfig, out: Path) -> str | None:
     diffs = []
     for part in ("stage1", "stage2"):
         a, b = old.get(part) or {}, new.get(part) or {}
-        keys = sorted(k for k in set(a) & set(b) if k not in EXECUTION_ONLY and a[k] != b[k])
+        keys = sorted(k for k in set(a) & set(b) if k not in STAGE1_EXECUTION_OPTIONS and a[k] != b[k])
         diffs += [f"{part}.{k} {a[k]!r} there, {b[k]!r} asked" for k in keys]
     try:
         opts = _json_roundtrip(get_method(cfg.method)(**cfg.method_options).options)
