@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,6 +67,15 @@ class Stage2Config:
 
 
 # stage-1 options that change speed, not results: left out of the cache key and of run comparisons
+def default_output_dir() -> str:
+    """Where ``run`` and ``grid`` write when ``--results`` is not given: ``$LTBENCH_RESULTS``, else ``outputs``.
+
+    Not ``results/``: that folder is the committed leaderboard store, and a user's run of a setting it already holds
+    (e.g. a 2-epoch check of a committed run) would collide with it. Report commands read ``results/`` by default.
+    """
+    return os.environ.get("LTBENCH_RESULTS") or "outputs"
+
+
 STAGE1_EXECUTION_OPTIONS = ("compile", "cuda_graphs")
 
 
@@ -82,7 +92,7 @@ class RunConfig:
     method_options: dict[str, Any] = field(default_factory=dict)
     eval_batch_size: int = 256
     data_root: str | None = None
-    results: str = "results"
+    results: str = "outputs"    # where runs are written (bench.py: $LTBENCH_RESULTS, else ./outputs)
     device: str = "auto"
     deterministic: bool = False
     save_logits: bool = False

@@ -26,7 +26,7 @@ from typing import Callable
 import click
 import torch
 
-from .config import RunConfig, resolve
+from .config import RunConfig, default_output_dir, resolve
 from .errors import LtbenchError
 from .registry import get_dataset, get_method, method_names
 from .store import is_complete, run_dir
@@ -79,7 +79,7 @@ def method_grid(methods: list[str] | None = None) -> list[tuple[str, str]]:
 
 def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epochs: int | None = None,
                stage2_epochs: int | None = None, preset: str | None = None, data_root: str | None = None,
-               results: str = "results", device: str = "auto", methods: list[str] | None = None) -> list[Group]:
+               results: str = "outputs", device: str = "auto", methods: list[str] | None = None) -> list[Group]:
     """Every run of the grid, grouped by stage-1 artifact, in a stable order (dataset, IF, seed, extractor)."""
     from .runner import finished_run_differs
 
@@ -352,7 +352,9 @@ def register(cli: click.Group) -> None:
     @click.option("--stage2-epochs", type=int, default=None)
     @click.option("--preset", default=None, help="preset for every dataset (default: each dataset's protocol)")
     @click.option("--data-root", type=click.Path(file_okay=False), default=None)
-    @click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True)
+    @click.option("--results", type=click.Path(file_okay=False), default=default_output_dir,
+              show_default="$LTBENCH_RESULTS, else ./outputs", help="where run folders are written "
+              "(results/ is the committed leaderboard store: pass --results results to add to it)")
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
     @click.option("--jobs", type=int, default=1, show_default=True,
                   help="concurrent worker processes (share one GPU; on CPU the cores are split)")

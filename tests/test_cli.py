@@ -120,3 +120,20 @@ def test_issue_command_cifar100_if100_two_epochs(tmp_path, shared_data):
         audit = subprocess.run([sys.executable, str(AUDIT_TOOL), str(d), "--cifar100-if", "100", "--tol", "1e-4"],
                                capture_output=True, text=True)
         assert audit.returncode == 0, audit.stdout
+
+
+def test_runs_go_to_outputs_not_the_committed_store(tmp_path, monkeypatch):
+    """Without --results a run lands in ./outputs (or $LTBENCH_RESULTS), never in ./results, the committed store:
+    a user's short check of a committed setting must not collide with (or replace) the leaderboard's run."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LTBENCH_RESULTS", raising=False)
+    args = ["run", "--method", "ce", "--dataset", "cifar10-lt-tiny", "--epochs", "1", "--quiet"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "outputs/runs/cifar10-lt-tiny/sgd-ce/seed0/metrics.json").is_file()
+    assert not (tmp_path / "results").exists()
+    assert "--results outputs" in res.output  # the hint for tabulating them
+    monkeypatch.setenv("LTBENCH_RESULTS", str(tmp_path / "mine"))
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "mine/runs/cifar10-lt-tiny/sgd-ce/seed0/metrics.json").is_file()

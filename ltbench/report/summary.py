@@ -27,3 +27,6 @@ def print_run_table(run_dirs: list[Path]) -> None:
         click.echo(f"{name:<44}" + "".join(f"{_fmt(m.get(k), k):>8}" for k, _ in COLUMNS))
     click.echo("acc/many/medium/few/ECE in %, NLL in nats; * = reduced schedule. Run folders: "
                + ", ".join(str(d) for d in run_dirs))
+    if run_dirs:
+        store = Path(run_dirs[0]).parents[3]  # <results>/runs/<dataset>/<stage1>-<method>/seed<S>
+        click.echo(f"Tables and plots of these runs: bench.py table --results {store} (likewise compare, plot)")
