@@ -99,3 +99,27 @@ def test_per_class_bin_means_by_hand():
     # an empty bin is skipped, not plotted as NaN
     xs, ys = _log_bin_means(np.array([1, 1000]), np.array([0.0, 100.0]), n_bins=3)
     assert len(xs) == 2 and list(ys) == [0.0, 100.0]
+
+
+def test_regenerating_unchanged_runs_is_byte_identical(results):
+    """Plots carry no timestamp, so a regenerated leaderboard differs in git only where the runs changed."""
+    first = {p: p.read_bytes() for p in build_leaderboard(results, echo=lambda s: None)}
+    second = {p: p.read_bytes() for p in build_leaderboard(results, echo=lambda s: None)}
+    assert first.keys() == second.keys()
+    changed = [p.name for p in first if first[p] != second[p]]
+    assert not changed, changed
+
+
+def test_committed_leaderboard_is_current(tmp_path):
+    """results/README.md and results/tables/* are what `bench.py leaderboard` makes of the committed runs today."""
+    import shutil
+
+    repo_results = Path(__file__).resolve().parents[1] / "results"
+    if not any((repo_results / "runs").rglob("metrics.json")):
+        pytest.skip("no committed runs")
+    copy = tmp_path / "results"
+    shutil.copytree(repo_results, copy)
+    build_leaderboard(copy, echo=lambda s: None)
+    for rel in ["README.md", *(f"tables/{p.name}" for p in (repo_results / "tables").iterdir())]:
+        assert (copy / rel).read_text() == (repo_results / rel).read_text(), (
+            f"results/{rel} is stale: run `bench.py leaderboard` and commit")

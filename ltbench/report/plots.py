@@ -43,7 +43,9 @@ def _save(fig, stem: Path, formats=PLOT_FORMATS) -> list[Path]:
     out = []
     for fmt in formats:
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=120 if fmt == "png" else None)
+        # no creation date in the PDF: regenerating unchanged runs gives byte-identical files (clean git diffs)
+        meta = {"CreationDate": None} if fmt == "pdf" else None
+        fig.savefig(buf, format=fmt, dpi=120 if fmt == "png" else None, metadata=meta)
         path = stem.with_suffix(f".{fmt}")
         atomic_write_bytes(path, buf.getvalue())
         out.append(path)
