@@ -10,13 +10,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from conftest import SHARED_DATA
 from jpeg_fixture import TEST_PER_CLASS, TRAIN_COUNTS, make_tree
 from ltbench.data.cli import register
 from ltbench.data.file_lists import (decode_batch_tensor, eval_view, read_list, rrc_params, train_view)
 from ltbench.errors import LtbenchError
 from ltbench.registry import get_dataset
 
-SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet-lt-sample"
+SAMPLE = SHARED_DATA / "imagenet-lt-sample"  # honours $LTBENCH_SHARED, like the other real-data tests
 
 
 @pytest.fixture
