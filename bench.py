@@ -86,6 +86,7 @@ def run(method, dataset, imbalance, stage1_mode, seed, epochs, stage2_epochs, pr
     from ltbench.config import resolve
     from ltbench.registry import get_dataset, get_method, method_names
     from ltbench.report.summary import print_run_table
+    from ltbench.distributed import shutdown
     from ltbench.runner import execute
 
     spec = get_dataset(dataset)
@@ -113,6 +114,7 @@ def run(method, dataset, imbalance, stage1_mode, seed, epochs, stage2_epochs, pr
             echo(f"[{i + 1}/{len(grid)}] {s}-{m}")
         outs.append(execute(cfg, echo=echo, force=force))
     print_run_table(outs)
+    shutdown()  # under torchrun: every rank finished; leave the process group cleanly
 
 
 @cli.command(name="list")

@@ -7,7 +7,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from ltbench.distributed import init_from_env, rank_world
+from ltbench.distributed import init_from_env, rank_world, shutdown
 from ltbench.evaluate import log_softmax_predictor, predict_log_probs
 from ltbench.models import create_network
 from ltbench.registry import get_dataset
@@ -30,7 +30,7 @@ def main(root: str, out: str) -> None:
     if rank == 0:
         torch.save({"bn_state": bn_net.state_dict(), "log_probs": log_probs, "labels": labels,
                     "balanced_shards": got, "world": world}, out)
-    dist.destroy_process_group()
+    shutdown()  # barrier, then destroy: no rank tears gloo down while the other still talks
 
 
 if __name__ == "__main__":
