@@ -66,7 +66,6 @@ class Stage2Config:
             self.protocol_epochs = self.epochs
 
 
-# stage-1 options that change speed, not results: left out of the cache key and of run comparisons
 def default_output_dir() -> str:
     """Where ``run`` and ``grid`` write when ``--results`` is not given: ``$LTBENCH_RESULTS``, else ``outputs``.
 
@@ -76,6 +75,7 @@ def default_output_dir() -> str:
     return os.environ.get("LTBENCH_RESULTS") or "outputs"
 
 
+# stage-1 options that change speed, not results: left out of the cache key and of run comparisons
 STAGE1_EXECUTION_OPTIONS = ("compile", "cuda_graphs")
 
 
@@ -92,7 +92,7 @@ class RunConfig:
     method_options: dict[str, Any] = field(default_factory=dict)
     eval_batch_size: int = 256
     data_root: str | None = None
-    results: str = "outputs"    # where runs are written (bench.py: $LTBENCH_RESULTS, else ./outputs)
+    results: str = field(default_factory=default_output_dir)  # where runs are written
     device: str = "auto"
     deterministic: bool = False
     save_logits: bool = False

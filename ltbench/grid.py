@@ -79,8 +79,11 @@ def method_grid(methods: list[str] | None = None) -> list[tuple[str, str]]:
 
 def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epochs: int | None = None,
                stage2_epochs: int | None = None, preset: str | None = None, data_root: str | None = None,
-               results: str = "outputs", device: str = "auto", methods: list[str] | None = None) -> list[Group]:
-    """Every run of the grid, grouped by stage-1 artifact, in a stable order (dataset, IF, seed, extractor)."""
+               results: str | None = None, device: str = "auto", methods: list[str] | None = None) -> list[Group]:
+    """Every run of the grid, grouped by stage-1 artifact, in a stable order (dataset, IF, seed, extractor).
+
+    ``results`` defaults to :func:`default_output_dir`, as on the command line."""
+    results = results or default_output_dir()
     from .runner import finished_run_differs
 
     groups: dict[tuple, Group] = {}

@@ -2,6 +2,7 @@
 clearly when there are no runs."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -112,8 +113,6 @@ def test_regenerating_unchanged_runs_is_byte_identical(results):
 
 def test_committed_leaderboard_is_current(tmp_path):
     """results/README.md and results/tables/* are what `bench.py leaderboard` makes of the committed runs today."""
-    import shutil
-
     repo_results = Path(__file__).resolve().parents[1] / "results"
     if not any((repo_results / "runs").rglob("metrics.json")):
         pytest.skip("no committed runs")
