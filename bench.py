@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for pretrained weigh
 
 import click  # noqa: E402
 
-from ltbench.config import default_output_dir  # noqa: E402
+from ltbench.cli_options import output_folder_option  # noqa: E402
 from ltbench.errors import LtbenchError  # noqa: E402
 
 EXAMPLES = """
@@ -72,9 +72,7 @@ def _echo(quiet: bool):
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="method option, repeatable")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="folder holding the datasets (default: $LTBENCH_DATA_ROOT, else ./data)")
-@click.option("--results", type=click.Path(file_okay=False), default=default_output_dir,
-              show_default="$LTBENCH_RESULTS, else ./outputs", help="where run folders are written "
-              "(results/ is the committed leaderboard store: pass --results results to add to it)")
+@output_folder_option
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--deterministic", is_flag=True, help="deterministic algorithms (same seed + device = same metrics)")
 @click.option("--save-logits", is_flag=True, help="also store the [N, C] logits (log-probabilities) of the test set")

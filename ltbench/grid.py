@@ -26,6 +26,7 @@ from typing import Callable
 import click
 import torch
 
+from .cli_options import output_folder_option
 from .config import RunConfig, default_output_dir, resolve
 from .errors import LtbenchError
 from .registry import get_dataset, get_method, method_names
@@ -355,9 +356,7 @@ def register(cli: click.Group) -> None:
     @click.option("--stage2-epochs", type=int, default=None)
     @click.option("--preset", default=None, help="preset for every dataset (default: each dataset's protocol)")
     @click.option("--data-root", type=click.Path(file_okay=False), default=None)
-    @click.option("--results", type=click.Path(file_okay=False), default=default_output_dir,
-              show_default="$LTBENCH_RESULTS, else ./outputs", help="where run folders are written "
-              "(results/ is the committed leaderboard store: pass --results results to add to it)")
+    @output_folder_option
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
     @click.option("--jobs", type=int, default=1, show_default=True,
                   help="concurrent worker processes (share one GPU; on CPU the cores are split)")
