@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from ltbench.audit import check_all, check_run
 from ltbench.registry import method_names
@@ -110,28 +111,31 @@ def test_kill_in_stage1_then_in_stage2_resumes_to_identical_metrics(tmp_path, re
 
     kill_at_line(args, cache, rf"^stage 1 \[\w+\] epoch {k1}/{E1}\b", d1)
     assert_nothing_visible(tmp_path / "results")
-    # The epoch line is printed before that epoch's checkpoint is written, so an early kill may leave none yet:
-    # then the only correct behaviour is a fresh start; with a checkpoint, stage 1 must resume (or reuse) it.
-    saved = sorted(p.name for p in (cache / "stage1").rglob("*.pt")) if (cache / "stage1").exists() else []
+    # an epoch line is printed only after that epoch's checkpoint is durable, so after kill 1 there is one to resume
     lines = kill_at_line(args, cache, rf"^stage 2 \[\w+\] epoch {k2}/{E2}\b", d2)
-    if saved:
-        assert any(s.startswith("stage 1: resuming") or s.startswith("stage 1: reusing") for s in lines), (saved, lines)
-    else:
-        assert not any(s.startswith("stage 1: resuming") for s in lines), lines
-        assert any(re.match(rf"^stage 1 \[\w+\] epoch 1/{E1}\b", s) for s in lines), lines
+    assert any(s.startswith("stage 1: resuming") or s.startswith("stage 1: reusing") for s in lines), lines
     assert_atomic(tmp_path / "results")  # a kill after the last epoch line may land after the rename
-    saved2 = sorted(p.name for p in (cache / "stage2").rglob("*-ckpt.pt")) if (cache / "stage2").exists() else []
 
     r = run_bench(args, cache)
     assert r.returncode == 0, r.stderr
     assert "stage 1: reusing" in r.stderr or "skip:" in r.stderr, r.stderr
-    if saved2:  # as in stage 1, a kill before the first stage-2 checkpoint leaves nothing to resume from
-        assert (re.search(r"stage 2: resuming \w+ from epoch \d", r.stderr)
-                or f"epoch 1/{E2}" not in r.stderr), (saved2, r.stderr)
+    assert re.search(r"stage 2: resuming \w+ from epoch \d", r.stderr) or f"epoch 1/{E2}" not in r.stderr, r.stderr
     d = run_folder(tmp_path / "results", method)
     assert check_run(d) == []
     assert outcome(d) == want, f"resumed {method} run differs from the uninterrupted one (kill seed {KILL_SEED})"
     assert all(not p for p in check_all(tmp_path / "results").values())
+
+
+def test_printed_epoch_is_already_checkpointed(tmp_path, reference):
+    """Killed the instant a stage-1 or stage-2 epoch line appears, that epoch's checkpoint is already on disk."""
+    args = run_args("crt", reference.preset, tmp_path / "results")
+    cache = tmp_path / "cache"
+    kill_at_line(args, cache, rf"^stage 1 \[\w+\] epoch 1/{E1}\b", 0.0)
+    [ck] = list((cache / "stage1").glob("*/ckpt.pt"))
+    assert torch.load(ck, weights_only=False)["epoch"] >= 1
+    kill_at_line(args, cache, rf"^stage 2 \[\w+\] epoch 1/{E2}\b", 0.0)
+    [ck2] = list((cache / "stage2").rglob("*-ckpt.pt"))
+    assert torch.load(ck2, weights_only=False)["epoch"] >= 1
 
 
 def _child(func: str, n: int, args: list[str], cache: Path) -> subprocess.CompletedProcess:

@@ -62,9 +62,9 @@ def train_head(module: nn.Module, params, labels: torch.Tensor, batch_loss: Batc
         row = train_one_epoch(opt, index_batches(labels, cfg.batch_size, gen, balanced), step, lr_at, epoch,
                               steps, ctx.device, bf16=False, what=f"stage 2 ({tag})")
         ctx.log.append(row)
-        ctx.echo(f"stage 2 [{tag}] epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  "
-                 f"train acc {row['train_acc']:.1f}%  lr {row['lr']:.4f}")
         atomic_torch_save(ck_path, {"module": module.state_dict(), "optimizer": opt.state_dict(),
                                     "generator": gen.get_state(), "log": list(ctx.log), "epoch": epoch + 1})
+        ctx.echo(f"stage 2 [{tag}] epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  "
+                 f"train acc {row['train_acc']:.1f}%  lr {row['lr']:.4f}")  # after the save, as in stage 1
     module.eval()
     return module

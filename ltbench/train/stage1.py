@@ -145,13 +145,13 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
         row["stage"] = 1
         seconds += row["seconds"]
         log.append(row)
-        echo(f"stage 1 [{cfg.stage1_mode}] epoch {epoch + 1}/{s.epochs}  loss {row['loss']:.4f}  "
-             f"train acc {row['train_acc']:.1f}%  lr {row['lr']:.4f}  {row['images_per_s']:.0f} img/s")
-        if is_main():
+        if is_main():  # saved before the epoch line, so a printed epoch is always one a rerun resumes after
             atomic_torch_save(d / "ckpt.pt", {
                 "network": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
                 "torch_rng": torch.get_rng_state(), "swag": swag.state_dict() if swag is not None else None,
                 "log": log, "epoch": epoch + 1, "seconds": seconds, "config": cfg.to_dict(), "world_size": world})
+        echo(f"stage 1 [{cfg.stage1_mode}] epoch {epoch + 1}/{s.epochs}  loss {row['loss']:.4f}  "
+             f"train acc {row['train_acc']:.1f}%  lr {row['lr']:.4f}  {row['images_per_s']:.0f} img/s")
     if swag is not None:
         t0 = time.perf_counter()
         echo(f"stage 1: SWA average of {swag.n} snapshots; recomputing BN statistics")
