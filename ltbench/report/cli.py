@@ -16,12 +16,52 @@ Examples:
   bench.py compare --dataset cifar10-lt
   bench.py plot --out results/plots
   bench.py leaderboard
+  bench.py compare --paired swa-srepr swa-crt --dataset cifar10-lt-if100
+  bench.py stats
+  bench.py site
 """
 
 _results_opt = click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True,
                             help="results folder holding runs/")
 _dataset_opt = click.option("--dataset", "datasets", multiple=True,
                             help="dataset name (e.g. cifar10-lt) or tag (e.g. cifar10-lt-if100); repeatable")
+
+
+def _boot_opts(f):
+    f = click.option("--boot-seed", type=int, default=0, show_default=True,
+                     help="seed of the bootstrap's index stream (with the run's seed)")(f)
+    return click.option("--bootstrap", type=click.IntRange(0), default=1000, show_default=True,
+                        help="paired bootstrap resamples of the test examples per seed (0: seed statistics only)")(f)
+
+
+def _compare_paired(results: str, datasets: tuple[str, ...], names: tuple[str, str], bootstrap: int, boot_seed: int,
+                    output: str | None) -> None:
+    from .stats import paired, render_text
+    from .tables import exclusion_lines, load_table
+
+    a, b = names
+    if a == b:
+        raise LtbenchError(f"--paired {a} {b}: name two different runs (e.g. --paired swa-srepr swa-crt)")
+    agg, col = load_table(results, datasets or None)
+    _warn(exclusion_lines(col))
+    runs = col.runs
+    have = sorted(set(runs.stage1_mode + "-" + runs.method))
+    for n in (a, b):
+        if n not in have:
+            raise LtbenchError(f"--paired: no sound runs named {n!r} under {Path(results) / 'runs'}; "
+                               f"recorded: {', '.join(have)} (names are <stage1>-<method>)")
+    texts = []
+    for tag in sorted(runs.dataset_tag.unique()):
+        c = paired(runs, tag, a, b, replicates=bootstrap, boot_seed=boot_seed)
+        if c is not None:
+            texts.append(render_text(c))
+    if not texts:
+        raise LtbenchError(f"--paired: no setting has runs of both {a} and {b} with a common seed")
+    text = "\n".join(texts)
+    _emit(text, None)
+    if output:
+        atomic_write_bytes(Path(output), text.encode())
+        click.echo(f"wrote {output}", err=True)
 
 
 def _warn(lines: list[str]) -> None:
@@ -60,11 +100,22 @@ def table(results: str, datasets: tuple[str, ...], fmt: str, output: str | None)
               help="published numbers (default: results/baselines.csv of this repository)")
 @click.option("--format", "fmt", default="markdown", show_default=True, help="table file format: markdown or csv")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="also write the table here")
-def compare(results: str, datasets: tuple[str, ...], baselines: str | None, fmt: str, output: str | None) -> None:
-    """Our runs beside the published numbers for the same dataset, imbalance factor and method."""
+@click.option("--paired", nargs=2, metavar="A B", default=None,
+              help="instead: paired statistics of run A minus run B (names like swa-srepr swa-crt) per setting")
+@_boot_opts
+def compare(results: str, datasets: tuple[str, ...], baselines: str | None, fmt: str, output: str | None,
+            paired: tuple[str, str] | None, bootstrap: int, boot_seed: int) -> None:
+    """Our runs beside the published numbers for the same dataset, imbalance factor and method.
+
+    With --paired A B: A - B over the seeds both have (mean, std, 95% t-interval, seeds agreeing in sign) and a
+    paired bootstrap over the test examples (accuracy, NLL, ECE), for every setting that has both.
+    """
     from . import baselines as bl
     from .tables import exclusion_lines, load_table
 
+    if paired:
+        _compare_paired(results, datasets, paired, bootstrap, boot_seed, output)
+        return
     if fmt not in ("markdown", "csv"):
         raise LtbenchError(f"unknown --format {fmt!r} for compare; valid formats: markdown, csv")
     if baselines is None and (Path(results) / "baselines.csv").is_file():
@@ -117,7 +168,50 @@ def leaderboard(results: str, baselines: str | None, no_plots: bool) -> None:
     click.echo(f"wrote {len(written)} files; leaderboard: {Path(results) / 'README.md'}")
 
 
+@click.command(epilog=EXAMPLES)
+@_results_opt
+@click.option("--reference", default="crt", show_default=True,
+              help="stage-2 method every other method is compared against (on the same extractor)")
+@_boot_opts
+def stats(results: str, reference: str, bootstrap: int, boot_seed: int) -> None:
+    """Write <results>/stats.md and stats.csv: paired differences (seeds and bootstrap) for every setting."""
+    from .stats import all_comparisons, write_stats
+    from .tables import exclusion_lines, load_table
+
+    _, col = load_table(results)
+    _warn(exclusion_lines(col))
+    comps = all_comparisons(results, reference, bootstrap, boot_seed)
+    for p in write_stats(results, reference, bootstrap, boot_seed, comps=comps):
+        click.echo(f"wrote {p}")
+
+
+@click.command(epilog=EXAMPLES)
+@_results_opt
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="folder for the site (default: <results>/site)")
+@click.option("--baselines", type=click.Path(dir_okay=False), default=None,
+              help="published numbers (default: <results>/baselines.csv, else this repository's)")
+@click.option("--reference", default="crt", show_default=True, help="reference method of the statistics pages")
+@_boot_opts
+def site(results: str, out: str | None, baselines: str | None, reference: str, bootstrap: int,
+         boot_seed: int) -> None:
+    """Write the static leaderboard site (and <results>/stats.md, stats.csv) from the run folders.
+
+    Open <out>/index.html from disk: no server, nothing fetched from the network. Figures and reliability
+    diagrams are linked relatively from <results>/plots and the run folders (run `bench.py leaderboard` first
+    so that the figures exist).
+    """
+    from .site import build_site
+
+    if baselines is None and (Path(results) / "baselines.csv").is_file():
+        baselines = str(Path(results) / "baselines.csv")
+    written = build_site(results, Path(out) if out else None, baselines, reference, bootstrap, boot_seed,
+                         echo=lambda s: click.secho(s, fg="yellow" if s.startswith("warning") else None, err=True))
+    index = (Path(out) if out else Path(results) / "site") / "index.html"
+    click.echo(f"wrote {len(written)} files; open {index}")
+
+
 def register(cli: click.Group) -> None:
     """Add the report commands to the ``bench.py`` group (called from ``ltbench.cli_extra``)."""
-    for cmd in (table, compare, plot, leaderboard):
+    for cmd in (table, compare, plot, leaderboard, stats, site):
         cli.add_command(cmd)

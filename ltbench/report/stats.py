@@ -1,0 +1,372 @@
+"""Paired statistics: is the difference between two methods of one setting larger than its noise?
+
+Two sources of noise, two intervals, both on the difference A - B of the same seeds:
+
+* **over seeds** (training noise): the per-seed differences of ``metrics.json`` numbers (seed s of A and of B share
+  the stage-1 network when they share the extractor), their mean, sample std, a 95 % Student-t interval and how
+  many seeds agree with the mean's sign;
+* **over test examples** (test-set noise): a paired bootstrap from ``predictions.npz``. For seed s, replicate b
+  draws ``rng.integers(0, N, size=N)`` from ``numpy.random.default_rng([boot_seed, s])`` (one call per replicate,
+  in order), the same indices for A and B; replicate b of the difference is the mean over seeds of
+  metric(A_s[idx]) - metric(B_s[idx]); the interval is the 2.5 / 97.5 percentiles (``np.percentile``, linear).
+
+Metrics are those of ``ltbench.metrics`` (accuracy, NLL, 15-bin ECE with (l, u] bins); the bootstrap evaluates
+them for all replicates at once as count-weighted sums, which equal the metric of the resampled arrays.
+"""
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import LtbenchError
+from ..metrics import ECE_BINS
+from ..store import read_run
+from .tables import METHOD_NAMES, METHOD_ORDER, STAGE1_NAMES, STAGE1_ORDER, collect_runs
+
+SEED_METRICS = ("acc", "acc_many", "acc_medium", "acc_few", "nll", "ece", "brier")  # differences over seeds
+BOOT_METRICS = ("acc", "nll", "ece")  # also bootstrapped over test examples
+METRIC_LABEL = {"acc": "acc", "acc_many": "many", "acc_medium": "medium", "acc_few": "few", "nll": "NLL",
+                "ece": "ECE", "brier": "Brier"}
+DEFAULT_REFERENCE = "crt"
+DEFAULT_BOOTSTRAP = 1000
+DEFAULT_BOOT_SEED = 0
+_CHUNK = 250  # bootstrap replicates per matrix product (bounds memory at ~chunk x N doubles)
+
+
+# --- Student t quantile (no scipy at run time) -------------------------------------------------------------------
+
+def _t_two_sided_mass(t: float, df: int) -> float:
+    """P(|T| < t) for Student's t with integer ``df`` (Abramowitz & Stegun 26.7.3-4, exact finite series)."""
+    theta = math.atan(t / math.sqrt(df))
+    c2, s = math.cos(theta) ** 2, math.sin(theta)
+    if df % 2 == 1:
+        term, total = math.cos(theta), 0.0
+        if df > 1:
+            total = term
+            for k in range(1, (df - 3) // 2 + 1):
+                term *= c2 * (2 * k) / (2 * k + 1)
+                total += term
+        return 2.0 / math.pi * (theta + s * total)
+    term, total = 1.0, 1.0
+    for k in range(1, (df - 2) // 2 + 1):
+        term *= c2 * (2 * k - 1) / (2 * k)
+        total += term
+    return s * total
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile (p > 0.5) of Student's t with ``df`` degrees of freedom, by bisection."""
+    if df < 1:
+        raise ValueError("df must be >= 1")
+    target = 2 * p - 1
+    lo, hi = 0.0, 1.0
+    while _t_two_sided_mass(hi, df) < target:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if _t_two_sided_mass(mid, df) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+# --- bootstrap ----------------------------------------------------------------------------------------------------
+
+def _bin_index(confidence: np.ndarray, n_bins: int = ECE_BINS) -> np.ndarray:
+    """Bin of each confidence under ``metrics.reliability_bins``'s (l, u] rule; -1 for a confidence of 0."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return np.searchsorted(edges, confidence.astype(np.float64), side="left") - 1
+
+
+def bootstrap_indices(n: int, replicates: int, seed: int, boot_seed: int = DEFAULT_BOOT_SEED):
+    """Yield the resampled index arrays of one seed, one per replicate (the documented stream)."""
+    rng = np.random.default_rng([boot_seed, seed])
+    for _ in range(replicates):
+        yield rng.integers(0, n, size=n)
+
+
+def bootstrap_metrics(arrays: list[dict[str, np.ndarray]], seed: int, replicates: int = DEFAULT_BOOTSTRAP,
+                      boot_seed: int = DEFAULT_BOOT_SEED) -> list[dict[str, np.ndarray]]:
+    """Accuracy, NLL and ECE (percent / nats) of every replicate, for runs that share one seed and one test set.
+
+    All runs see the same resampled indices, so differences between the returned arrays are paired.
+    """
+    n = len(arrays[0]["labels"])
+    for a in arrays[1:]:
+        if len(a["labels"]) != n or not np.array_equal(a["labels"], arrays[0]["labels"]):
+            raise LtbenchError("runs compared by the paired bootstrap must share one test set (labels differ); "
+                               "re-run them with the same dataset")
+    cols = []  # per run: correct, -log p(true), then per bin (correct - confidence) restricted to the bin
+    for a in arrays:
+        correct = (a["pred"] == a["labels"]).astype(np.float64)
+        conf = a["confidence"].astype(np.float64)
+        b = _bin_index(a["confidence"])
+        gap = np.zeros((n, ECE_BINS))
+        ok = b >= 0
+        gap[np.flatnonzero(ok), b[ok]] = (correct - conf)[ok]
+        cols.append(np.column_stack([correct, -a["log_prob_true"].astype(np.float64), gap]))
+    x = np.hstack(cols)  # [N, runs * (2 + bins)]
+    width = 2 + ECE_BINS
+    out = np.empty((replicates, x.shape[1]))
+    idx_iter = bootstrap_indices(n, replicates, seed, boot_seed)
+    for start in range(0, replicates, _CHUNK):
+        rows = min(_CHUNK, replicates - start)
+        idx = np.stack([next(idx_iter) for _ in range(rows)])
+        counts = np.bincount((idx + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n).reshape(rows, n)
+        out[start:start + rows] = counts.astype(np.float64) @ x
+    res = []
+    for r in range(len(arrays)):
+        blk = out[:, r * width:(r + 1) * width] / n
+        res.append({"acc": 100.0 * blk[:, 0], "nll": blk[:, 1], "ece": 100.0 * np.abs(blk[:, 2:]).sum(axis=1)})
+    return res
+
+
+# --- paired comparisons -------------------------------------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    """A - B on one setting: per-seed values, seed statistics and (for BOOT_METRICS) the bootstrap interval."""
+    dataset_tag: str
+    a: str
+    b: str
+    kind: str  # "reference" (method vs reference, same extractor) or "extractor" (swa-X vs sgd-X) or "chosen"
+    seeds: list[int]
+    reduced: bool
+    a_values: dict[str, list[float]] = field(default_factory=dict)
+    b_values: dict[str, list[float]] = field(default_factory=dict)
+    boot: dict[str, tuple[float, float]] = field(default_factory=dict)
+    replicates: int = 0
+    n_test: int = 0
+
+    def diffs(self, m: str) -> np.ndarray:
+        return np.asarray(self.a_values[m], dtype=float) - np.asarray(self.b_values[m], dtype=float)
+
+    def seed_stats(self, m: str) -> dict[str, float]:
+        """mean, std (ddof=1), 95 % t-interval and seeds agreeing with the mean's sign; NaN where undefined."""
+        d = self.diffs(m)
+        d = d[~np.isnan(d)]
+        n = len(d)
+        out = {"n": n, "a_mean": float(np.nanmean(self.a_values[m])) if n else math.nan,
+               "b_mean": float(np.nanmean(self.b_values[m])) if n else math.nan,
+               "mean": float(d.mean()) if n else math.nan, "std": math.nan, "t_lo": math.nan, "t_hi": math.nan,
+               "agree": 0}
+        if n:
+            out["agree"] = int(np.sum(np.sign(d) == np.sign(out["mean"]))) if out["mean"] != 0 else 0
+        if n >= 2:
+            out["std"] = float(d.std(ddof=1))
+            half = t_quantile(0.975, n - 1) * out["std"] / math.sqrt(n)
+            out["t_lo"], out["t_hi"] = out["mean"] - half, out["mean"] + half
+        return out
+
+
+def run_label(name: str) -> str:
+    s1, _, m = name.partition("-")
+    return f"{STAGE1_NAMES.get(s1, s1)} + {METHOD_NAMES.get(m, m)}"
+
+
+def _boot_key(d: str, replicates: int, boot_seed: int) -> tuple:
+    return (str(d), replicates, boot_seed)
+
+
+def _fill_boot_cache(rows: pd.DataFrame, replicates: int, boot_seed: int, cache: dict) -> None:
+    """Bootstrap every run in ``rows`` not yet cached, all runs of one seed in one pass (shared indices)."""
+    todo = rows[[_boot_key(d, replicates, boot_seed) not in cache for d in rows["dir"]]]
+    for seed, g in todo.groupby("seed", sort=True):
+        arrays = [read_run(Path(d))["predictions"] for d in g["dir"]]
+        for d, res, a in zip(g["dir"], bootstrap_metrics(arrays, int(seed), replicates, boot_seed), arrays):
+            cache[_boot_key(d, replicates, boot_seed)] = (res, len(a["labels"]))
+
+
+def paired(runs: pd.DataFrame, tag: str, a: str, b: str, kind: str = "chosen", replicates: int = DEFAULT_BOOTSTRAP,
+           boot_seed: int = DEFAULT_BOOT_SEED, cache: dict | None = None) -> Comparison | None:
+    """Compare run names ``a`` and ``b`` (e.g. ``swa-srepr``, ``swa-crt``) on ``tag`` over their common seeds."""
+    cache = {} if cache is None else cache
+    sub = runs[runs.dataset_tag == tag]
+    name = sub.stage1_mode + "-" + sub.method
+    ra, rb = sub[name == a].set_index("seed"), sub[name == b].set_index("seed")
+    seeds = sorted(set(ra.index) & set(rb.index))
+    if not seeds:
+        return None
+    c = Comparison(tag, a, b, kind, seeds, bool(ra.loc[seeds, "reduced"].any() or rb.loc[seeds, "reduced"].any()))
+    for m in SEED_METRICS:
+        c.a_values[m] = [float(ra.loc[s, m]) for s in seeds]
+        c.b_values[m] = [float(rb.loc[s, m]) for s in seeds]
+    if replicates > 0:
+        both = pd.concat([ra.loc[seeds], rb.loc[seeds]]).reset_index()
+        _fill_boot_cache(both, replicates, boot_seed, cache)
+        reps = {m: np.zeros(replicates) for m in BOOT_METRICS}
+        for s in seeds:
+            (ba, n_a), (bb, n_b) = (cache[_boot_key(r.loc[s, "dir"], replicates, boot_seed)] for r in (ra, rb))
+            if n_a != n_b:
+                raise LtbenchError(f"{tag} seed {s}: {a} has {n_a} test examples, {b} {n_b}; a paired bootstrap "
+                                   "needs the same test set")
+            for m in BOOT_METRICS:
+                reps[m] += (ba[m] - bb[m]) / len(seeds)
+            c.n_test = n_a
+        c.boot = {m: (float(np.percentile(reps[m], 2.5)), float(np.percentile(reps[m], 97.5))) for m in BOOT_METRICS}
+        c.replicates = replicates
+    return c
+
+
+def _names(sub: pd.DataFrame) -> list[str]:
+    pairs = sorted(set(zip(sub.stage1_mode, sub.method)),
+                   key=lambda p: (STAGE1_ORDER.get(p[0], 9), p[0], METHOD_ORDER.get(p[1], 99), p[1]))
+    return [f"{s}-{m}" for s, m in pairs]
+
+
+def setting_comparisons(runs: pd.DataFrame, tag: str, reference: str = DEFAULT_REFERENCE,
+                        replicates: int = DEFAULT_BOOTSTRAP, boot_seed: int = DEFAULT_BOOT_SEED,
+                        cache: dict | None = None) -> list[Comparison]:
+    """Every method against ``reference`` on the same extractor, then each extractor against the other (swa - sgd)."""
+    cache = {} if cache is None else cache
+    if replicates > 0:
+        _fill_boot_cache(runs[runs.dataset_tag == tag], replicates, boot_seed, cache)
+    names = _names(runs[runs.dataset_tag == tag])
+    out = []
+    for n in names:
+        s1, _, m = n.partition("-")
+        ref = f"{s1}-{reference}"
+        if m != reference and ref in names:
+            out.append(paired(runs, tag, n, ref, "reference", replicates, boot_seed, cache))
+    for n in names:
+        s1, _, m = n.partition("-")
+        if s1 == "swa" and f"sgd-{m}" in names:
+            out.append(paired(runs, tag, n, f"sgd-{m}", "extractor", replicates, boot_seed, cache))
+    return [c for c in out if c is not None]
+
+
+def all_comparisons(results: Path | str, reference: str = DEFAULT_REFERENCE, replicates: int = DEFAULT_BOOTSTRAP,
+                    boot_seed: int = DEFAULT_BOOT_SEED, datasets=None) -> list[Comparison]:
+    runs = collect_runs(results, datasets).runs
+    cache: dict = {}
+    out = []
+    for tag in sorted(runs.dataset_tag.unique()):
+        out += setting_comparisons(runs, tag, reference, replicates, boot_seed, cache)
+    return out
+
+
+# --- rendering ----------------------------------------------------------------------------------------------------
+
+def _nd(m: str) -> int:
+    return 3 if m in ("nll", "brier") else 2
+
+
+def fmt(v: float, m: str, signed: bool = False) -> str:
+    """The one spelling of a number in every statistics output (findings.md quotes these strings)."""
+    if v is None or math.isnan(v):
+        return "-"
+    s = f"{v:+.{_nd(m)}f}" if signed else f"{v:.{_nd(m)}f}"
+    return s.replace("-", "−") if signed else s  # U+2212 for a signed difference, as in prose
+
+
+def interval(lo: float, hi: float, m: str) -> str:
+    if math.isnan(lo):
+        return "-"
+    return f"[{fmt(lo, m, True)}, {fmt(hi, m, True)}]"
+
+
+def row_cells(c: Comparison, m: str) -> dict[str, str]:
+    st = c.seed_stats(m)
+    lo, hi = c.boot.get(m, (math.nan, math.nan))
+    seeds_real = not math.isnan(st["t_lo"]) and (st["t_lo"] > 0 or st["t_hi"] < 0)
+    test_real = not math.isnan(lo) and (lo > 0 or hi < 0)
+    return {"A": fmt(st["a_mean"], m), "B": fmt(st["b_mean"], m),
+            "diff": fmt(st["mean"], m, True) + ("" if math.isnan(st["std"]) else f" ± {fmt(st['std'], m)}"),
+            "t95": interval(st["t_lo"], st["t_hi"], m), "agree": f"{st['agree']}/{st['n']}",
+            "boot95": interval(lo, hi, m) if m in c.boot else "",
+            "excl": ("seeds" if seeds_real else "") + (" + " if seeds_real and test_real else "")
+            + ("test set" if test_real else "") if (m in c.boot or st["n"] >= 2) else ""}
+
+
+HEAD = ["comparison (A − B)", "metric", "A", "B", "Δ mean ± std", "95% t-interval (seeds)", "seeds agreeing",
+        "95% bootstrap (test examples)", "interval excludes 0"]
+
+
+def render_markdown(comps: list[Comparison], reference: str = DEFAULT_REFERENCE) -> str:
+    reps = max((c.replicates for c in comps), default=0)
+    lines = ["# Paired statistics", "",
+             "Generated by `python bench.py stats` (also written by `bench.py site`) from the run folders under "
+             "`results/runs/`; do not edit by hand.", "",
+             f"A − B over the seeds both have (seed s of A against seed s of B). **Δ mean ± std**: mean and sample "
+             f"std of the per-seed differences; **95% t-interval**: mean ± t(0.975, n−1)·std/√n, the noise of "
+             f"training over seeds; **seeds agreeing**: seeds whose difference has the mean's sign; **95% bootstrap**: "
+             f"paired bootstrap over the test examples ({reps} resamples per seed, the same indices for A and B, "
+             f"replicate = mean over seeds; 2.5/97.5 percentiles), the noise of the finite test set, for accuracy, "
+             f"NLL and ECE. **interval excludes 0** names the intervals that exclude zero: a difference is real "
+             f"when the seed interval excludes it (with 3 seeds that takes a consistent gap). Accuracies and ECE "
+             f"in percentage points, NLL and Brier in nats. Comparisons: every method against "
+             f"{METHOD_NAMES.get(reference, reference)} on the same extractor, and SWA against SGD per method.", ""]
+    for tag in dict.fromkeys(c.dataset_tag for c in comps):
+        sub = [c for c in comps if c.dataset_tag == tag]
+        red = any(c.reduced for c in sub)
+        lines += [f"## {tag}", ""]
+        if red:
+            lines += ["† reduced schedule: the runs are comparable to each other, not to published numbers.", ""]
+        lines += ["| " + " | ".join(HEAD) + " |", "|---|---|" + "---:|" * (len(HEAD) - 2)]
+        for c in sub:
+            for m in SEED_METRICS:
+                r = row_cells(c, m)
+                lines.append("| " + " | ".join([f"{run_label(c.a)} − {run_label(c.b)}", METRIC_LABEL[m], r["A"],
+                                                 r["B"], r["diff"], r["t95"], r["agree"], r["boot95"], r["excl"]])
+                             + " |")
+        lines.append("")
+    if not comps:
+        lines += ["**No pair of runs to compare yet.**", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_csv(comps: list[Comparison]) -> str:
+    rows = []
+    for c in comps:
+        for m in SEED_METRICS:
+            st = c.seed_stats(m)
+            lo, hi = c.boot.get(m, (math.nan, math.nan))
+            rows.append({"dataset_tag": c.dataset_tag, "a": c.a, "b": c.b, "kind": c.kind, "metric": m,
+                         "seeds": ",".join(map(str, c.seeds)), "reduced": c.reduced, "n": st["n"],
+                         "a_mean": st["a_mean"], "b_mean": st["b_mean"], "diff_mean": st["mean"],
+                         "diff_std": st["std"], "t95_lo": st["t_lo"], "t95_hi": st["t_hi"],
+                         "seeds_agreeing": st["agree"], "boot95_lo": lo, "boot95_hi": hi,
+                         "boot_replicates": c.replicates if m in c.boot else 0})
+    buf = io.StringIO()
+    pd.DataFrame(rows, columns=["dataset_tag", "a", "b", "kind", "metric", "seeds", "reduced", "n", "a_mean",
+                                "b_mean", "diff_mean", "diff_std", "t95_lo", "t95_hi", "seeds_agreeing",
+                                "boot95_lo", "boot95_hi", "boot_replicates"]).to_csv(buf, index=False,
+                                                                                      float_format="%.6g")
+    return buf.getvalue()
+
+
+def render_text(c: Comparison) -> str:
+    """One comparison for the terminal (``bench.py compare --paired A B``)."""
+    head = ["metric", "A", "B", "Δ mean ± std", "95% t (seeds)", "agree", "95% bootstrap", "excludes 0"]
+    rows = []
+    for m in SEED_METRICS:
+        r = row_cells(c, m)
+        rows.append([METRIC_LABEL[m], r["A"], r["B"], r["diff"], r["t95"], r["agree"], r["boot95"], r["excl"]])
+    w = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    title = (f"{c.dataset_tag}: A = {run_label(c.a)} ({c.a}), B = {run_label(c.b)} ({c.b}); paired over seeds "
+             f"{', '.join(map(str, c.seeds))} (n = {len(c.seeds)})" + (" † reduced schedule" if c.reduced else ""))
+    out = [title] + ["  ".join(x.ljust(w[i]) if i == 0 else x.rjust(w[i]) for i, x in enumerate(r))
+                     for r in [head] + rows]
+    if c.replicates:
+        out.append(f"bootstrap: {c.replicates} paired resamples of the {c.n_test} test examples per seed")
+    return "\n".join(out) + "\n"
+
+
+def write_stats(results: Path | str, reference: str = DEFAULT_REFERENCE, replicates: int = DEFAULT_BOOTSTRAP,
+                boot_seed: int = DEFAULT_BOOT_SEED, comps: list[Comparison] | None = None) -> list[Path]:
+    """Write ``<results>/stats.md`` and ``<results>/stats.csv``; return their paths."""
+    from ..checkpoint import atomic_write_bytes
+
+    results = Path(results)
+    if comps is None:
+        comps = all_comparisons(results, reference, replicates, boot_seed)
+    paths = [results / "stats.md", results / "stats.csv"]
+    atomic_write_bytes(paths[0], render_markdown(comps, reference).encode())
+    atomic_write_bytes(paths[1], render_csv(comps).encode())
+    return paths
