@@ -151,7 +151,7 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
     art = get_stage1(cfg, data, device, echo)
     ctx = Stage2Context(cfg=cfg, data=data, stage1=art, device=device,
                         generator=torch.Generator().manual_seed(cfg.seed + 1),
-                        workdir=stage2_workdir(cfg, stage1_dir(cfg)), echo=echo)
+                        workdir=stage2_workdir(cfg, stage1_dir(cfg, data)), echo=echo)
     t1 = time.perf_counter()
     # Stage 2 must not depend on whether stage 1 was trained in this process or loaded from the cache (a resumed
     # run loads it), so the global RNG is reseeded here; the stage-2 lock makes two processes running the same
@@ -171,7 +171,7 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
         "wall_time_s": time.perf_counter() - t0, "stage1_train_time_s": art.seconds,
         "stage2_time_s": stage2_seconds, "stage1_cache": str(art.dir),
         "train_class_counts": [int(c) for c in data.class_counts()],
-        "world_size": int(os.environ.get("WORLD_SIZE", 1)),
+        "world_size": int(os.environ.get("WORLD_SIZE", 1)), "train_data_fingerprint": data.fingerprint(),
     })
     rows = [dict(r, stage=1) for r in art.log] + [dict(r, stage=2) for r in ctx.log]
     title = f"{cfg.dataset_tag} {cfg.run_name} seed{cfg.seed}" + (" (reduced)" if cfg.reduced else "")

@@ -73,8 +73,9 @@ def _assert_refused(r, store, *phrases: str) -> None:
 
 
 def test_fake_cifar_root_is_valid(tmp_path):
-    """The corrupt-file tests below break one thing in this layout; intact, it loads."""
-    data = get_dataset("cifar10-lt").load(_cifar10_root(tmp_path), 10)
+    """The corrupt-file tests below break one thing in this layout; intact, it loads (as a home-made CIFAR-format set:
+    its sizes are not the official ones, which a normal load refuses after these structural checks)."""
+    data = get_dataset("cifar10-lt").load(_cifar10_root(tmp_path), 10, verify=False)
     assert len(data.test_labels) == 30 and 0 < len(data.train_labels) < 500
 
 
@@ -231,7 +232,7 @@ def test_corrupt_checkpoint_is_reported_not_used(tmp_path, monkeypatch):
     monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
     preset = write_preset(tmp_path / "p.toml", epochs=1, stage2_epochs=1)
     cfg = resolve("ce", "cifar10-lt-tiny", None, "sgd", 0, str(preset), device="cpu")
-    d = stage1_dir(cfg)
+    d = stage1_dir(cfg, get_dataset("cifar10-lt-tiny").load(None, None))
     d.mkdir(parents=True)
     (d / "ckpt.pt").write_bytes(b"not a checkpoint")
     r = _run(tmp_path / "results", "--method", "ce", "--dataset", "cifar10-lt-tiny", "--preset", str(preset))

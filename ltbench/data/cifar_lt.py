@@ -7,10 +7,17 @@ is the official balanced one.
 Readers accept, under ``--data-root``, torchvision's layout (``cifar-10-batches-py/``, ``cifar-100-python/``,
 optionally inside a ``cifar10/`` / ``cifar100/`` folder) and the long-tail superset npz files
 (``cifar10_train_lt_if10.npz``, ``cifar100_train_lt_if10.npz``) that hold every image any IF in {10, 50, 100, 200}
-uses. The tiny sets ship inside the package.
+uses. The tiny sets ship inside the package (a ``<data root>/<tiny name>/`` folder, when given, is read instead).
+
+Every loader checks the identity of what it read before anything trains, so a wrong file is refused with one line
+instead of being trained on under the right name: the class count, the official set sizes (50,000 train labels,
+10,000 test images, the LDAM-DRW per-class counts of the chosen IF and of the IF=10 superset) and the md5 of the
+official test file (torchvision's values). ``load(..., verify=False)`` skips these for a home-made CIFAR-format
+set; the structural checks (shapes, label range) always apply.
 """
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -76,6 +83,29 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
                            "replace it with a good copy.") from None
 
 
+def file_md5(path: Path) -> str:
+    """md5 of a file, read in 1 MiB chunks (~50 ms for a 31 MB CIFAR test pickle)."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_class_counts(where: str, labels: np.ndarray, want: list[int], what: str, fix: str) -> None:
+    """Refuse ``labels`` unless their per-class counts are exactly ``want`` (class count first: the usual mix-up)."""
+    labels = np.asarray(labels)
+    k = len(np.unique(labels))
+    if k != len(want):
+        raise LtbenchError(f"{where}: the {what} has {k} classes, expected {len(want)}: it holds another dataset "
+                           f"(e.g. CIFAR-10 files under a CIFAR-100 name). {fix}")
+    have = np.bincount(labels, minlength=len(want)).tolist()
+    if have != list(want):
+        bad = next(c for c in range(len(want)) if have[c] != want[c])
+        raise LtbenchError(f"{where}: the {what} has {len(labels):,} images ({have[bad]} in class {bad}), expected "
+                           f"{sum(want):,} ({want[bad]} in class {bad}): it is not the official set. {fix}")
+
+
 def _check_arrays(path: Path, images: np.ndarray, labels: np.ndarray, num_classes: int) -> None:
     if images.ndim != 2 or images.shape[1] != 3072 or images.dtype != np.uint8:
         raise LtbenchError(f"{path}: image rows must be uint8 [N, 3072], got {images.dtype} {images.shape}; "
@@ -101,6 +131,7 @@ class CifarLTSpec:
     npz_name: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    test_md5: str        # md5 of the official test file (torchvision's CIFAR10 / CIFAR100 test_list)
 
     imbalance_factors = IMBALANCE_FACTORS
     needs_data_root = True
@@ -123,7 +154,7 @@ class CifarLTSpec:
                 return base / rel
         return None
 
-    def load(self, data_root: Path | str | None, imbalance: int | None) -> TensorLTData:
+    def load(self, data_root: Path | str | None, imbalance: int | None, verify: bool = True) -> TensorLTData:
         imbalance = self.default_imbalance if imbalance is None else int(imbalance)
         if imbalance not in IMBALANCE_FACTORS:
             raise LtbenchError(f"{self.name}: unsupported imbalance factor {imbalance}; "
@@ -131,7 +162,7 @@ class CifarLTSpec:
         if data_root is None:
             from .base import default_data_root
             data_root = default_data_root()
-        return _load_cifar_lt(self, Path(data_root).expanduser().resolve(), imbalance)
+        return _load_cifar_lt(self, Path(data_root).expanduser().resolve(), imbalance, bool(verify))
 
 
 def _missing(spec: CifarLTSpec, root: Path, what: str, tried: list[Path]) -> LtbenchError:
@@ -139,8 +170,42 @@ def _missing(spec: CifarLTSpec, root: Path, what: str, tried: list[Path]) -> Ltb
     return LtbenchError(f"{spec.name}: no {what} found under data root {root} (looked for: {where}). {GET_DATA_HELP}")
 
 
+def _fix(spec: CifarLTSpec) -> str:
+    return f"Put the official CIFAR-{spec.num_classes} files under the data root. {GET_DATA_HELP}"
+
+
+def _verify_full_train_labels(spec: CifarLTSpec, where: Path, labels: np.ndarray) -> None:
+    """The whole official train set: 50,000 labels, 50,000 / C per class."""
+    _check_class_counts(str(where), labels, [50000 // spec.num_classes] * spec.num_classes,
+                        f"{spec.name} full train label list", _fix(spec))
+
+
+def _verify_npz(spec: CifarLTSpec, path: Path, z: dict[str, np.ndarray]) -> None:
+    """The IF=10 superset npz: official full train labels, the superset's size, each listed IF's size."""
+    _verify_full_train_labels(spec, path, z["train_labels_full"])
+    C = spec.num_classes
+    _check_class_counts(str(path), z["labels"], lt_class_counts(C, 50000 // C, 10),
+                        "IF=10 long-tail superset (LDAM-DRW)", _fix(spec))
+    for imb in IMBALANCE_FACTORS:
+        listed = z.get(f"lt_index_if{imb}")
+        if listed is not None and len(listed) != spec.train_size(imb):
+            raise LtbenchError(f"{path}: lt_index_if{imb} lists {len(listed):,} images, the LDAM-DRW IF={imb} set "
+                               f"of {spec.name} has {spec.train_size(imb):,}; the file is from another build. "
+                               + _fix(spec))
+
+
+def _verify_test(spec: CifarLTSpec, path: Path, labels: np.ndarray) -> None:
+    """The official balanced test set: 10,000 images, 10,000 / C per class, and the official file's md5."""
+    _check_class_counts(str(path), labels, [10000 // spec.num_classes] * spec.num_classes,
+                        f"{spec.name} test set", _fix(spec))
+    md5 = file_md5(path)
+    if md5 != spec.test_md5:
+        raise LtbenchError(f"{path}: md5 {md5} is not the official {spec.name} test file's ({spec.test_md5}); "
+                           f"the file was modified or comes from another source. {_fix(spec)}")
+
+
 @lru_cache(maxsize=4)
-def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int) -> TensorLTData:
+def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int, verify: bool = True) -> TensorLTData:
     if not root.is_dir():
         raise LtbenchError(f"{spec.name}: data root {root} does not exist. {GET_DATA_HELP}")
     # --- test set: the official balanced pickle
@@ -161,6 +226,8 @@ def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int) -> TensorLTDat
                 raise LtbenchError(f"{npz_path}: missing array {key!r}; the file is not an ltbench/LDAM-DRW "
                                    "long-tail superset. Replace it, or remove it to use the official pickles.")
         _check_arrays(npz_path, z["data"], z["labels"], spec.num_classes)
+        if verify:
+            _verify_npz(spec, npz_path, z)
         want = lt_indices(z["train_labels_full"], spec.num_classes, imbalance)
         listed = z.get(f"lt_index_if{imbalance}")
         if listed is not None and not np.array_equal(listed, want):
@@ -186,8 +253,15 @@ def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int) -> TensorLTDat
         rows = np.concatenate([np.asarray(p["data"]) for p in parts])
         labels = np.concatenate([np.asarray(p[spec.label_key], dtype=np.int64) for p in parts])
         _check_arrays(paths[0], rows, labels, spec.num_classes)
+        if verify:
+            _verify_full_train_labels(spec, paths[0].parent, labels)
         want = lt_indices(labels, spec.num_classes, imbalance)
         train_rows, train_y = rows[want], labels[want]
+    if verify:
+        _check_class_counts(f"{spec.name} IF={imbalance} under {root}", train_y,
+                            lt_class_counts(spec.num_classes, 50000 // spec.num_classes, imbalance),
+                            "long-tail train set", _fix(spec))
+        _verify_test(spec, test_path, test_y)
     return TensorLTData(
         name=spec.name, num_classes=spec.num_classes,
         train_x=_rows_to_images(train_rows), train_y=torch.from_numpy(train_y),
@@ -198,7 +272,11 @@ def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int) -> TensorLTDat
 
 @dataclass(frozen=True)
 class TinySpec:
-    """A tiny CIFAR-LT subset bundled inside the package (for CI and the quick start; no data root needed)."""
+    """A tiny CIFAR-LT subset bundled inside the package (for CI and the quick start; no data root needed).
+
+    Built deterministically: the first ``int(train_max * (1/IF) ** (c/(C-1)))`` train and ``test_per_class`` test
+    images of each class c in official order, so the loader checks the class count and those sizes.
+    """
 
     name: str
     num_classes: int
@@ -206,6 +284,8 @@ class TinySpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     nominal_if: int
+    train_max: int       # images of class 0 in the train set
+    test_per_class: int
 
     imbalance_factors = ()
     needs_data_root = False
@@ -219,13 +299,26 @@ class TinySpec:
         return (f"{self.num_classes} classes; bundled; train {len(y)} (IF {c.max() // max(c.min(), 1)}), "
                 f"test {len(ty)} (balanced)")
 
+    def source(self, data_root: Path | str | None = None) -> Path:
+        """``<data_root>/<name>/`` when a data root is given and has that folder, else the bundled copy."""
+        if data_root is not None and (Path(data_root).expanduser() / self.folder).is_dir():
+            return Path(data_root).expanduser().resolve() / self.folder
+        return BUNDLED / self.folder
+
     def load(self, data_root=None, imbalance: int | None = None) -> TensorLTData:
         if imbalance is not None:
             raise LtbenchError(f"{self.name} is a fixed bundled subset (IF {self.nominal_if}); drop --imbalance")
-        tr = _load_npz(BUNDLED / self.folder / "train.npz")
-        te = _load_npz(BUNDLED / self.folder / "test.npz")
-        _check_arrays(BUNDLED / self.folder / "train.npz", tr["data"], tr["labels"], self.num_classes)
-        _check_arrays(BUNDLED / self.folder / "test.npz", te["data"], te["labels"], self.num_classes)
+        src = self.source(data_root)
+        tr, te = _load_npz(src / "train.npz"), _load_npz(src / "test.npz")
+        fix = f"Use the {self.name} files shipped in ltbench/data/bundled/{self.folder}/."
+        for split, z, want in (
+                ("train", tr, lt_class_counts(self.num_classes, self.train_max, self.nominal_if)),
+                ("test", te, [self.test_per_class] * self.num_classes)):
+            for key in ("data", "labels"):
+                if key not in z:
+                    raise LtbenchError(f"{src / f'{split}.npz'}: missing array {key!r}; not a {self.name} file. {fix}")
+            _check_arrays(src / f"{split}.npz", z["data"], z["labels"], self.num_classes)
+            _check_class_counts(str(src / f"{split}.npz"), z["labels"], want, f"{self.name} {split} set", fix)
         return TensorLTData(
             name=self.name, num_classes=self.num_classes,
             train_x=_rows_to_images(tr["data"]), train_y=torch.from_numpy(tr["labels"].astype(np.int64)),
@@ -239,9 +332,11 @@ CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 
 CIFAR10_LT = register_dataset("cifar10-lt")(CifarLTSpec(
     "cifar10-lt", 10, "cifar10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
-    "test_batch", "labels", "cifar10_train_lt_if10.npz", CIFAR10_MEAN, CIFAR10_STD))
+    "test_batch", "labels", "cifar10_train_lt_if10.npz", CIFAR10_MEAN, CIFAR10_STD, "40351d587109b95175f43aff81a1287e"))
 CIFAR100_LT = register_dataset("cifar100-lt")(CifarLTSpec(
     "cifar100-lt", 100, "cifar100", "cifar-100-python", ("train",), "test", "fine_labels",
-    "cifar100_train_lt_if10.npz", CIFAR100_MEAN, CIFAR100_STD))
-register_dataset("cifar10-lt-tiny")(TinySpec("cifar10-lt-tiny", 10, "cifar10-lt-tiny", CIFAR10_MEAN, CIFAR10_STD, 10))
-register_dataset("cifar100-lt-tiny")(TinySpec("cifar100-lt-tiny", 100, "cifar100-lt-tiny", CIFAR100_MEAN, CIFAR100_STD, 8))
+    "cifar100_train_lt_if10.npz", CIFAR100_MEAN, CIFAR100_STD, "f0ef6b0ae62326f3e7ffdfab6717acfc"))
+register_dataset("cifar10-lt-tiny")(TinySpec("cifar10-lt-tiny", 10, "cifar10-lt-tiny", CIFAR10_MEAN, CIFAR10_STD,
+                                             10, 50, 20))
+register_dataset("cifar100-lt-tiny")(TinySpec("cifar100-lt-tiny", 100, "cifar100-lt-tiny", CIFAR100_MEAN,
+                                              CIFAR100_STD, 8, 8, 4))

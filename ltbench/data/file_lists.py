@@ -27,7 +27,7 @@ import torch
 from ..errors import LtbenchError
 from ..registry import register_dataset
 from .augment import normalize
-from .base import Batch, LabelsFromTensors, default_data_root
+from .base import Batch, LabelsFromTensors, default_data_root, fingerprint_parts
 from .samplers import class_balanced_indices, instance_indices
 
 PACKAGE_SPLITS = Path(__file__).parent / "splits"
@@ -344,6 +344,19 @@ class FileListLTData(LabelsFromTensors):
         """A copy whose train set is ``train[idx]`` (held-out splits)."""
         return replace(self, name=self.name + name_suffix, train_files=[self.train_files[int(i)] for i in idx],
                        train_y=self.train_y[torch.as_tensor(idx, dtype=torch.long)])
+
+    def fingerprint(self) -> str:
+        """sha256 (16 hex digits) over the (path, label) train list, computed once per object.
+
+        The pixels are not hashed (hundreds of GB); the list is what changes when a split or a label is wrong.
+        """
+        fp = self.__dict__.get("_fingerprint")
+        if fp is None:
+            fp = fingerprint_parts(f"file-list-lt/{self.num_classes}/{len(self.train_files)}",
+                                   "\n".join(self.train_files),
+                                   self.train_y.cpu().to(torch.int64).contiguous().numpy())
+            self.__dict__["_fingerprint"] = fp
+        return fp
 
     def _use_gpu_decode(self, device: torch.device) -> bool:
         if self.decode == "gpu":

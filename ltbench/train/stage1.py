@@ -42,8 +42,13 @@ class Stage1Artifact:
     seconds: float
 
 
-def stage1_dir(cfg: RunConfig) -> Path:
-    return cache_root() / "stage1" / f"{cfg.dataset_tag}-{cfg.stage1_mode}-seed{cfg.seed}-{cfg.stage1_key()}"
+def stage1_dir(cfg: RunConfig, data=None) -> Path:
+    """The cache folder of ``cfg``'s stage 1; with ``data``, keyed also by the fingerprint of the data loaded, so a
+    network trained on other data under the same config (a wrong data root, since fixed) is never reused."""
+    name = f"{cfg.dataset_tag}-{cfg.stage1_mode}-seed{cfg.seed}-{cfg.stage1_key()}"
+    if data is not None:
+        name += f"-d{data.fingerprint()[:8]}"
+    return cache_root() / "stage1" / name
 
 
 def lr_function(cfg: RunConfig) -> Callable[[float], float]:
@@ -63,7 +68,7 @@ def build_network(cfg: RunConfig, num_classes: int, device: torch.device) -> Net
 
 def get_stage1(cfg: RunConfig, data, device: torch.device, echo: Echo = print) -> Stage1Artifact:
     """Load the cached stage-1 artifact for ``cfg``, training (or resuming) it first when needed."""
-    d = stage1_dir(cfg)
+    d = stage1_dir(cfg, data)
     # DDP: rank 0 holds the lock and reads the cache; the others get its answer (no shared filesystem needed)
     with file_lock(d / ".lock") if is_main() else contextlib.nullcontext():
         if is_main():
