@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.transforms import offset_copy  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -22,7 +23,7 @@ from ..checkpoint import atomic_write_bytes  # noqa: E402
 from ..errors import LtbenchError  # noqa: E402
 from ..metrics import per_class_accuracy, shot_groups  # noqa: E402
 from ..store import read_run  # noqa: E402
-from .reliability import reliability_axes  # noqa: E402
+from .reliability import FEW, reliability_axes, reliability_figure  # noqa: E402
 from .tables import METHOD_NAMES, STAGE1_NAMES, _row_order  # noqa: E402
 
 PLOT_FORMATS = ("png", "pdf")
@@ -30,6 +31,21 @@ PLOT_FORMATS = ("png", "pdf")
 
 def setting_label(stage1: str, method: str, reduced: bool = False) -> str:
     return f"{STAGE1_NAMES.get(stage1, stage1)} + {METHOD_NAMES.get(method, method)}" + (" †" if reduced else "")
+
+
+METHOD_MARKERS = {"ce": "o", "crt": "s", "lws": "^", "tau_norm": "D", "swag": "P", "srepr": "*"}
+OTHER_MARKERS = ("v", "X", "h", "<", ">", "p", "8")
+STAGE1_LINES = {"sgd": "-", "swa": "--"}
+
+
+def setting_style(stage1: str, method: str, index: int) -> dict:
+    """Colour per setting (tab10 by position), marker per method, line style per extractor, and hollow markers
+    for the SWA extractor: two settings never look alike even where their curves or points coincide."""
+    marker = METHOD_MARKERS.get(method) or OTHER_MARKERS[sum(map(ord, method)) % len(OTHER_MARKERS)]
+    color = plt.get_cmap("tab10")(index % 10)
+    hollow = stage1 != "sgd"
+    return {"color": color, "marker": marker, "ls": STAGE1_LINES.get(stage1, ":"),
+            "mfc": "white" if hollow else color, "mec": color, "mew": 1.4 if hollow else 1.0}
 
 
 def pooled_predictions(dirs: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -59,27 +75,27 @@ def _settings(runs: pd.DataFrame, tag: str) -> list[tuple[str, str, pd.DataFrame
 
 
 def plot_reliability(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
-    """One reliability panel per setting, plus one overlaid figure with a curve per setting."""
+    """One reliability panel per setting (with its count strip), plus one overlaid figure with a curve per setting."""
     settings = _settings(runs, tag)
-    n = len(settings)
-    cols = min(n, 4)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.3 * rows), squeeze=False)
-    for ax, (s, m, g) in zip(axes.flat, settings):
+    fig, pairs = reliability_figure(len(settings), cols=min(len(settings), 4))
+    for (ax, strip), (s, m, g) in zip(pairs, settings):
         arrays, _ = pooled_predictions(list(g["dir"]))
-        reliability_axes(ax, arrays)
+        reliability_axes(ax, arrays, count_ax=strip)
         seeds = f"{len(g)} seeds pooled" if len(g) > 1 else "1 seed"
         ax.set_title(f"{setting_label(s, m, g.reduced.any())} ({seeds})", fontsize=9)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    fig.suptitle(f"{tag}: reliability per method", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"{tag}: reliability per method (strips: test examples per confidence bin, log scale)",
+                 fontsize=10)
     paths = _save(fig, out / f"{tag}-reliability")
-    fig, ax = plt.subplots(figsize=(4.8, 4.5))
-    for s, m, g in settings:
+    fig, ax = plt.subplots(figsize=(7.8, 4.8))
+    for i, (s, m, g) in enumerate(settings):
         arrays, _ = pooled_predictions(list(g["dir"]))
-        reliability_axes(ax, arrays, label=setting_label(s, m, g.reduced.any()), bars=False)
-    ax.set_title(f"{tag}: reliability, overlaid (ECE of all seeds pooled)", fontsize=9)
+        reliability_axes(ax, arrays, label=setting_label(s, m, g.reduced.any()), bars=False,
+                         **setting_style(s, m, i), ms=5, lw=1.3, alpha=0.9)
+    ax.set_xlabel("mean confidence of the bin (max softmax)")
+    ax.set_title(f"{tag}: reliability, overlaid (15 bins; ECE of all seeds pooled)", fontsize=9)
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), title=f"solid: SGD, dashed: SWA extractor\n"
+              f"faint unjoined markers: bins of < {FEW} examples", title_fontsize=7)
     fig.tight_layout()
     return paths + _save(fig, out / f"{tag}-reliability-overlay")
 
@@ -107,7 +123,7 @@ def plot_per_class(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
     """
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     counts = None
-    for s, m, g in _settings(runs, tag):
+    for i, (s, m, g) in enumerate(_settings(runs, tag)):
         accs = []
         for d in g["dir"]:
             r = read_run(Path(d))
@@ -115,7 +131,7 @@ def plot_per_class(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
             counts = np.asarray(r["config"]["train_class_counts"])
             accs.append(per_class_accuracy(p["pred"], p["labels"], len(counts)))
         acc = 100 * np.nanmean(np.vstack(accs), axis=0)
-        (line,) = ax.plot(*_log_bin_means(counts, acc), marker="o", ms=4, lw=1.5,
+        (line,) = ax.plot(*_log_bin_means(counts, acc), ms=5, lw=1.5, **setting_style(s, m, i),
                           label=setting_label(s, m, g.reduced.any()))
         ax.scatter(counts, acc, s=5, alpha=0.2, color=line.get_color(), linewidths=0)
     groups = shot_groups(counts)
@@ -136,21 +152,56 @@ def plot_per_class(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
     return _save(fig, out / f"{tag}-per-class")
 
 
+def coincident_offsets(x: np.ndarray, y: np.ndarray, tol: float = 0.03, step: float = 9.0) -> np.ndarray:
+    """Horizontal display offsets (points) that spread out markers closer than ``tol`` of the axis span in both
+    x and y; members of a group sit ``step`` points apart around their common place, the rest stay put."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    span = lambda v: (np.nanmax(v) - np.nanmin(v)) or 1.0  # noqa: E731
+    xn, yn = (x - np.nanmin(x)) / span(x), (y - np.nanmin(y)) / span(y)
+    group = -np.ones(len(x), dtype=int)
+    for i in range(len(x)):  # single-link grouping, in input order (deterministic)
+        if group[i] < 0:
+            group[i] = i
+        for j in range(i + 1, len(x)):
+            if group[j] < 0 and abs(xn[i] - xn[j]) < tol and abs(yn[i] - yn[j]) < tol:
+                group[j] = group[i]
+    off = np.zeros(len(x))
+    for g in np.unique(group):
+        members = np.flatnonzero(group == g)
+        off[members] = (np.arange(len(members)) - (len(members) - 1) / 2) * step
+    return off
+
+
 def plot_acc_vs_ece(agg: pd.DataFrame, tag: str, out: Path) -> list[Path]:
-    """Each setting as a point (mean over seeds) with std error bars: top-left is accurate and calibrated."""
-    sub = agg[agg.dataset_tag == tag]
-    fig, ax = plt.subplots(figsize=(5, 4))
-    markers = {"sgd": "o", "swa": "s"}
-    for _, r in sub.iterrows():
+    """Each setting as a point (mean over seeds) with std error bars: top-left is accurate and calibrated.
+
+    Points that (nearly) coincide are drawn a few points apart sideways, and the title says so.
+    """
+    sub = agg[agg.dataset_tag == tag].reset_index(drop=True)
+    order = {p: i for i, p in enumerate(_row_order(sub))}
+    fig, ax = plt.subplots(figsize=(7.8, 4.6))
+    offsets = coincident_offsets(sub.ece_mean.to_numpy(), sub.acc_mean.to_numpy())
+    for (_, r), dx in zip(sub.iterrows(), offsets):
         xerr = None if math.isnan(r.ece_std) else r.ece_std
         yerr = None if math.isnan(r.acc_std) else r.acc_std
-        ax.errorbar(r.ece_mean, r.acc_mean, xerr=xerr, yerr=yerr, marker=markers.get(r.stage1_mode, "^"),
-                    ms=7, capsize=3, ls="none", label=f"{setting_label(r.stage1_mode, r.method, r.reduced)} (n={r.n})")
+        st = setting_style(r.stage1_mode, r.method, order[(r.stage1_mode, r.method)])
+        ax.errorbar(r.ece_mean, r.acc_mean, xerr=xerr, yerr=yerr, marker=st["marker"], color=st["color"],
+                    mfc=st["mfc"], mec=st["mec"], mew=st["mew"], ms=8, capsize=3, elinewidth=1, ls="none",
+                    transform=offset_copy(ax.transData, fig=fig, x=dx, units="points"),
+                    label=f"{setting_label(r.stage1_mode, r.method, r.reduced)} (n={r.n})")
+        ex, ey = xerr or 0.0, yerr or 0.0  # an offset transform keeps the data limits from updating
+        ax.update_datalim([(r.ece_mean - ex, r.acc_mean - ey), (r.ece_mean + ex, r.acc_mean + ey)])
+    ax.autoscale_view()
     ax.set_xlabel("ECE (%) - lower is better")
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(f"{tag}: accuracy vs. calibration", fontsize=10)
+    moved = "; coinciding points drawn side by side" if np.any(offsets) else ""
+    ax.set_title(f"{tag}: accuracy vs. calibration (mean ± std over seeds{moved})", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.margins(0.08)
+    handles, labels = ax.get_legend_handles_labels()
+    rank = sorted(range(len(labels)), key=lambda i: order[tuple(sub.loc[i, ["stage1_mode", "method"]])])
+    ax.legend([handles[i] for i in rank], [labels[i] for i in rank], fontsize=7, loc="center left",
+              bbox_to_anchor=(1.01, 0.5), title="filled: SGD, hollow: SWA extractor", title_fontsize=7)
     fig.tight_layout()
     return _save(fig, out / f"{tag}-acc-vs-ece")
 
