@@ -1,0 +1,125 @@
+"""The static site without a browser: deterministic, pruned, every link resolves, committed copy current."""
+from __future__ import annotations
+
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+from click.testing import CliRunner
+
+from bench import cli as bench_cli
+from ltbench.errors import LtbenchError
+from ltbench.report.site import build_site
+from report_fixtures import build_results
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if k in ("href", "src") and v is not None:
+                self.links.append(v)
+
+
+def links_of(page: Path) -> list[str]:
+    p = _Links()
+    p.feed(page.read_text())
+    return p.links
+
+
+@pytest.fixture
+def store(tmp_path):
+    build_results(tmp_path)
+    return tmp_path
+
+
+def _build(results: Path, **kw) -> list[Path]:
+    return build_site(results, replicates=kw.pop("replicates", 50), echo=lambda s: None, **kw)
+
+
+def test_site_pages_and_byte_identical_rebuild(store):
+    first = {p: p.read_bytes() for p in _build(store)}
+    site = store / "site"
+    names = sorted(p.relative_to(site).as_posix() for p in first if site in p.parents)
+    assert names == ["assets/site.css", "assets/site.js", "cifar10-lt-if100/index.html",
+                     "cifar10-lt-if100/sgd-ce.html", "cifar10-lt-if100/sgd-crt.html", "cifar10-lt-if100/stats.html",
+                     "cifar10-lt-if100/swa-crt.html", "cifar100-lt-if50/index.html",
+                     "cifar100-lt-if50/sgd-lws.html", "cifar100-lt-if50/stats.html",
+                     "cifar100-lt-if50/swa-lws.html", "index.html"]
+    assert (store / "stats.md").is_file() and (store / "stats.csv").is_file()
+    second = {p: p.read_bytes() for p in _build(store)}
+    assert first == second
+    # the run that failed the audit is named on the index page, and has no page
+    assert "failed audit" in (site / "index.html").read_text()
+    assert not (site / "cifar10-lt-if100" / "sgd-tau_norm.html").exists()
+
+
+def test_every_link_resolves_to_a_file(store):
+    _build(store)
+    (store / "plots").mkdir()
+    for stem in ("reliability", "per-class"):  # figures that exist are linked; missing ones are explained
+        (store / "plots" / f"cifar10-lt-if100-{stem}.png").write_bytes(b"\x89PNG")
+    _build(store)
+    pages = sorted((store / "site").rglob("*.html"))
+    for page in pages:
+        for link in links_of(page):
+            u = urlparse(link)
+            assert not u.scheme and not u.netloc, f"{page.name}: external reference {link}"
+            target = (page.parent / unquote(u.path)).resolve()
+            assert target.exists(), f"{page.relative_to(store)} links to missing {link}"
+    setting = (store / "site" / "cifar10-lt-if100" / "index.html").read_text()
+    assert "../../plots/cifar10-lt-if100-per-class.png" in setting
+    assert "Accuracy vs. ECE: not generated yet" in setting
+
+
+def test_stale_pages_are_removed(store):
+    _build(store)
+    extra = store / "site" / "old-setting" / "index.html"
+    extra.parent.mkdir()
+    extra.write_text("<p>stale</p>")
+    keep = store / "site" / "notes.txt"  # not a generated kind of file: left alone
+    keep.write_text("mine")
+    _build(store)
+    assert not extra.exists() and not extra.parent.exists()
+    assert keep.read_text() == "mine"
+
+
+def test_site_command_and_errors(store, tmp_path):
+    out = tmp_path / "elsewhere" / "site"
+    r = CliRunner().invoke(bench_cli, ["site", "--results", str(store), "--out", str(out), "--bootstrap", "20"])
+    assert r.exit_code == 0, r.output
+    assert (out / "index.html").is_file()
+    # links from a site written outside the results folder still reach the run folders
+    page = out / "cifar10-lt-if100" / "sgd-ce.html"
+    assert all((page.parent / unquote(urlparse(x).path)).resolve().exists() for x in links_of(page))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = CliRunner().invoke(bench_cli, ["site", "--results", str(empty)])
+    assert r.exit_code == 2 and "error:" in r.output and "no sound runs" in r.output
+    with pytest.raises(LtbenchError, match="is a file"):
+        f = tmp_path / "afile"
+        f.write_text("x")
+        build_site(store, f, replicates=0, echo=lambda s: None)
+
+
+def test_committed_site_is_current(tmp_path):
+    """results/site/ is what `bench.py site` makes of the committed runs today (like the markdown leaderboard)."""
+    repo_results = REPO / "results"
+    if not (repo_results / "site" / "index.html").is_file():
+        pytest.skip("no committed site")
+    copy = tmp_path / "results"
+    shutil.copytree(repo_results, copy, ignore=shutil.ignore_patterns("site"))
+    build_site(copy, echo=lambda s: None)
+    want = sorted(p.relative_to(repo_results / "site") for p in (repo_results / "site").rglob("*") if p.is_file())
+    got = sorted(p.relative_to(copy / "site") for p in (copy / "site").rglob("*") if p.is_file())
+    assert got == want, "results/site/ has different pages: run `bench.py site` and commit"
+    for rel in want:
+        assert (copy / "site" / rel).read_bytes() == (repo_results / "site" / rel).read_bytes(), (
+            f"results/site/{rel} is stale: run `bench.py site` and commit")
