@@ -271,6 +271,11 @@ def interval(lo: float, hi: float, m: str) -> str:
     return f"[{fmt(lo, m, True)}, {fmt(hi, m, True)}]"
 
 
+def metrics_present(c: Comparison) -> list[str]:
+    """SEED_METRICS that both runs report on at least one seed (CIFAR-10-LT has no few-shot class)."""
+    return [m for m in SEED_METRICS if c.seed_stats(m)["n"] > 0]
+
+
 def row_cells(c: Comparison, m: str) -> dict[str, str]:
     st = c.seed_stats(m)
     lo, hi = c.boot.get(m, (math.nan, math.nan))
@@ -300,7 +305,8 @@ def render_markdown(comps: list[Comparison], reference: str = DEFAULT_REFERENCE)
              f"replicate = mean over seeds; 2.5/97.5 percentiles), the noise of the finite test set, for accuracy, "
              f"NLL and ECE. **interval excludes 0** names the intervals that exclude zero: a difference is real "
              f"when the seed interval excludes it (with 3 seeds that takes a consistent gap). Accuracies and ECE "
-             f"in percentage points, NLL and Brier in nats. Comparisons: every method against "
+             f"in percentage points, NLL and Brier in nats; a metric that no run of the setting has (few-shot on "
+             f"CIFAR-10-LT) is left out. Comparisons: every method against "
              f"{METHOD_NAMES.get(reference, reference)} on the same extractor, and SWA against SGD per method.", ""]
     for tag in dict.fromkeys(c.dataset_tag for c in comps):
         sub = [c for c in comps if c.dataset_tag == tag]
@@ -310,7 +316,7 @@ def render_markdown(comps: list[Comparison], reference: str = DEFAULT_REFERENCE)
             lines += ["† reduced schedule: the runs are comparable to each other, not to published numbers.", ""]
         lines += ["| " + " | ".join(HEAD) + " |", "|---|---|" + "---:|" * (len(HEAD) - 2)]
         for c in sub:
-            for m in SEED_METRICS:
+            for m in metrics_present(c):
                 r = row_cells(c, m)
                 lines.append("| " + " | ".join([f"{run_label(c.a)} − {run_label(c.b)}", METRIC_LABEL[m], r["A"],
                                                  r["B"], r["diff"], r["t95"], r["agree"], r["boot95"], r["excl"]])
@@ -324,7 +330,7 @@ def render_markdown(comps: list[Comparison], reference: str = DEFAULT_REFERENCE)
 def render_csv(comps: list[Comparison]) -> str:
     rows = []
     for c in comps:
-        for m in SEED_METRICS:
+        for m in metrics_present(c):
             st = c.seed_stats(m)
             lo, hi = c.boot.get(m, (math.nan, math.nan))
             rows.append({"dataset_tag": c.dataset_tag, "a": c.a, "b": c.b, "kind": c.kind, "metric": m,
@@ -345,7 +351,7 @@ def render_text(c: Comparison) -> str:
     """One comparison for the terminal (``bench.py compare --paired A B``)."""
     head = ["metric", "A", "B", "Δ mean ± std", "95% t (seeds)", "agree", "95% bootstrap", "excludes 0"]
     rows = []
-    for m in SEED_METRICS:
+    for m in metrics_present(c):
         r = row_cells(c, m)
         rows.append([METRIC_LABEL[m], r["A"], r["B"], r["diff"], r["t95"], r["agree"], r["boot95"], r["excl"]])
     w = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]

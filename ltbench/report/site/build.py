@@ -28,8 +28,8 @@ import pandas as pd
 from ...checkpoint import atomic_write_bytes
 from ...errors import LtbenchError
 from ..baselines import canonical_dataset, load_baselines
-from ..stats import (DEFAULT_BOOT_SEED, DEFAULT_BOOTSTRAP, DEFAULT_REFERENCE, METRIC_LABEL, SEED_METRICS, Comparison,
-                     all_comparisons, row_cells, run_label, write_stats)
+from ..stats import (DEFAULT_BOOT_SEED, DEFAULT_BOOTSTRAP, DEFAULT_REFERENCE, METRIC_LABEL, Comparison,
+                     all_comparisons, metrics_present, row_cells, run_label, write_stats)
 from ..tables import METRICS, aggregate, collect_runs, exclusion_lines
 from .assets import CSS, JS
 from .svg import line_chart
@@ -216,7 +216,8 @@ class Site:
             unit = " (nats)" if k in ("nll", "brier") else " (%)"
             head.append(f'<th data-sort="num" data-first="{"descending" if hi else "ascending"}" data-key="{k}">'
                         f"{escape(name)}{unit}</th>")
-        head += ['<th data-sort="num" data-first="descending">seeds</th>', '<th class="l" data-sort="text">schedule</th>',
+        head += ['<th data-sort="num" data-first="descending">seeds</th>',
+                 '<th class="l" data-sort="text">schedule</th>',
                  '<th data-sort="num" data-first="ascending">stage-1 train</th>',
                  '<th data-sort="num" data-first="ascending">stage-2</th>']
         rows = []
@@ -309,7 +310,7 @@ class Site:
                 '<th class="l">95% bootstrap</th>', '<th class="l" data-sort="text">excludes 0</th>']
         rows = []
         for c in comps:
-            for m in SEED_METRICS:
+            for m in metrics_present(c):
                 st = c.seed_stats(m)
                 cell = row_cells(c, m)
                 rows.append(
