@@ -60,6 +60,8 @@ def build_leaderboard(results: Path | str, baselines: Path | str | None = None, 
                       echo: Callable[[str], None] = print) -> list[Path]:
     """Write README.md, tables/ and plots/ under ``results``; return the files written."""
     results = Path(results)
+    if baselines is None and (results / "baselines.csv").is_file():  # as the CLI does: the store's own file first
+        baselines = results / "baselines.csv"
     col = collect_runs(results)
     for line in exclusion_lines(col):
         echo(line)
