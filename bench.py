@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for pretrained weigh
 import click  # noqa: E402
 
 from ltbench.cli_options import output_folder_option  # noqa: E402
+from ltbench import cli_extra  # noqa: E402
 from ltbench.errors import LtbenchError  # noqa: E402
 
 EXAMPLES = """
@@ -41,18 +42,20 @@ def cli() -> None:
     """ltbench: decoupled long-tailed recognition benchmarks (CE, cRT, LWS, tau-norm, SWA, SWAG, SWA + SRepr)."""
 
 
-def _parse_options(pairs: tuple[str, ...]) -> dict:
-    import json
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise LtbenchError(f"--option {p!r}: use KEY=VALUE (e.g. --option alpha=0.5)")
-        k, v = p.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
+def options_for_methods(pairs: tuple[str, ...], methods: list[str]) -> dict[str, dict]:
+    """``--option`` values per method: each option goes to the selected methods that declare it; a key that no
+    selected method declares is an error (so a typo never silently does nothing)."""
+    from ltbench.options import parse_cli_options
+    from ltbench.registry import get_method
+    given = parse_cli_options(pairs)
+    per = {m: {k: v for k, v in given.items() if k in get_method(m).defaults} for m in methods}
+    unused = sorted(set(given) - {k for opts in per.values() for k in opts})
+    if unused:
+        valid = sorted({k for m in methods for k in get_method(m).defaults})
+        raise LtbenchError(f"--option {', '.join(unused)}: no selected method ({', '.join(methods)}) has "
+                           f"{'this option' if len(unused) == 1 else 'these options'}; their options: "
+                           f"{', '.join(valid) or 'none'} (see `bench.py list`)")
+    return per
 
 
 def _echo(quiet: bool):
@@ -96,18 +99,18 @@ def run(method, dataset, imbalance, stage1_mode, seed, epochs, stage2_epochs, pr
         raise LtbenchError(f"{dataset}: unsupported imbalance factor {imbalance}; supported: "
                            f"{', '.join(map(str, spec.imbalance_factors))}")
     if method == "all":
-        grid = [(m, s) for s in ("sgd", "swa") for m in method_names()
-                if not (get_method(m).requires_swag and s != "swa")]
+        grid = [(m, s) for s in ("sgd", "swa") for m in method_names() if s in get_method(m).stage1_modes]
     else:
         get_method(method).check_stage1(stage1_mode)
         grid = [(method, stage1_mode)]
+    per_method = options_for_methods(options, sorted({m for m, _ in grid}))
+    # the whole grid's configs are resolved and validated before any compute
+    cfgs = [resolve(m, dataset, imbalance, s, seed, preset or spec.preset, epochs=epochs,
+                    stage2_epochs=stage2_epochs, method_options=per_method[m], data_root=data_root, results=results,
+                    device=device, deterministic=deterministic, save_logits=save_logits) for m, s in grid]
     echo = _echo(quiet)
     outs = []
-    for i, (m, s) in enumerate(grid):
-        cfg = resolve(m, dataset, imbalance, s, seed, preset or spec.preset, epochs=epochs,
-                      stage2_epochs=stage2_epochs, method_options=_parse_options(options) if method != "all" else {},
-                      data_root=data_root, results=results, device=device, deterministic=deterministic,
-                      save_logits=save_logits)
+    for i, ((m, s), cfg) in enumerate(zip(grid, cfgs)):
         if len(grid) > 1:
             echo(f"[{i + 1}/{len(grid)}] {s}-{m}")
         outs.append(execute(cfg, echo=echo, force=force))
@@ -121,25 +124,24 @@ def list_cmd() -> None:
     from ltbench.config import preset_names
     from ltbench.registry import dataset_names, get_dataset, get_method, method_names
 
-    click.echo("methods:")
+    click.echo("methods (options: --option KEY=VALUE):")
     for m in method_names():
         cls = get_method(m)
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        click.echo(f"  {m:<10} {'[needs --stage1 swa] ' if cls.requires_swag else ''}{doc}")
+        click.echo(f"  {m:<16} {cls.display()}  [--stage1 {'|'.join(cls.stage1_modes)}]"
+                   + ("  [oracle: chooses on the test set]" if cls.oracle else ""))
+        click.echo(f"  {'':<16} {doc}")
+        for o in cls.option_specs:
+            click.echo(f"  {'':<16}   {o.name} ({o.describe()}): {o.help}")
     click.echo("datasets:")
     for d in dataset_names():
         spec = get_dataset(d)
         ifs = ", ".join(map(str, spec.imbalance_factors)) or "fixed"
-        click.echo(f"  {d:<17} imbalance: {ifs:<16} {spec.describe()}")
+        click.echo(f"  {d:<17}  imbalance: {ifs:<16}  {spec.describe()}")
     click.echo("presets: " + ", ".join(preset_names()))
 
 
-for _extra in ("ltbench.cli_extra",):  # commands added by later modules (tables, data, results, ...)
-    try:
-        __import__(_extra).cli_extra.register(cli)
-    except ModuleNotFoundError as _e:
-        if _e.name != _extra:
-            raise
+cli_extra.register(cli)  # the report, data, results and grid commands, defined beside their libraries
 
 if __name__ == "__main__":
     cli()

@@ -14,10 +14,4 @@ COMMAND_MODULES = ("ltbench.report.cli", "ltbench.data.cli", "ltbench.results_cl
 
 def register(cli: click.Group) -> None:
     for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:
-                continue
-            raise
-        mod.register(cli)
+        importlib.import_module(name).register(cli)  # plain import: a broken module is an error, not a gap

@@ -17,6 +17,7 @@ from .errors import LtbenchError
 
 PRESET_DIR = Path(__file__).parent / "presets"
 STAGE1_MODES = ("sgd", "swa")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Stage1Config:
     swa_lr: float = 0.05
     swag_rank: int = 20
     channels_last: bool = True
-    amp_bf16: bool = True        # only used on CUDA
+    precision: str = "auto"      # auto: bf16 on CUDA and on CPUs with native bf16, else fp32 (train/loop.py)
     compile: bool = False
     cuda_graphs: bool = False    # CUDA only: forward + backward as CUDA graphs (compile mode "reduce-overhead")
 
@@ -118,9 +119,27 @@ class RunConfig:
         swa_start = min(int(round(s.swa_start * ratio)), s.epochs - 1)
         return {"warmup_epochs": float(s.warmup_epochs) * ratio, "swa_start": max(swa_start, 0)}
 
+    @property
+    def swa_snapshots(self) -> int:
+        """How many weight snapshots SWA stage 1 collects (one per epoch after the SWA start); 0 for SGD."""
+        return self.stage1.epochs - int(self.stage1_schedule()["swa_start"]) if self.stage1_mode == "swa" else 0
+
+    def stage1_precision(self, device=None) -> str:
+        """The stage-1 precision actually used (``auto`` resolved for ``device``, else for ``self.device``)."""
+        import torch  # lazy: keeps ``bench.py --help`` free of torch
+
+        from .train.loop import resolve_precision
+        if device is None:
+            name = self.device if self.device in ("cpu", "cuda") else ("cuda" if torch.cuda.is_available() else "cpu")
+            device = torch.device(name)
+        return resolve_precision(self.stage1.precision, torch.device(device))
+
     def stage1_key(self) -> str:
-        """Hash of everything stage 1 depends on: runs that share it share one cached stage-1 artifact."""
+        """Hash of everything stage 1 depends on: runs that share it share one cached stage-1 artifact.
+
+        The precision enters resolved (``auto`` is bf16 on one machine and fp32 on another: different networks)."""
         s = {k: v for k, v in asdict(self.stage1).items() if k not in STAGE1_EXECUTION_OPTIONS}
+        s["precision"] = self.stage1_precision()
         payload = {"dataset": self.dataset, "imbalance": self.imbalance, "mode": self.stage1_mode,
                    "seed": self.seed, "stage1": s, "schedule": self.stage1_schedule(),
                    "deterministic": self.deterministic}
@@ -134,6 +153,8 @@ class RunConfig:
         d["dataset_tag"] = self.dataset_tag
         d["stage1_schedule"] = self.stage1_schedule()
         d["stage1_key"] = self.stage1_key()
+        d["stage1_precision"] = self.stage1_precision()
+        d["swa_snapshots"] = self.swa_snapshots
         return d
 
 
@@ -162,12 +183,70 @@ def load_preset(preset: str) -> dict:
         raise LtbenchError(f"preset {path} is not valid TOML: {e}") from None
 
 
+PRESET_SECTIONS = ("description", "stage1", "stage2", "eval", "data", "methods")
+EVAL_KEYS = {"batch_size": "int"}
+
+
+def _check_value(value: Any, annotation: str, where: str) -> Any:
+    """``value`` checked against a dataclass field annotation (``int``, ``float``, ``bool``, ``str``,
+    ``int | None``...); ints are accepted for floats. A wrong type is an error, never a silent coercion."""
+    kinds = [a.strip() for a in str(annotation).split("|")]
+    if value is None and "None" in kinds:
+        return value
+    if "bool" in kinds and isinstance(value, bool):
+        return value
+    if isinstance(value, bool):
+        raise LtbenchError(f"{where} must be {annotation}, got the boolean {str(value).lower()}")
+    if "int" in kinds and isinstance(value, int):
+        return value
+    if "float" in kinds and isinstance(value, (int, float)):
+        return float(value)
+    if "str" in kinds and isinstance(value, str):
+        return value
+    raise LtbenchError(f"{where} must be {annotation}, got {value!r} ({type(value).__name__})")
+
+
 def _build(cls, values: dict, where: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
     if unknown:
-        raise LtbenchError(f"{where}: unknown keys {sorted(unknown)}; valid: {sorted(names)}")
-    return cls(**values)
+        raise LtbenchError(f"{where}: unknown keys {sorted(unknown)}; valid: {sorted(fields)}")
+    checked = {k: _check_value(v, fields[k].type, f"{where} {k}") for k, v in values.items()}
+    return cls(**checked)
+
+
+def _check_sections(raw: dict, path: str) -> None:
+    unknown = sorted(set(raw) - set(PRESET_SECTIONS))
+    if unknown:
+        raise LtbenchError(f"preset {path}: unknown section(s) or key(s) {', '.join(unknown)}; valid: "
+                           f"{', '.join(PRESET_SECTIONS)}")
+    for sec in ("stage1", "stage2", "eval", "data", "methods"):
+        if sec in raw and not isinstance(raw[sec], dict):
+            raise LtbenchError(f"preset {path}: [{sec}] must be a table")
+    bad = sorted(set(raw.get("eval", {})) - set(EVAL_KEYS))
+    if bad:
+        raise LtbenchError(f"preset {path} [eval]: unknown keys {bad}; valid: {sorted(EVAL_KEYS)}")
+
+
+def method_options_for(method: str, raw: dict, cli_options: dict[str, Any], where: str) -> dict[str, Any]:
+    """The resolved, typed options of ``method``: its declaration's defaults, then the preset's
+    ``[methods.<method>]`` table, then the command line's values (each checked by the declaration)."""
+    from .registry import get_method  # lazy: imports torch
+    from .options import resolve_options
+    cls = get_method(method)
+    preset_opts = dict(raw.get("methods", {}).get(method, {}))
+    resolve_options(cls.option_specs, preset_opts, f"{where} [methods.{method}]")
+    return resolve_options(cls.option_specs, {**preset_opts, **cli_options}, f"method {method!r}")
+
+
+def check_preset_methods(raw: dict, path: str) -> None:
+    """Every ``[methods.<name>]`` table names a registered method and only its declared options."""
+    from .options import resolve_options
+    from .registry import get_method
+    for name, opts in raw.get("methods", {}).items():
+        if not isinstance(opts, dict):
+            raise LtbenchError(f"preset {path}: [methods.{name}] must be a table")
+        resolve_options(get_method(name).option_specs, opts, f"preset {path} [methods.{name}]")
 
 
 def resolve(method: str, dataset: str, imbalance: int | None, stage1_mode: str, seed: int, preset: str,
@@ -176,6 +255,8 @@ def resolve(method: str, dataset: str, imbalance: int | None, stage1_mode: str, 
     if stage1_mode not in STAGE1_MODES:
         raise LtbenchError(f"unknown --stage1 {stage1_mode!r}; valid: {', '.join(STAGE1_MODES)}")
     raw = load_preset(preset)
+    _check_sections(raw, str(preset))
+    check_preset_methods(raw, str(preset))
     s1 = dict(raw.get("stage1", {}))
     s2 = dict(raw.get("stage2", {}))
     if epochs is not None:
@@ -189,11 +270,52 @@ def resolve(method: str, dataset: str, imbalance: int | None, stage1_mode: str, 
             raise LtbenchError("--stage2-epochs must be at least 1")
         s2.setdefault("protocol_epochs", s2.get("epochs", Stage2Config.epochs))
         s2["epochs"] = stage2_epochs
-    options = dict(raw.get("methods", {}).get(method, {}))
-    options.update(kw.pop("method_options", None) or {})
-    return RunConfig(
+    options = method_options_for(method, raw, kw.pop("method_options", None) or {}, f"preset {preset}")
+    eval_bs = _check_value(raw.get("eval", {}).get("batch_size", 256), "int", f"preset {preset} [eval] batch_size")
+    cfg = RunConfig(
         method=method, dataset=dataset, imbalance=imbalance, stage1_mode=stage1_mode, seed=seed,
         preset=str(preset), stage1=_build(Stage1Config, s1, f"preset {preset} [stage1]"),
         stage2=_build(Stage2Config, s2, f"preset {preset} [stage2]"), method_options=options,
-        eval_batch_size=int(raw.get("eval", {}).get("batch_size", 256)), data=dict(raw.get("data", {})), **kw,
+        eval_batch_size=eval_bs, data=dict(raw.get("data", {})), **kw,
     )
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Checks across fields, before any compute: ranges, the method's extractor, SWAG snapshots."""
+    from .registry import get_method
+    s1, s2 = cfg.stage1, cfg.stage2
+    if s1.precision not in PRECISIONS:
+        raise LtbenchError(f"stage1 precision must be one of {', '.join(PRECISIONS)}, got {s1.precision!r}")
+    for where, v in (("stage1 epochs", s1.epochs), ("stage1 batch_size", s1.batch_size),
+                     ("stage2 epochs", s2.epochs), ("stage2 batch_size", s2.batch_size),
+                     ("eval batch_size", cfg.eval_batch_size)):
+        if v < 1:
+            raise LtbenchError(f"{where} must be at least 1, got {v}")
+    for where, v in (("stage1 lr", s1.lr), ("stage1 swa_lr", s1.swa_lr), ("stage2 lr", s2.lr),
+                     ("stage1 weight_decay", s1.weight_decay), ("stage2 weight_decay", s2.weight_decay),
+                     ("stage1 momentum", s1.momentum), ("stage2 momentum", s2.momentum),
+                     ("stage1 warmup_epochs", s1.warmup_epochs), ("stage1 swag_rank", s1.swag_rank)):
+        if not (v >= 0) or v != v or v == float("inf"):
+            raise LtbenchError(f"{where} must be a finite number >= 0, got {v}")
+    if not 0 <= cfg.seed < 2 ** 32:
+        raise LtbenchError(f"seed must be in [0, 2^32), got {cfg.seed}")
+    cls = get_method(cfg.method)
+    cls.check_stage1(cfg.stage1_mode)
+    if cfg.stage1_mode == "swa":
+        n = cfg.swa_snapshots
+        if cls.requires_swag and n < 2:
+            raise LtbenchError(f"method {cfg.method!r} samples from SWAG, which needs at least 2 SWA snapshots; "
+                               f"this schedule collects {n} ({s1.epochs} epochs, SWA from epoch "
+                               f"{cfg.stage1_schedule()['swa_start']}). Use more --epochs (at least "
+                               f"{_epochs_for_two_snapshots(cfg)}).")
+
+
+def _epochs_for_two_snapshots(cfg: RunConfig) -> int:
+    """The fewest ``--epochs`` whose scaled SWA schedule collects two snapshots."""
+    for e in range(2, 10_000):
+        trial = dataclasses.replace(cfg, stage1=dataclasses.replace(cfg.stage1, epochs=e))
+        if trial.swa_snapshots >= 2:
+            return e
+    return 10_000

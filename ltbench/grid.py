@@ -153,7 +153,7 @@ def calibrate(cfg: RunConfig, data, device: torch.device, steps: int = 6, warmup
         if i == warmup:
             sync()
             t0, seen = time.perf_counter(), 0
-        with autocast_for(device, s.amp_bf16):
+        with autocast_for(device, cfg.stage1_precision(device)):
             loss, _, n = step(next(it))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -172,7 +172,7 @@ def calibrate(cfg: RunConfig, data, device: torch.device, steps: int = 6, warmup
                 t0, seen = time.perf_counter(), 0
             if s.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_for(device, s.amp_bf16):
+            with autocast_for(device, cfg.stage1_precision(device)):
                 net(x)
             seen += len(x)
         sync()

@@ -13,6 +13,7 @@ import torch
 
 from .config import RunConfig
 from .errors import LtbenchError
+from .options import Option, resolve_options
 from .evaluate import Predictor
 from .train.stage1 import Stage1Artifact
 
@@ -30,25 +31,57 @@ class Stage2Context:
     info: dict = field(default_factory=dict)       # extra facts for config.json (e.g. the chosen tau)
 
 
+@dataclass
+class OracleCandidates:
+    """What an oracle method returns: test log-probabilities [N, C] per value of ``param``. The evaluator, which
+    alone holds the test labels, keeps the most accurate candidate (ties: the first) and records the sweep."""
+
+    param: str
+    candidates: dict[float, torch.Tensor]
+
+
 class Method:
-    """Base class. Subclasses set ``defaults`` (every option with its default) and implement ``fit``."""
+    """Base class of a stage-2 method: one file in ``methods/``, discovered, declaring everything about itself.
+
+    A subclass sets ``name`` (its one registered name), ``label`` (display name in tables), ``order`` (table
+    position), ``stage1_modes`` (the extractors it runs on) and ``option_specs`` (typed options, see
+    ``ltbench.options``), and implements ``fit``. Defining the subclass registers it (``__init_subclass__``).
+    """
 
     name: ClassVar[str] = ""
-    requires_swag: ClassVar[bool] = False   # needs --stage1 swa (SWAG moments)
-    defaults: ClassVar[dict[str, Any]] = {}
+    label: ClassVar[str] = ""
+    order: ClassVar[int] = 100
+    stage1_modes: ClassVar[tuple[str, ...]] = ("sgd", "swa")
+    option_specs: ClassVar[tuple[Option, ...]] = ()
+    defaults: ClassVar[dict[str, Any]] = {}      # derived from option_specs
+    requires_swag: ClassVar[bool] = False        # derived from stage1_modes
+    oracle: ClassVar[bool] = False               # chooses with test labels (via OracleCandidates): marked in tables
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls.defaults = {o.name: o.default for o in cls.option_specs}
+        cls.requires_swag = tuple(cls.stage1_modes) == ("swa",)
+        if cls.name:
+            from .registry import add_method
+            add_method(cls)
 
     def __init__(self, **options: Any) -> None:
-        unknown = set(options) - set(self.defaults)
-        if unknown:
-            valid = ", ".join(sorted(self.defaults)) or "none"
-            raise LtbenchError(f"method {self.name!r}: unknown options {sorted(unknown)}; valid options: {valid}")
-        self.options = {**self.defaults, **options}
+        self.options = resolve_options(self.option_specs, options, f"method {self.name!r}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks across options (each option alone is checked by its declaration); raise ``LtbenchError``."""
 
     @classmethod
     def check_stage1(cls, stage1_mode: str) -> None:
-        if cls.requires_swag and stage1_mode != "swa":
-            raise LtbenchError(f"method {cls.name!r} samples from SWAG and needs --stage1 swa "
-                               f"(got --stage1 {stage1_mode})")
+        if stage1_mode not in cls.stage1_modes:
+            raise LtbenchError(f"method {cls.name!r} runs on --stage1 {' or '.join(cls.stage1_modes)} "
+                               f"(got --stage1 {stage1_mode})"
+                               + ("; it samples from SWAG, which SWA stage 1 collects" if cls.requires_swag else ""))
+
+    @classmethod
+    def display(cls) -> str:
+        return cls.label or cls.name
 
     def fit(self, ctx: Stage2Context) -> Predictor:  # pragma: no cover - interface
         raise NotImplementedError

@@ -1,9 +1,13 @@
-"""Name -> factory registries for methods and datasets, in the style of timm's ``register_model``.
+"""Name -> class / spec registries for methods and datasets, in the spirit of timm's ``register_model``.
 
-Adding a method is one file in ``methods/`` that decorates its class with ``@register_method("name")``.
+Methods are discovered: every module in the ``methods`` package is imported (plainly: an error in a method file
+is an error, never a silently missing method), and each ``Method`` subclass that sets ``name`` registers itself
+when it is defined. Adding a method is one new file in ``methods/``; there is no list to edit.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Callable, TypeVar
 
 from .errors import LtbenchError
@@ -12,40 +16,49 @@ T = TypeVar("T")
 
 _METHODS: dict[str, type] = {}
 _DATASETS: dict[str, Callable] = {}
+_DISCOVERED = False
 
 
-def _register(table: dict, kind: str, name: str) -> Callable[[T], T]:
-    def deco(obj: T) -> T:
-        if name in table and table[name] is not obj:
-            raise ValueError(f"{kind} {name!r} is registered twice")
-        table[name] = obj
-        return obj
-    return deco
-
-
-def register_method(name: str) -> Callable[[T], T]:
-    """Class decorator: make a stage-2 method available to ``bench.py run --method NAME``."""
-    return _register(_METHODS, "method", name)
+def add_method(cls: type) -> None:
+    """Called by ``Method.__init_subclass__``: two different classes may not claim one name."""
+    old = _METHODS.get(cls.name)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"method {cls.name!r} is defined twice: {old.__module__} and {cls.__module__}")
+    _METHODS[cls.name] = cls
 
 
 def register_dataset(name: str) -> Callable[[T], T]:
     """Decorator for a dataset spec (an object with ``load(...)``)."""
-    return _register(_DATASETS, "dataset", name)
+    def deco(obj: T) -> T:
+        if name in _DATASETS and _DATASETS[name] is not obj:
+            raise ValueError(f"dataset {name!r} is registered twice")
+        _DATASETS[name] = obj
+        return obj
+    return deco
 
 
-def _load_builtin_methods() -> None:
-    import methods  # noqa: F401  (importing the package registers every method module)
+def discover_methods() -> None:
+    """Import every module of the ``methods`` package once (each defines and so registers its method)."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    import methods
+    for info in sorted(pkgutil.iter_modules(methods.__path__), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"methods.{info.name}")
+    _DISCOVERED = True
 
 
 def method_names() -> list[str]:
-    _load_builtin_methods()
-    return sorted(_METHODS)
+    """Registered methods in table order (``order``, then name)."""
+    discover_methods()
+    return sorted(_METHODS, key=lambda n: (_METHODS[n].order, n))
 
 
 def get_method(name: str) -> type:
-    _load_builtin_methods()
+    discover_methods()
     if name not in _METHODS:
-        raise LtbenchError(f"unknown method {name!r}; valid methods: {', '.join(sorted(_METHODS))}")
+        raise LtbenchError(f"unknown method {name!r}; valid methods: {', '.join(method_names())}")
     return _METHODS[name]
 
 

@@ -19,7 +19,7 @@ from .config import STAGE1_EXECUTION_OPTIONS, RunConfig
 from .distributed import barrier, init_from_env, is_main, launched_by_torchrun
 from .errors import DivergedError, LtbenchError
 from .evaluate import evaluate
-from .method import Stage2Context
+from .method import OracleCandidates, Stage2Context
 from .registry import get_dataset, get_method
 from .report.reliability import reliability_png
 from .store import RunExistsError, check_writable, is_complete, run_dir, write_run
@@ -60,11 +60,24 @@ def git_commit() -> str | None:
 _STARTED_AT_COMMIT = git_commit()  # the code this process runs, even if HEAD moves while it trains
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), e.g. ``AMD EPYC``; CPUs differ between machines and sessions."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
 def environment(device: torch.device) -> dict:
+    from .train.loop import cpu_has_native_bf16
     return {
         "git_commit": _STARTED_AT_COMMIT, "torch": torch.__version__, "cuda": torch.version.cuda,
         "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
+        "cpu_model": cpu_model(), "cpu_native_bf16": cpu_has_native_bf16(),
         "cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
     }
 
@@ -85,19 +98,36 @@ def _schedule_text(stage1: dict, stage2: dict, reduced) -> str:
             + (", reduced" if reduced else ", full schedule"))
 
 
-def finished_run_differs(cfg: RunConfig, out: Path) -> str | None:
-    """Say how the finished run in ``out`` differs from ``cfg`` (schedule, hyperparameters, method options).
+# config.json fields that name the run: a folder whose config disagrees on any of them holds another run
+RUN_IDENTITY = ("method", "dataset", "imbalance", "stage1_mode", "seed")
+# [data] load options that change speed or checking, not the data (as in RunConfig.stage1_key)
+_DATA_EXECUTION_OPTIONS = ("workers", "decode", "check_files")
+_ABSENT = object()
 
-    A folder is named by dataset, extractor, method and seed only, so a reduced-schedule run and a full-schedule
-    run of the same setting share it; skipping one because the other exists would silently keep the wrong
-    numbers. Options that a newer version added (absent from the old config) are not compared.
-    Returns None when the recorded run is the one ``cfg`` asks for, or when ``out`` holds no readable config.
+
+def finished_run_differs(cfg: RunConfig, out: Path) -> str | None:
+    """Say how the finished run in ``out`` differs from ``cfg`` (run identity, schedule, hyperparameters, options).
+
+    A finished run is recognised by its content, not by its files being there: the folder's ``config.json`` must
+    name the same run (method, dataset, imbalance factor, extractor, seed) and record the same resolved
+    configuration (stage-1 and stage-2 hyperparameters and schedule, method options, dataset load options).
+    Environment and timing fields are not compared, nor options a newer version added (absent from the old
+    config). A reduced-schedule and a full-schedule run of one setting share a folder, and a copied or
+    concurrently written folder may hold another run altogether; skipping would report its numbers under the
+    asked-for name. Returns None only when the recorded run is the one ``cfg`` asks for; an unreadable config is
+    a difference.
     """
     try:
         old = json.loads((Path(out) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
+    except (OSError, ValueError) as e:
+        return f"its config.json cannot be read ({type(e).__name__})"
+    if not isinstance(old, dict):
+        return "its config.json does not hold a run configuration"
     new = _json_roundtrip(cfg.to_dict())
+    ident = [f"{k} {old.get(k)!r} there, {new[k]!r} asked" if k in old else f"no {k} recorded, {new[k]!r} asked"
+             for k in RUN_IDENTITY if old.get(k, _ABSENT) != new[k]]
+    if ident:
+        return "another run: " + "; ".join(ident)
     diffs = []
     for part in ("stage1", "stage2"):
         a, b = old.get(part) or {}, new.get(part) or {}
@@ -109,11 +139,28 @@ def finished_run_differs(cfg: RunConfig, out: Path) -> str | None:
         opts = {}
     a = old.get("method_options") or {}
     diffs += [f"option {k}={a[k]!r} there, {opts[k]!r} asked" for k in sorted(set(a) & set(opts)) if a[k] != opts[k]]
+    if "data" in old:  # dataset load options (split lists...): absent from configs older than the [data] table
+        a, b = old.get("data") or {}, new.get("data") or {}
+        diffs += [f"data.{k} {a.get(k)!r} there, {b.get(k)!r} asked" for k in sorted(set(a) | set(b))
+                  if k not in _DATA_EXECUTION_OPTIONS and a.get(k) != b.get(k)]
     if not diffs:
         return None
-    return (f"{_schedule_text(old.get('stage1') or {}, old.get('stage2') or {}, old.get('reduced'))} there vs "
-            f"{_schedule_text(new['stage1'], new['stage2'], new.get('reduced'))} asked; " + "; ".join(diffs[:4])
+    there = _schedule_text(old.get("stage1") or {}, old.get("stage2") or {}, old.get("reduced"))
+    asked = _schedule_text(new["stage1"], new["stage2"], new.get("reduced"))
+    return ((f"{there} there vs {asked} asked; " if there != asked else "") + "; ".join(diffs[:4])
             + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else ""))
+
+
+def pick_oracle(oc: OracleCandidates, data, ctx: Stage2Context) -> torch.Tensor:
+    """The candidate with the best test accuracy (the evaluator's job: methods never see test labels)."""
+    labels = data.test_labels.cpu()
+    sweep = [{oc.param: k, "test_acc": 100.0 * float((lp.cpu().argmax(1) == labels).double().mean())}
+             for k, lp in oc.candidates.items()]
+    best = max(range(len(sweep)), key=lambda i: (sweep[i]["test_acc"], -i))
+    chosen = list(oc.candidates)[best]
+    ctx.info.update({"oracle": True, "oracle_param": oc.param, oc.param: chosen, "oracle_sweep": sweep})
+    ctx.echo(f"oracle: {oc.param} = {chosen} chosen on the TEST set (test acc {sweep[best]['test_acc']:.2f}%)")
+    return oc.candidates[chosen]
 
 
 def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
@@ -160,6 +207,8 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
     with file_lock(ctx.workdir / ".lock") if is_main() else contextlib.nullcontext():
         predictor = method.fit(ctx)
     stage2_seconds = time.perf_counter() - t1
+    if isinstance(predictor, OracleCandidates):
+        predictor = pick_oracle(predictor, data, ctx)
     arrays, metrics, log_probs = evaluate(predictor, data, device, cfg.eval_batch_size)
     bad = [k for k in ("confidence", "log_prob_true", "sq_prob_sum") if not np.all(np.isfinite(arrays[k]))]
     if bad:
@@ -170,6 +219,7 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
         "method_options": method.options, "method_info": ctx.info, "environment": environment(device),
         "wall_time_s": time.perf_counter() - t0, "stage1_train_time_s": art.seconds,
         "stage2_time_s": stage2_seconds, "stage1_cache": str(art.dir),
+        "swag_snapshots": art.swag.n if art.swag is not None else 0,
         "train_class_counts": [int(c) for c in data.class_counts()],
         "world_size": int(os.environ.get("WORLD_SIZE", 1)), "train_data_fingerprint": data.fingerprint(),
     })
@@ -182,6 +232,14 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
         except RunExistsError as e:
             if not is_complete(out):
                 raise
-            echo(f"skip: {e}")  # a concurrent process recorded this run first: keep its folder, not an error
+            # a concurrent process recorded a run in this folder first: keep its folder; it is this run only if its
+            # config is this one's, otherwise say so (never print the other run's numbers under this name)
+            differs = finished_run_differs(cfg, out)
+            if differs:
+                raise LtbenchError(f"{out} was written by another process while this run was running, and it holds "
+                                   f"a run with a different config ({differs}); nothing was overwritten and this "
+                                   "run's results were not recorded. Re-run with --force to replace it, or pass "
+                                   "--results DIR to keep both.") from None
+            echo(f"skip: {e}")
     barrier()
     return out

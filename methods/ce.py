@@ -5,14 +5,14 @@ On ``--stage1 sgd`` this is plain cross-entropy training (instance-balanced, cos
 """
 from ltbench.evaluate import log_softmax_predictor
 from ltbench.method import Method, Stage2Context
-from ltbench.registry import register_method
 
 
-@register_method("ce")
 class CE(Method):
     """The stage-1 network as it is: plain CE on SGD, the SWA model on SWA."""
 
     name = "ce"
+    label = "CE"
+    order = 0
 
     def fit(self, ctx: Stage2Context):
         return log_softmax_predictor(ctx.stage1.network.eval())

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from ltbench.errors import LtbenchError
 from ltbench.heads import fresh_linear
 from ltbench.method import Method, Stage2Context
-from ltbench.registry import register_method
-from ltbench.train.features import base_features, swag_pool_features
+from ltbench.options import Option
+from ltbench.train.features import base_features
 from ltbench.train.head import train_head
-from methods.swag import POOL_DEFAULTS, draw_members
+from methods.swag import POOL_OPTIONS, draw_members, pool_features
 
 WEIGHTINGS = ("none", "entropy", "mutual_info")
 
@@ -70,22 +70,27 @@ def srepr_loss(head: nn.Module, z_swa: torch.Tensor, z_samples: torch.Tensor, y:
     return loss, logits_s
 
 
-@register_method("srepr")
 class SRepr(Method):
     """SWA + SRepr: stochastic-representation re-training + SWAG-to-SWA self-distillation (Nam et al. 2023)."""
 
     name = "srepr"
-    requires_swag = True
-    defaults = {**POOL_DEFAULTS, "alpha": 0.5, "temperature": 1.0, "weighting": "none", "beta": 0.0,
-                "init": "reinit", "balanced": True}
+    label = "SWA + SRepr"
+    order = 50
+    stage1_modes = ("swa",)
+    option_specs = POOL_OPTIONS + (
+        Option("alpha", "float", 0.5, "weight of the distillation term (1 - alpha: stochastic-representation CE)",
+               low=0.0, high=1.0),
+        Option("temperature", "float", 1.0, "distillation temperature T", low=0.0, low_open=True),
+        Option("weighting", "str", "none", "per-example weight of the distillation term", choices=WEIGHTINGS),
+        Option("beta", "float", 0.0, "weight of an extra CE on the SWA features", low=0.0),
+        Option("init", "str", "reinit", "classifier start: re-initialised, or the stage-1 head",
+               choices=("reinit", "stage1")),
+        Option("balanced", "bool", True, "class-balanced sampling"),
+    )
 
     def fit(self, ctx: Stage2Context):
         o = self.options
-        if o["weighting"] not in WEIGHTINGS:
-            raise LtbenchError(f"srepr: weighting must be one of {WEIGHTINGS}, got {o['weighting']!r}")
-        if o["init"] not in ("reinit", "stage1"):
-            raise LtbenchError(f"srepr: init must be 'reinit' or 'stage1', got {o['init']!r}")
-        pool = swag_pool_features(ctx, o["pool_size"], o["scale"], o["diag_only"], o["bn"], o["one_pass"])
+        pool = pool_features(ctx, o)
         base = base_features(ctx)
         z, y = base["train"], base["train_y"]
         head = fresh_linear(z.shape[1], ctx.data.num_classes, ctx.generator).to(ctx.device)

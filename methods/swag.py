@@ -10,14 +10,30 @@ The pool and its features are cached and shared with ``srepr``.
 import torch
 import torch.nn.functional as F
 
+from ltbench.errors import LtbenchError
 from ltbench.heads import fresh_linear
 from ltbench.method import Method, Stage2Context
-from ltbench.registry import register_method
+from ltbench.options import Option
 from ltbench.train.features import base_features, swag_pool_features
 from ltbench.train.head import ce_on_features, train_head
 
-POOL_DEFAULTS = {"pool_size": 8, "scale": 0.5, "diag_only": False, "bn": "recompute", "samples_per_step": 4,
-                 "one_pass": False}  # one_pass: pool + base features in one data pass per split (see features.py)
+POOL_OPTIONS = (
+    Option("pool_size", "int", 8, "SWAG samples in the pool (P)", low=1),
+    Option("scale", "float", 0.5, "SWAG sampling scale (covariance multiplier)", low=0.0),
+    Option("diag_only", "bool", False, "SWAG-Diag: no low-rank term"),
+    Option("lowrank_norm", "str", "max_rank", "low-rank term divided by sqrt(K-1), K the maximum rank "
+           "(max_rank: reference swa_gaussian) or the columns kept (kept)", choices=("max_rank", "kept")),
+    Option("bn", "str", "recompute", "BN statistics of each sample: recompute on the training set, or reuse "
+           "the SWA ones", choices=("recompute", "swa")),
+    Option("samples_per_step", "int", 4, "pool members drawn per step (M)", low=1),
+    Option("one_pass", "bool", False, "pool + base features in one data pass per split (see features.py)"),
+)
+
+
+def pool_features(ctx, o: dict) -> dict:
+    """The cached SWAG pool features for the pool options ``o``."""
+    return swag_pool_features(ctx, o["pool_size"], o["scale"], o["diag_only"], o["bn"], o["one_pass"],
+                              o["lowrank_norm"])
 
 
 def draw_members(pool_size: int, m: int, generator: torch.Generator, device) -> torch.Tensor:
@@ -32,20 +48,30 @@ def bma_log_probs(head: torch.nn.Module, feats: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(logp, dim=0) - torch.log(torch.tensor(float(feats.shape[0])))
 
 
-@register_method("swag")
 class SWAG(Method):
     """SWAG: Bayesian model average over SWAG-sampled extractors with a re-trained classifier."""
 
     name = "swag"
-    requires_swag = True
-    defaults = {**POOL_DEFAULTS, "classifier": "sr", "eval_samples": None, "balanced": True}
+    label = "SWAG"
+    order = 40
+    stage1_modes = ("swa",)
+    option_specs = POOL_OPTIONS + (
+        Option("classifier", "str", "sr", "train the classifier on stochastic representations (sr) or on the "
+               "SWA features (crt)", choices=("sr", "crt")),
+        Option("eval_samples", "int", None, "pool members averaged at test time (default: all)", low=1,
+               nullable=True),
+        Option("balanced", "bool", True, "class-balanced sampling"),
+    )
+
+    def validate(self) -> None:
+        o = self.options
+        if o["eval_samples"] is not None and o["eval_samples"] > o["pool_size"]:
+            raise LtbenchError(f"method 'swag': option eval_samples={o['eval_samples']} exceeds pool_size="
+                               f"{o['pool_size']}")
 
     def fit(self, ctx: Stage2Context):
         o = self.options
-        if o["classifier"] not in ("sr", "crt"):
-            from ltbench.errors import LtbenchError
-            raise LtbenchError(f"swag: classifier must be 'sr' or 'crt', got {o['classifier']!r}")
-        pool = swag_pool_features(ctx, o["pool_size"], o["scale"], o["diag_only"], o["bn"], o["one_pass"])
+        pool = pool_features(ctx, o)
         base = base_features(ctx)
         y = base["train_y"]
         head = fresh_linear(base["train"].shape[1], ctx.data.num_classes, ctx.generator).to(ctx.device)

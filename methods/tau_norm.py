@@ -1,22 +1,39 @@
-"""``tau_norm``: tau-normalised classifier (Kang et al. 2020): w_k / ||w_k||^tau, no training.
+"""``tau_norm``: tau-normalised classifier (Kang et al. 2020): logits_k = z . w_k / ||w_k||^tau, no training.
 
-tau is swept over ``taus`` (default 0, 0.1, ..., 2.0, as Kang's script) and chosen by balanced (mean per-class)
-accuracy on a held-out split of the *training* set, never on the test set: ``holdout_fraction`` (default 0.2) of
-each class's training images (at least one). The stage-1 network saw those images, so the held-out accuracy is
-optimistic; on datasets with a validation list the same criterion could use it instead. Ties go to the smaller
-tau. The whole sweep is saved in ``config.json`` (``method_info.tau_sweep``).
+The bias is dropped by default (``keep_bias=false``), as Kang's ``tau_norm.py``, which loads the bias and never
+uses it: kept, a larger tau amplifies the head-favouring bias and tau-norm cannot help the tail.
 
-``keep_bias`` (default true) keeps the stage-1 bias, so tau = 0 is exactly the stage-1 classifier; Kang's script
-drops the bias (``keep_bias=false``).
+Choosing tau (CIFAR-LT has no validation split; the test set is never used):
+
+* ``selection='holdout'`` (default): sweep ``taus`` (0, 0.1, ..., 2.0, as Kang's script) and take the best
+  balanced (mean per-class) accuracy on ``holdout_fraction`` of each class's *training* images. Stage 1 trained on
+  those images; a network that has memorised them scores the same for every tau (measured at full schedule:
+  100 % for every tau from 0 to 2). When the sweep's spread (best minus worst) is below ``min_spread`` points it
+  cannot tell the taus apart: it is not resolved to the smallest tau but reported (``tau_selection`` in
+  ``config.json``, a line on the console) and ``tau`` (default 1.0, full normalisation) is used, or, with
+  ``on_degenerate='error'``, the run stops.
+* ``selection='fixed'``: use ``tau``.
+
+The sweep, the spread and the rule that chose tau are saved in ``config.json`` (``method_info``). For readers who
+set this beside published tau-norm rows that chose tau on the test set, ``tau_norm_oracle`` is that row, clearly
+marked (never a default).
 """
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ltbench.errors import LtbenchError
 from ltbench.heads import tau_normalized_logits
 from ltbench.method import Method, Stage2Context
-from ltbench.registry import register_method
+from ltbench.options import Option
 from ltbench.train.features import base_features
+
+DEFAULT_TAUS = [round(0.1 * i, 1) for i in range(21)]
+
+TAU_OPTIONS = (
+    Option("taus", "floats", DEFAULT_TAUS, "the tau values swept", low=0.0),
+    Option("keep_bias", "bool", False, "add the stage-1 bias (Kang's tau_norm.py drops it)"),
+)
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -33,26 +50,65 @@ def balanced_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean([np.mean(pred[labels == c] == c) for c in np.unique(labels)]))
 
 
-@register_method("tau_norm")
+def holdout_sweep(z: torch.Tensor, y: np.ndarray, w: torch.Tensor, b, taus: list[float]) -> list[dict]:
+    """Balanced accuracy (%) of every tau on features ``z`` with labels ``y``."""
+    rows = []
+    for tau in taus:
+        pred = tau_normalized_logits(z, w, b, tau).argmax(1).cpu().numpy()
+        rows.append({"tau": float(tau), "heldout_balanced_acc": 100.0 * balanced_accuracy(pred, y)})
+    return rows
+
+
+def choose_tau(sweep: list[dict], selection: str, fixed_tau: float, min_spread: float, on_degenerate: str
+               ) -> tuple[float, str, float | None]:
+    """(tau, how it was chosen, sweep spread in points). Ties go to the smaller tau."""
+    if selection == "fixed":
+        return fixed_tau, "fixed", None
+    accs = [r["heldout_balanced_acc"] for r in sweep]
+    spread = max(accs) - min(accs)
+    if spread < min_spread:
+        if on_degenerate == "error":
+            raise LtbenchError(f"tau_norm: the held-out sweep cannot tell the taus apart (balanced accuracy spread "
+                               f"{spread:.2f} < min_spread {min_spread} points; the stage-1 network has memorised "
+                               "its training images). Use --option selection=fixed --option tau=T, or "
+                               "--option on_degenerate=fixed.")
+        return fixed_tau, f"fixed: held-out sweep degenerate (spread {spread:.2f} < {min_spread} points)", spread
+    best = max(sweep, key=lambda r: (r["heldout_balanced_acc"], -r["tau"]))
+    return best["tau"], "holdout", spread
+
+
 class TauNorm(Method):
     """tau-norm: w_k / ||w_k||^tau, tau chosen on a held-out training split (Kang et al. 2020)."""
 
     name = "tau_norm"
-    defaults = {"taus": [round(0.1 * i, 1) for i in range(21)], "holdout_fraction": 0.2, "keep_bias": True}
+    label = "τ-norm"
+    order = 30
+    option_specs = TAU_OPTIONS + (
+        Option("selection", "str", "holdout", "how tau is chosen (never on the test set)", choices=("holdout", "fixed")),
+        Option("tau", "float", 1.0, "tau for selection=fixed, and when the held-out sweep is degenerate", low=0.0),
+        Option("holdout_fraction", "float", 0.2, "share of each class's training images held out", low=0.0,
+               high=1.0, low_open=True, high_open=True),
+        Option("min_spread", "float", 0.5, "a held-out sweep whose best minus worst balanced accuracy (points) is "
+               "below this cannot tell the taus apart", low=0.0),
+        Option("on_degenerate", "str", "fixed", "a degenerate held-out sweep: use tau (reported) or stop",
+               choices=("fixed", "error")),
+    )
 
     def fit(self, ctx: Stage2Context):
+        o = self.options
         f = base_features(ctx)
         head = ctx.stage1.network.head
-        w, b = head.weight.detach(), (head.bias.detach() if self.options["keep_bias"] else None)
-        y = f["train_y"].cpu().numpy()
-        rng = np.random.default_rng(ctx.cfg.seed)
-        hold = stratified_holdout(y, self.options["holdout_fraction"], rng)
-        z_hold, y_hold = f["train"][torch.as_tensor(hold, device=ctx.device)], y[hold]
-        sweep = []
-        for tau in self.options["taus"]:
-            pred = tau_normalized_logits(z_hold, w, b, tau).argmax(1).cpu().numpy()
-            sweep.append({"tau": float(tau), "heldout_balanced_acc": 100.0 * balanced_accuracy(pred, y_hold)})
-        best = max(sweep, key=lambda r: (r["heldout_balanced_acc"], -r["tau"]))
-        ctx.info.update({"tau": best["tau"], "tau_sweep": sweep, "heldout_size": int(len(hold))})
-        ctx.echo(f"stage 2 [tau_norm]: tau = {best['tau']} (held-out balanced acc {best['heldout_balanced_acc']:.2f}%)")
-        return F.log_softmax(tau_normalized_logits(f["test"], w, b, best["tau"]), dim=1)
+        w, b = head.weight.detach(), (head.bias.detach() if o["keep_bias"] else None)
+        sweep: list[dict] = []
+        if o["selection"] == "holdout":
+            y = f["train_y"].cpu().numpy()
+            hold = stratified_holdout(y, o["holdout_fraction"], np.random.default_rng(ctx.cfg.seed))
+            sweep = holdout_sweep(f["train"][torch.as_tensor(hold, device=ctx.device)], y[hold], w, b, o["taus"])
+            ctx.info["heldout_size"] = int(len(hold))
+        tau, how, spread = choose_tau(sweep, o["selection"], o["tau"], o["min_spread"], o["on_degenerate"])
+        ctx.info.update({"tau": tau, "tau_selection": how, "tau_sweep": sweep, "tau_sweep_spread": spread})
+        ctx.echo(f"stage 2 [tau_norm]: tau = {tau} ({how})")
+        if how.startswith("fixed:"):
+            ctx.echo("warning: tau_norm's held-out sweep could not tell the taus apart; "
+                     f"used the fixed tau = {tau} (recorded as method_info.tau_selection)")
+        return F.log_softmax(tau_normalized_logits(f["test"], w, b, tau), dim=1)

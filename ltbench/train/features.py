@@ -56,7 +56,8 @@ def pool_key(opts: dict) -> str:
     return hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def swag_pool_features(ctx, pool_size: int, scale: float, diag_only: bool, bn: str, one_pass: bool = False) -> dict:
+def swag_pool_features(ctx, pool_size: int, scale: float, diag_only: bool, bn: str, one_pass: bool = False,
+                       lowrank_norm: str = "max_rank") -> dict:
     """Train / test features under ``pool_size`` SWAG-sampled extractors: tensors [P, N, D].
 
     Only the extractor is perturbed (the classifier is re-trained in stage 2). ``bn='recompute'`` re-estimates
@@ -68,20 +69,21 @@ def swag_pool_features(ctx, pool_size: int, scale: float, diag_only: bool, bn: s
     member. It is a separate cache entry: its BN statistics come from one shared augmentation draw.
     """
     art, data, dev, bs = ctx.stage1, ctx.data, ctx.device, ctx.cfg.eval_batch_size
-    opts = {"pool_size": pool_size, "scale": scale, "diag_only": diag_only, "bn": bn, "seed": ctx.cfg.seed}
+    opts = {"pool_size": pool_size, "scale": scale, "diag_only": diag_only, "bn": bn, "seed": ctx.cfg.seed,
+            "lowrank_norm": lowrank_norm}
     if one_pass:
         opts["one_pass"] = True  # only when set: the default cache key stays what it was
 
     def compute() -> dict:
         if one_pass:
-            return pool_features_one_pass(ctx, pool_size, scale, diag_only, bn, opts)
+            return pool_features_one_pass(ctx, pool_size, scale, diag_only, bn, opts, lowrank_norm)
         gen = torch.Generator().manual_seed(10_000 + ctx.cfg.seed)
         mask = prefix_mask(art.network, "extractor.")
         trs, tes = [], []
         for p in range(pool_size):
             ctx.echo(f"stage 2: SWAG sample {p + 1}/{pool_size}: "
                      f"{'recomputing BN, ' if bn == 'recompute' else ''}extracting features")
-            vec = art.swag.sample(scale, gen, diag_only=diag_only, mask=mask)
+            vec = art.swag.sample(scale, gen, diag_only=diag_only, mask=mask, lowrank_norm=lowrank_norm)
             bn_batches = (data.train_batches(ctx.cfg.stage1.batch_size, gen, dev) if bn == "recompute" else None)
             net = network_with_weights(art.network, vec, bn_batches)
             trs.append(extract(net.extractor, data.eval_batches("train", bs, dev))[0])
@@ -128,7 +130,8 @@ def extract_many(extractors: list[nn.Module], batches) -> tuple[list[torch.Tenso
     return [torch.cat(f) for f in feats], torch.cat(labels)
 
 
-def pool_features_one_pass(ctx, pool_size: int, scale: float, diag_only: bool, bn: str, opts: dict) -> dict:
+def pool_features_one_pass(ctx, pool_size: int, scale: float, diag_only: bool, bn: str, opts: dict,
+                           lowrank_norm: str = "max_rank") -> dict:
     """The SWAG pool's features with one pass over the data per augmentation draw / split for all members.
 
     All ``pool_size`` weight vectors are drawn first (the same draws as the per-member path when ``bn='swa'``),
@@ -139,7 +142,8 @@ def pool_features_one_pass(ctx, pool_size: int, scale: float, diag_only: bool, b
     art, data, dev, bs = ctx.stage1, ctx.data, ctx.device, ctx.cfg.eval_batch_size
     gen = torch.Generator().manual_seed(10_000 + ctx.cfg.seed)
     mask = prefix_mask(art.network, "extractor.")
-    vecs = [art.swag.sample(scale, gen, diag_only=diag_only, mask=mask) for _ in range(pool_size)]
+    vecs = [art.swag.sample(scale, gen, diag_only=diag_only, mask=mask, lowrank_norm=lowrank_norm)
+            for _ in range(pool_size)]
     nets = [network_with_weights(art.network, v, None) for v in vecs]
     if bn == "recompute":
         ctx.echo(f"stage 2: recomputing BN of {pool_size} SWAG samples in one augmented pass")

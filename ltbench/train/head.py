@@ -35,11 +35,36 @@ def index_batches(labels: torch.Tensor, batch_size: int, generator: torch.Genera
         yield (idx[s:s + batch_size],)
 
 
+def head_on_frozen_extractor(head: nn.Module, extractor: nn.Module, bn: str) -> Callable[[tuple], tuple]:
+    """A loss on (augmented image, label) batches: features from the frozen ``extractor``, CE of ``head``.
+
+    This is classifier-balancing's stage 2 (Kang et al. 2020, ``run_networks.py``): the backbone's parameters are
+    frozen but every network is put in ``train()`` mode, so with ``bn='train'`` the backbone's BatchNorm layers
+    normalise with batch statistics and their running statistics are re-estimated on the class-balanced,
+    augmented batches (the test features then use those statistics). ``bn='eval'`` keeps the stage-1 statistics.
+    No gradient reaches the extractor.
+    """
+    if bn not in ("train", "eval"):
+        raise ValueError(f"bn must be 'train' or 'eval', got {bn!r}")
+
+    def loss(batch: tuple):
+        x, y = batch
+        extractor.train(bn == "train")
+        with torch.no_grad():
+            z = extractor(x).float()
+        logits = head(z)
+        return nn.functional.cross_entropy(logits, y), (logits.argmax(1) == y).sum(), len(y)
+    return loss
+
+
 def train_head(module: nn.Module, params, labels: torch.Tensor, batch_loss: BatchLoss, ctx,
-               balanced: bool = True, tag: str = "head") -> nn.Module:
+               balanced: bool = True, tag: str = "head", image_batches: bool = False) -> nn.Module:
     """Train ``params`` of ``module`` for ``ctx.cfg.stage2.epochs`` epochs (cosine lr to 0, SGD as in stage 1).
 
-    The per-epoch checkpoint lives in ``ctx.workdir``; rows are appended to ``ctx.log``.
+    By default a batch is a tensor of training indices into cached features (``batch_loss(idx)``); with
+    ``image_batches`` it is a freshly augmented (x, y) batch of the training images, class-balanced when
+    ``balanced`` (``batch_loss((x, y))``). The per-epoch checkpoint (all of ``module``'s state, so BN statistics
+    a stage-2 pass re-estimates are kept too) lives in ``ctx.workdir``; rows are appended to ``ctx.log``.
     """
     cfg = ctx.cfg.stage2
     opt = sgd(params, cfg)
@@ -56,11 +81,13 @@ def train_head(module: nn.Module, params, labels: torch.Tensor, batch_loss: Batc
         ctx.echo(f"stage 2: resuming {tag} from epoch {start}/{cfg.epochs}")
     steps = (len(labels) + cfg.batch_size - 1) // cfg.batch_size
     lr_at = lambda t: warmup_cosine(t, cfg.lr, cfg.epochs)  # noqa: E731
-    step = lambda b: batch_loss(b[0])  # noqa: E731
+    step = batch_loss if image_batches else (lambda b: batch_loss(b[0]))  # noqa: E731
     for epoch in range(start, cfg.epochs):
         module.train()
-        row = train_one_epoch(opt, index_batches(labels, cfg.batch_size, gen, balanced), step, lr_at, epoch,
-                              steps, ctx.device, bf16=False, what=f"stage 2 ({tag})")
+        batches = (ctx.data.train_batches(cfg.batch_size, gen, ctx.device, augment=True, balanced=balanced)
+                   if image_batches else index_batches(labels, cfg.batch_size, gen, balanced))
+        row = train_one_epoch(opt, batches, step, lr_at, epoch,
+                              steps, ctx.device, precision="fp32", what=f"stage 2 ({tag})")
         ctx.log.append(row)
         atomic_torch_save(ck_path, {"module": module.state_dict(), "optimizer": opt.state_dict(),
                                     "generator": gen.get_state(), "log": list(ctx.log), "epoch": epoch + 1})

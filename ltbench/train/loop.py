@@ -11,21 +11,46 @@ from typing import Callable, Iterable
 
 import torch
 
+from ..config import PRECISIONS
 from ..errors import DivergedError
 
 LossFn = Callable[[tuple], tuple[torch.Tensor, torch.Tensor, int]]  # batch -> (mean loss, #correct, batch size)
 
 
-def autocast_for(device: torch.device, bf16: bool):
-    """bf16 autocast on CUDA only: the CPUs here have no native bf16 and run it ~2.7x slower."""
-    if bf16 and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def cpu_has_native_bf16() -> bool:
+    """True when oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX). Without it bf16 is emulated and a
+    ResNet-32 step runs ~2.7x *slower* than fp32 (measured on an AVX-512 Xeon without avx512_bf16)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` on CUDA and on CPUs with native bf16, ``fp32`` elsewhere; explicit values pass through.
+
+    Decided per machine (CPUs differ between sessions): a bf16-capable CPU trains ResNet-32 ~1.6x faster in bf16.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "bf16"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def autocast_for(device: torch.device, precision: str | bool):
+    """bf16 autocast on the device when ``precision`` resolves to bf16 (``True`` is accepted as ``bf16``)."""
+    bf16 = precision is True or precision == "bf16"
+    if bf16 and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 def train_one_epoch(opt: torch.optim.Optimizer, batches: Iterable[tuple], loss_fn: LossFn,
                     lr_at: Callable[[float], float], epoch: int, steps_per_epoch: int,
-                    device: torch.device, bf16: bool = False, what: str = "training") -> dict:
+                    device: torch.device, precision: str = "fp32", what: str = "training") -> dict:
     """One pass over ``batches``; the lr is set before each step from the fractional epoch."""
     t0 = time.perf_counter()
     total = torch.zeros((), dtype=torch.float64, device=device)
@@ -36,7 +61,7 @@ def train_one_epoch(opt: torch.optim.Optimizer, batches: Iterable[tuple], loss_f
         lr = lr_at(epoch + i / steps_per_epoch)
         for g in opt.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
-        with autocast_for(device, bf16):
+        with autocast_for(device, precision):
             loss, n_correct, n = loss_fn(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -137,10 +137,13 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
     model = wrap_ddp(net, device)  # DDP keeps ``net`` itself: state dicts have no ``module.`` prefix
     model = accelerate(model, device, s.compile, s.cuda_graphs, echo)
     loss_fn = cross_entropy_step(model, device, s.channels_last)
+    precision = cfg.stage1_precision(device)
+    if start < s.epochs:
+        echo(f"stage 1: precision {precision}" + (f" (auto on {device.type})" if s.precision == "auto" else ""))
     for epoch in range(start, s.epochs):
         net.train()
         row = train_one_epoch(opt, data.train_batches(s.batch_size, gen, device), loss_fn, lr_at, epoch, steps,
-                              device, s.amp_bf16, what="stage 1")
+                              device, precision, what="stage 1")
         average_bn_stats(net)  # DDP: ranks' BN running stats saw different images; make them one network
         row["images_per_s"] *= world
         row["world_size"] = world
@@ -159,7 +162,7 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
              f"train acc {row['train_acc']:.1f}%  lr {row['lr']:.4f}  {row['images_per_s']:.0f} img/s")
     if swag is not None:
         t0 = time.perf_counter()
-        echo(f"stage 1: SWA average of {swag.n} snapshots; recomputing BN statistics")
+        echo(f"stage 1: SWA average of {swag.n} snapshot{'s' if swag.n != 1 else ''}; recomputing BN statistics")
         # DDP: whole global batches round-robin over ranks, so the averaged BN statistics equal one process's
         kw = {"shard": "batches"} if world > 1 and hasattr(data, "eval_indices") else {}
         net = network_with_weights(net, swag.mean, data.train_batches(s.batch_size, gen, device, **kw))

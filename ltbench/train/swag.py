@@ -14,6 +14,8 @@ import torch.nn as nn
 from torch.optim.swa_utils import update_bn
 
 VAR_CLAMP = 1e-30
+LOWRANK_NORMS = ("max_rank", "kept")
+MIN_SWAG_SNAPSHOTS = 2  # fewer: the variance is zero, every "sample" is the SWA mean
 
 
 def flat_params(net: nn.Module) -> torch.Tensor:
@@ -61,26 +63,37 @@ class Swag:
     def variance(self) -> torch.Tensor:
         return torch.clamp(self.sq_mean - self.mean ** 2, min=VAR_CLAMP)
 
-    def covariance(self, diag_only: bool = False) -> torch.Tensor:
+    def lowrank_divisor(self, lowrank_norm: str = "max_rank") -> float | None:
+        """sqrt of the D D^T normaliser: K - 1 with K the maximum rank (``max_rank``: the reference
+        wjmaddox/swa_gaussian, whatever the number of columns kept) or k - 1 with k the columns kept (``kept``).
+        None when there is no low-rank term (fewer than two columns, or K < 2)."""
+        k = self.dev.shape[0]
+        if lowrank_norm not in LOWRANK_NORMS:
+            raise ValueError(f"lowrank_norm must be one of {LOWRANK_NORMS}, got {lowrank_norm!r}")
+        denom = (self.rank if lowrank_norm == "max_rank" else k) - 1
+        return denom ** 0.5 if k > 1 and denom > 0 else None
+
+    def covariance(self, diag_only: bool = False, lowrank_norm: str = "max_rank") -> torch.Tensor:
         """The dense SWAG covariance Sigma_diag + D D^T / (K - 1) (for tests on small models only)."""
         cov = torch.diag(self.variance)
-        k = self.dev.shape[0]
-        if not diag_only and k > 1:
+        div = self.lowrank_divisor(lowrank_norm)
+        if not diag_only and div is not None:
             d = self.dev.double()
-            cov = cov + d.T @ d / (k - 1)
+            cov = cov + d.T @ d / div ** 2
         return cov
 
     def sample(self, scale: float = 0.5, generator: torch.Generator | None = None, diag_only: bool = False,
-               mask: torch.Tensor | None = None) -> torch.Tensor:
+               mask: torch.Tensor | None = None, lowrank_norm: str = "max_rank") -> torch.Tensor:
         """theta = mean + sqrt(scale) * (Sigma_diag^1/2 z1 + D z2 / sqrt(K-1)); only entries where ``mask``."""
         if self.n == 0:
             raise RuntimeError("SWAG has no snapshots; was stage 1 run with --stage1 swa?")
         z1 = torch.randn(self.mean.shape, generator=generator, dtype=torch.float64).to(self.mean.device)
         noise = self.variance.sqrt() * z1
         k = self.dev.shape[0]
-        if not diag_only and k > 1:
+        div = self.lowrank_divisor(lowrank_norm)
+        if not diag_only and div is not None:
             z2 = torch.randn(k, generator=generator, dtype=torch.float64).to(self.mean.device)
-            noise = noise + (self.dev.double().T @ z2) / (k - 1) ** 0.5
+            noise = noise + (self.dev.double().T @ z2) / div
         noise = noise * scale ** 0.5
         if mask is not None:
             noise = noise * mask.to(noise.device, noise.dtype)

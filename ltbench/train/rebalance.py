@@ -1,0 +1,59 @@
+"""The classifier-balancing stage 2 shared by cRT and LWS: a classifier trained on a frozen extractor's features,
+either from freshly augmented class-balanced images each step (the reference regime) or from cached features.
+
+Options both methods declare (``REBALANCE_OPTIONS``):
+
+* ``features='augmented'`` (default, as Kang et al.'s ``run_networks.py``): every step takes a class-balanced
+  batch of training images, augments it (random crop + flip) and runs the frozen extractor on it.
+  ``features='cached'``: un-augmented features extracted once in eval mode (one extractor pass; a deviation).
+* ``extractor_bn='train'`` (default, the reference: its networks are all in ``train()`` mode in stage 2): the
+  frozen extractor's BatchNorm uses batch statistics and its running statistics are re-estimated on the
+  class-balanced batches; test features use the re-estimated statistics. ``'eval'`` keeps stage 1's statistics.
+  Only used with ``features='augmented'``.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..options import Option
+from .features import base_features, extract
+from .head import ce_on_features, head_on_frozen_extractor, train_head
+
+REBALANCE_OPTIONS = (
+    Option("balanced", "bool", True, "class-balanced sampling (false: instance-balanced)"),
+    Option("features", "str", "augmented", "augmented: frozen extractor on augmented images each step "
+           "(classifier-balancing); cached: un-augmented features extracted once", choices=("augmented", "cached")),
+    Option("extractor_bn", "str", "train", "BN of the frozen extractor in stage 2 with features=augmented: "
+           "train (batch statistics, running statistics re-estimated; the reference) or eval (stage-1 statistics)",
+           choices=("train", "eval")),
+)
+
+
+def fit_rebalanced(ctx, options: dict, make_head: Callable[[int], nn.Module],
+                   trainable: Callable[[nn.Module], list], tag: str) -> tuple[nn.Module, torch.Tensor]:
+    """Train ``make_head(feature_dim)``'s ``trainable`` parameters; return (head, test log-probabilities)."""
+    ctx.info["stage2_features"] = options["features"]
+    if options["features"] == "cached":
+        f = base_features(ctx)
+        head = make_head(f["train"].shape[1]).to(ctx.device)
+        y = f["train_y"]
+        train_head(head, trainable(head), y, ce_on_features(head, f["train"], y), ctx,
+                   balanced=options["balanced"], tag=tag)
+        return head, F.log_softmax(head(f["test"]).detach(), dim=1)
+    ctx.info["stage2_extractor_bn"] = options["extractor_bn"]
+    extractor = copy.deepcopy(ctx.stage1.network.extractor)  # BN statistics may change; stage 1 stays as cached
+    for p in extractor.parameters():
+        p.requires_grad_(False)
+    head = make_head(ctx.stage1.network.head.in_features).to(ctx.device)
+    module = nn.ModuleDict({"head": head, "extractor": extractor})  # one checkpoint holds BN statistics too
+    loss = head_on_frozen_extractor(head, extractor, options["extractor_bn"])
+    train_head(module, trainable(head), ctx.data.train_labels, loss, ctx, balanced=options["balanced"], tag=tag,
+               image_batches=True)
+    z_test, _ = extract(extractor, ctx.data.eval_batches("test", ctx.cfg.eval_batch_size, ctx.device))
+    with torch.no_grad():
+        return head, F.log_softmax(head(z_test), dim=1)
