@@ -53,6 +53,28 @@ def test_two_different_runs_into_one_results_folder(tmp_path):
     assert outcome(run_folder(tmp_path / "res2", "crt")) == outcome(run_folder(res, "crt"))
 
 
+@pytest.mark.slow  # two real processes (~20 s idle); the same race made deterministic: test_run_conflicts.py
+def test_two_writers_of_one_folder_with_different_configs(tmp_path):
+    """Started together, one run with a 1-epoch and one with a 2-epoch stage 1, into one results folder: the one that
+    finishes second reports the conflict (exit 2), never the first one's numbers as its own (before: "skip", the
+    first one's metrics printed, exit 0)."""
+    import json
+    preset = write_preset(tmp_path / "p.toml", epochs=2, stage2_epochs=1)
+    res = tmp_path / "res"
+    procs = [subprocess.Popen(run_args("ce", preset, res, extra=["--epochs", str(e)]), cwd=REPO,
+                              env=env_with_cache(tmp_path / "cache"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for e in (1, 2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert sorted(codes) == [0, 2], outs
+    winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
+    err = outs[loser][1]
+    assert "error: " in err and "different config" in err and "stage1.epochs" in err and "skip" not in err, err
+    assert outs[loser][0] == ""  # no results table (with the winner's numbers) on stdout
+    cfg = json.loads((run_folder(res, "ce") / "config.json").read_text())
+    assert cfg["stage1"]["epochs"] == winner + 1 and check_run(run_folder(res, "ce")) == []
+
+
 def _racer(d: str, k: int, barrier, out) -> None:
     n = 400
     arrays = {"labels": np.arange(n) % 10, "pred": np.full(n, k % 10), "confidence": np.full(n, 0.5),

@@ -47,8 +47,10 @@ def test_plan_skips_complete_runs_and_checks_imbalance(tmp_path):
     groups = build_plan(["cifar10-lt"], [100], [0], results=str(tmp_path))
     first = groups[0].runs[0]
     first.out.mkdir(parents=True)
-    for f in ("config.json", "metrics.json", "predictions.npz"):
+    for f in ("metrics.json", "predictions.npz"):
         (first.out / f).write_text("{}")
+    # a finished run is recognised by its config (not by its files being there): this one is the planned run's
+    (first.out / "config.json").write_text(json.dumps(first.cfg.to_dict(), default=str))
     again = build_plan(["cifar10-lt"], [100], [0], results=str(tmp_path))
     done = [r for g in again for r in g.runs if r.done]
     assert [r.out for r in done] == [first.out]

@@ -5,10 +5,21 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from bench import cli
 from ltbench.grid import build_plan
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """In-process runs: one thread is several times faster on a loaded 2-core machine."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _run(res_dir, *args):
@@ -39,11 +50,13 @@ def test_run_refuses_a_finished_run_with_another_schedule_and_force_replaces_it(
     assert not _run(res, "--epochs", "2").exit_code  # and now that run is the one skipped
 
 
-def _fake_finished_run(folder, stage1_epochs, options=None):
-    """A complete-looking folder whose config records ``stage1_epochs`` (only the config is read here)."""
+def _fake_finished_run(folder, stage1_epochs, options=None, cfg=None):
+    """A complete-looking folder whose config records ``stage1_epochs`` (only the config is read here) and names the
+    run of ``cfg`` (method, dataset, imbalance, extractor, seed), as every real config.json does."""
     folder.mkdir(parents=True)
+    ident = {k: getattr(cfg, k) for k in ("method", "dataset", "imbalance", "stage1_mode", "seed")} if cfg else {}
     (folder / "config.json").write_text(json.dumps({"stage1": {"epochs": stage1_epochs}, "stage2": {"epochs": 5},
-                                                    "reduced": True, "method_options": options or {}}))
+                                                    "reduced": True, "method_options": options or {}, **ident}))
     (folder / "metrics.json").write_text("{}")
     (folder / "predictions.npz").write_bytes(b"")
 
@@ -53,9 +66,9 @@ def test_grid_plans_a_differing_run_as_a_conflict_and_refuses_without_replace(tm
     plan = build_plan(["cifar10-lt-tiny"], [], [0], results=str(res), methods=["ce", "crt"])
     by_method = {r.cfg.run_name: r for g in plan for r in g.runs}
     preset_epochs = by_method["sgd-ce"].cfg.stage1.epochs
-    _fake_finished_run(by_method["sgd-ce"].out, preset_epochs + 7)       # another schedule
-    _fake_finished_run(by_method["sgd-crt"].out, preset_epochs)          # the same schedule
-    _fake_finished_run(by_method["swa-crt"].out, preset_epochs, {"balanced": not by_method["swa-crt"].cfg.method_options.get("balanced", True)})
+    _fake_finished_run(by_method["sgd-ce"].out, preset_epochs + 7, cfg=by_method["sgd-ce"].cfg)   # another schedule
+    _fake_finished_run(by_method["sgd-crt"].out, preset_epochs, cfg=by_method["sgd-crt"].cfg)      # the same schedule
+    _fake_finished_run(by_method["swa-crt"].out, preset_epochs, {"balanced": not by_method["swa-crt"].cfg.method_options.get("balanced", True)}, cfg=by_method["swa-crt"].cfg)
 
     again = {r.cfg.run_name: r for g in build_plan(["cifar10-lt-tiny"], [], [0], results=str(res),
                                                      methods=["ce", "crt"]) for r in g.runs}
@@ -72,3 +85,75 @@ def test_grid_plans_a_differing_run_as_a_conflict_and_refuses_without_replace(tm
     assert "2 finished run folder(s)" in refused.output and "--replace" in refused.output
     planned = CliRunner().invoke(cli, [*args, "--dry-run"])  # a dry run lists them and exits 0
     assert planned.exit_code == 0 and planned.output.count("differs:") == 2
+
+
+# ---------------------------------------------------------------- a finished run is recognised by content (issue 15)
+
+
+def _folder(res, method="ce", seed=0):
+    return res / "runs" / "cifar10-lt-tiny" / f"sgd-{method}" / f"seed{seed}"
+
+
+@pytest.mark.parametrize("case", ["method", "seed", "unreadable", "no identity"])
+def test_a_folder_holding_another_runs_config_is_an_error_not_a_skip(tmp_path, case):
+    """Before: a complete folder was "skipped" whatever its config.json said, and its numbers printed as crt's."""
+    from ltbench.config import resolve
+    res = tmp_path / "res"
+    want = resolve("crt", "cifar10-lt-tiny", None, "sgd", 0, "cifar-tiny", results=str(res))
+    other = resolve("ce" if case == "method" else "crt", "cifar10-lt-tiny", None, "sgd", 5 if case == "seed" else 0,
+                    "cifar-tiny", results=str(res))
+    folder = _folder(res, "crt")
+    _fake_finished_run(folder, want.stage1.epochs, cfg=None if case == "no identity" else other)
+    if case == "unreadable":
+        (folder / "config.json").write_text("{not json")
+    (folder / "metrics.json").write_text(json.dumps({"acc": 12.34}))
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+    r = CliRunner().invoke(cli, ["run", "--method", "crt", "--dataset", "cifar10-lt-tiny", "--results", str(res)])
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert "skip" not in r.output and "12.34" not in r.output  # the other run's numbers are not shown as crt's
+    assert {"method": "another run: method 'ce' there, 'crt' asked", "seed": "another run: seed 5 there, 0 asked",
+            "unreadable": "config.json cannot be read", "no identity": "no method recorded, 'crt' asked"}[case] \
+        in r.stderr
+    assert "--force" in r.stderr
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+
+
+def test_grid_treats_another_runs_folder_as_a_conflict(tmp_path):
+    res = tmp_path / "res"
+    plan = {r.cfg.run_name: r for g in build_plan(["cifar10-lt-tiny"], [], [0], results=str(res), methods=["ce", "crt"])
+            for r in g.runs}
+    _fake_finished_run(plan["sgd-crt"].out, plan["sgd-crt"].cfg.stage1.epochs, cfg=plan["sgd-ce"].cfg)
+    again = {r.cfg.run_name: r for g in build_plan(["cifar10-lt-tiny"], [], [0], results=str(res),
+                                                     methods=["ce", "crt"]) for r in g.runs}
+    assert not again["sgd-crt"].done and "method 'ce' there, 'crt' asked" in again["sgd-crt"].conflict
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_a_concurrent_writer_that_finished_first(tmp_path, monkeypatch, same):
+    """Two writers of one folder: when the other one's run lands first, this one keeps it and skips only if it is
+    the same config; with a different config it reports the conflict (exit 2), never the other's numbers as its own.
+    The race is made deterministic: the other writer's folder appears just before this run writes its own."""
+    import ltbench.runner as runner
+    from reliability_util import write_preset
+    preset = write_preset(tmp_path / "p.toml", epochs=1, stage2_epochs=1)
+    res = tmp_path / "res"
+    real = runner.write_run
+
+    def other_writer_first(d, config, *a, **kw):
+        theirs = dict(config, stage2=dict(config["stage2"], lr=config["stage2"]["lr"] * (1 if same else 2)))
+        real(d, theirs, {**a[0], "acc": 98.76}, *a[1:], **kw)
+        return real(d, config, *a, **kw)
+
+    monkeypatch.setattr(runner, "write_run", other_writer_first)
+    r = CliRunner().invoke(cli, ["run", "--method", "ce", "--dataset", "cifar10-lt-tiny", "--results", str(res),
+                                 "--preset", str(preset), "--device", "cpu"])
+    if same:
+        assert r.exit_code == 0 and "skip:" in r.stderr, (r.output, r.exception)
+    else:
+        assert r.exit_code == 2, (r.output, r.exception)
+        last = r.stderr.splitlines()[-1]
+        assert last.startswith("error: ") and "written by another process" in last, r.stderr
+        assert "stage2.lr 0.2 there, 0.1 asked" in r.stderr and "skip" not in r.output
+        assert "98.76" not in r.stdout  # no results table with the other run's numbers
+    assert json.loads((_folder(res) / "metrics.json").read_text())["acc"] == 98.76  # theirs, untouched
