@@ -1,0 +1,108 @@
+"""ltbench.progress: a live bar on a terminal, plain periodic lines otherwise, nothing when quiet (fake clock)."""
+from __future__ import annotations
+
+import io
+import re
+
+from ltbench.progress import Progress, format_duration, track
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _consume(it, clock: FakeClock, seconds: float) -> list:
+    """Work through ``it``, each item taking ``seconds`` of fake time (as a training step would)."""
+    got = []
+    for item in it:
+        clock.t += seconds
+        got.append(item)
+    return got
+
+
+def _batches(n_batches: int, size: int):
+    return [([0] * size, i) for i in range(n_batches)]
+
+
+def test_plain_lines_every_tenth_with_rate_and_eta():
+    clock, out = FakeClock(), io.StringIO()
+    # 20 batches of 50 images, 0.5 s each: 100 img/s, 10 s in all; no 30-s timer fires
+    got = _consume(track(_batches(20, 50), total=1000, desc="epoch 1/3", weight=lambda b: len(b[0]),
+                         stream=out, tty=False, clock=clock), clock, 0.5)
+    assert len(got) == 20
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+    progress, final = lines[:-1], lines[-1]
+    assert len(progress) == 9  # 10 %, 20 %, ..., 90 %; 100 % is the closing line
+    for k, line in enumerate(progress, start=1):
+        done = 100 * k
+        elapsed = done / 100  # seconds at 100 img/s
+        assert line == (f"epoch 1/3: {done:,}/1,000 img ({10 * k}%), 100.0 img/s, elapsed "
+                        f"{format_duration(elapsed)}, ETA {format_duration((1000 - done) / 100)}")
+    assert final == "epoch 1/3: done, 1,000 img in 10s, 100.0 img/s"
+
+
+def test_plain_lines_by_time_when_total_unknown():
+    clock, out = FakeClock(), io.StringIO()
+    p = Progress(None, desc="features", stream=out, tty=False, every_s=30, clock=clock)
+    for _ in range(100):  # 100 steps of 64 images, 1 s each
+        clock.t += 1
+        p.update(64)
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert lines[:3] == ["features: 1,920 img, 64.0 img/s, elapsed 30s",
+                         "features: 3,840 img, 64.0 img/s, elapsed 1m00s",
+                         "features: 5,760 img, 64.0 img/s, elapsed 1m30s"]
+    assert lines[-1] == "features: done, 6,400 img in 1m40s, 64.0 img/s" and len(lines) == 4
+
+
+def test_slow_work_prints_on_the_timer_between_tenths():
+    clock, out = FakeClock(), io.StringIO()
+    p = Progress(10, desc="stage 1", unit="batch", stream=out, tty=False, every_s=30, clock=clock)
+    clock.t += 95  # the first batch takes 95 s: one line at the first tenth
+    p.update()
+    clock.t += 20  # 20 s later, under both thresholds: nothing
+    p.update(0)
+    clock.t += 15  # 35 s after the last line: the timer fires
+    p.update(0)
+    lines = out.getvalue().splitlines()
+    assert lines == ["stage 1: 1/10 batch (10%), 0.0 batch/s, elapsed 1m35s, ETA 14m15s",
+                     "stage 1: 1/10 batch (10%), 0.0 batch/s, elapsed 2m10s, ETA 19m30s"]
+
+
+def test_tty_bar_has_rate_and_eta():
+    clock, out = FakeClock(), io.StringIO()
+    _consume(track(_batches(10, 100), total=1000, desc="stage 2", weight=lambda b: len(b[0]),
+                   stream=out, tty=True, clock=clock), clock, 0.5)
+    text = out.getvalue()
+    assert "\r" in text  # redrawn in place
+    last = text.replace("\n", "\r").split("\r")
+    last = [s for s in last if s.strip()][-1]
+    assert last.startswith("stage 2: 100%") and "1.00k/1.00k" in last
+    assert re.search(r"200img/s", last), last  # 100 images per 0.5 s of fake time
+    mid = [s for s in text.split("\r") if "50%" in s]
+    assert mid == ["stage 2:  50%|#####     | 500/1.00k [00:02<00:02, 200img/s]"]  # ETA: 500 left at 200/s
+
+
+def test_quiet_is_silent():
+    clock, out = FakeClock(), io.StringIO()
+    for tty in (True, False):
+        got = _consume(track(_batches(5, 10), total=50, weight=lambda b: len(b[0]), quiet=True,
+                             stream=out, tty=tty, clock=clock), clock, 10.0)
+        assert len(got) == 5
+    assert out.getvalue() == ""
+
+
+def test_len_is_the_default_total():
+    clock, out = FakeClock(), io.StringIO()
+    list(track(range(4), desc="grid", unit="run", stream=out, tty=False, every_frac=0.5, clock=clock))
+    assert out.getvalue().splitlines()[0].startswith("grid: 2/4 run (50%)")
+
+
+def test_format_duration():
+    assert [format_duration(s) for s in (0, 12.4, 60, 200, 3600, 3725)] == ["0s", "12s", "1m00s", "3m20s",
+                                                                          "1h00m", "1h02m"]
