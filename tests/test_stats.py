@@ -134,7 +134,7 @@ def test_setting_comparisons_pick_reference_and_extractor_pairs(store):
     got = [(c.a, c.b, c.kind, c.seeds) for c in comps]
     assert got == [("sgd-ce", "sgd-crt", "reference", [0, 1, 2]), ("swa-ce", "swa-crt", "reference", [0, 1, 2]),
                    ("swa-lws", "swa-crt", "reference", [0, 1]), ("swa-ce", "sgd-ce", "extractor", [0, 1, 2]),
-                   ("swa-crt", "sgd-crt", "extractor", [0, 1, 2])]
+                   ("swa-crt", "sgd-crt", "extractor", [0, 1, 2]), ("swa-lws", "sgd-crt", "baseline", [0, 1])]
     other = S.all_comparisons(store, reference="ce", replicates=0)
     assert ("swa-crt", "swa-ce", "reference", [0, 1, 2]) in [(c.a, c.b, c.kind, c.seeds) for c in other]
 
@@ -158,7 +158,7 @@ def test_stats_command_writes_markdown_and_csv(store):
     assert r.exit_code == 0, r.output
     csv = pd.read_csv(store / "stats.csv")
     md = (store / "stats.md").read_text()
-    assert set(csv.metric) == set(S.SEED_METRICS) and len(csv) == 5 * len(S.SEED_METRICS)
+    assert set(csv.metric) == set(S.SEED_METRICS) and len(csv) == 6 * len(S.SEED_METRICS)
     row = csv[(csv.a == "swa-ce") & (csv.b == "swa-crt") & (csv.metric == "acc")].iloc[0]
     assert row.boot_replicates == 50 and row.n == 3
     assert S.fmt(row.diff_mean, "acc", True) in md

@@ -135,7 +135,8 @@ class Comparison:
     dataset_tag: str
     a: str
     b: str
-    kind: str  # "reference" (method vs reference, same extractor) or "extractor" (swa-X vs sgd-X) or "chosen"
+    kind: str  # "reference" (same extractor), "extractor" (swa-X vs sgd-X), "baseline" (SWA-only method vs the
+    # reference on SGD) or "chosen" (bench.py compare --paired)
     seeds: list[int]
     reduced: bool
     a_values: dict[str, list[float]] = field(default_factory=dict)
@@ -223,7 +224,8 @@ def _names(sub: pd.DataFrame) -> list[str]:
 def setting_comparisons(runs: pd.DataFrame, tag: str, reference: str = DEFAULT_REFERENCE,
                         replicates: int = DEFAULT_BOOTSTRAP, boot_seed: int = DEFAULT_BOOT_SEED,
                         cache: dict | None = None) -> list[Comparison]:
-    """Every method against ``reference`` on the same extractor, then each extractor against the other (swa - sgd)."""
+    """Every method against ``reference`` on the same extractor, then each extractor against the other (swa - sgd),
+    then each method that only exists on SWA (SWAG, SRepr) against ``reference`` on SGD (the paper's baseline)."""
     cache = {} if cache is None else cache
     if replicates > 0:
         _fill_boot_cache(runs[runs.dataset_tag == tag], replicates, boot_seed, cache)
@@ -238,6 +240,10 @@ def setting_comparisons(runs: pd.DataFrame, tag: str, reference: str = DEFAULT_R
         s1, _, m = n.partition("-")
         if s1 == "swa" and f"sgd-{m}" in names:
             out.append(paired(runs, tag, n, f"sgd-{m}", "extractor", replicates, boot_seed, cache))
+    for n in names:  # a method that exists only on SWA (SWAG, SRepr) against the plain baseline: reference on SGD
+        s1, _, m = n.partition("-")
+        if s1 == "swa" and f"sgd-{m}" not in names and f"sgd-{reference}" in names:
+            out.append(paired(runs, tag, n, f"sgd-{reference}", "baseline", replicates, boot_seed, cache))
     return [c for c in out if c is not None]
 
 
@@ -307,7 +313,8 @@ def render_markdown(comps: list[Comparison], reference: str = DEFAULT_REFERENCE)
              f"when the seed interval excludes it (with 3 seeds that takes a consistent gap). Accuracies and ECE "
              f"in percentage points, NLL and Brier in nats; a metric that no run of the setting has (few-shot on "
              f"CIFAR-10-LT) is left out. Comparisons: every method against "
-             f"{METHOD_NAMES.get(reference, reference)} on the same extractor, and SWA against SGD per method.", ""]
+             f"{METHOD_NAMES.get(reference, reference)} on the same extractor, SWA against SGD per method, and each "
+             f"method that needs the SWA extractor against SGD + {METHOD_NAMES.get(reference, reference)}.", ""]
     for tag in dict.fromkeys(c.dataset_tag for c in comps):
         sub = [c for c in comps if c.dataset_tag == tag]
         red = any(c.reduced for c in sub)

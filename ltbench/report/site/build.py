@@ -297,8 +297,9 @@ class Site:
         reps = max((c.replicates for c in comps), default=0)
         ref = run_label("x-" + self.reference).split(" + ", 1)[1]
         p.add(f"<h1>{escape(tag)}: which differences are real?</h1>",
-              f"<p>A − B paired by seed: every method against {escape(ref)} on the same extractor, and SWA against "
-              "SGD per method. <b>95% t (seeds)</b>: mean ± t·std/√n of the per-seed differences, the noise of "
+              f"<p>A − B paired by seed: every method against {escape(ref)} on the same extractor, SWA against "
+              f"SGD per method, and each method that needs the SWA extractor against SGD + {escape(ref)}. "
+              "<b>95% t (seeds)</b>: mean ± t·std/√n of the per-seed differences, the noise of "
               f"training; <b>95% bootstrap</b>: {reps} paired resamples of the test examples per seed (same indices "
               "for A and B), the noise of the finite test set. The last column names the intervals that exclude 0."
               + (f' Same numbers as <a href="{p.rel(self.results / "stats.md")}">stats.md</a>.'
