@@ -175,3 +175,39 @@ def test_committed_stats_are_current(tmp_path):
     for name in ("stats.md", "stats.csv"):
         assert (copy / name).read_text() == (repo_results / name).read_text(), (
             f"results/{name} is stale: run `bench.py stats` (or `bench.py site`) and commit")
+
+
+_NUMBER = re.compile(r"[+\-−]?\d+\.\d+")
+
+
+def decimal_tokens(text: str) -> list[str]:
+    """Every decimal number with its sign ('-' and '−' alike); a dash between two numbers is a range, not a sign."""
+    out = []
+    for m in _NUMBER.finditer(text):
+        tok = m.group()
+        if tok[0] in "+-−" and m.start() > 0 and text[m.start() - 1].isdigit():
+            tok = tok[1:]
+        out.append(tok.replace("-", "−"))
+    return out
+
+
+def test_decimal_tokens():
+    assert decimal_tokens("23.68 % vs 38.32-41.40 %, −0.06 ± 0.21 [-0.24, +0.14] 3/3 200") == [
+        "23.68", "38.32", "41.40", "−0.06", "0.21", "−0.24", "+0.14"]
+
+
+def test_findings_quote_only_generated_numbers():
+    """results/findings.md is hand-written: every decimal number in it must be one that the generated statistics
+    (stats.md) or tables (tables/*.md) print, sign and digits alike, so it cannot drift from the runs."""
+    results = REPO / "results"
+    findings = results / "findings.md"
+    if not findings.is_file() or not (results / "stats.md").is_file():
+        pytest.skip("no findings.md or stats.md")
+    corpus = set(decimal_tokens((results / "stats.md").read_text()))
+    for f in sorted((results / "tables").glob("*.md")):
+        corpus |= set(decimal_tokens(f.read_text()))
+    quoted = decimal_tokens(findings.read_text())
+    assert quoted, "findings.md quotes no number"
+    missing = sorted({t for t in quoted if t not in corpus})
+    assert not missing, (f"results/findings.md quotes {', '.join(missing)}, which no generated file prints; update "
+                         "the text from results/stats.md / results/tables (bench.py stats, bench.py leaderboard)")
