@@ -95,14 +95,14 @@ def headline(row: dict) -> float:
 
 def summary_lines(s: dict) -> list[str]:
     """The terminal table: one headline speed-up per metric, the ratio of medians labelled as a check."""
-    lines = [f"{'metric':<14}  {'speed-up':>8}  {'rounds':>11}  {'ours':>10}  {"reference":>10}  unit     "
+    lines = [f"{'metric':<14}  {'speed-up':>8}  {'rounds':>11}  {'ours':>10}  {'reference':>10}  unit     "
              f"{'of medians':>10}"]
     noisy = []
     for r in s["rows"]:
         ratios = r.get("paired_ratios") or []
         spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
         lines.append(f"{r['metric']:<14}  {headline(r):>7.2f}x  {spread:>11}  {r['ours']:>10,.1f}  "
-                     f"{r['reference']:>10,.1f}  {r["unit"]:<7}  {r["ratio"]:>9.2f}x")
+                     f"{r['reference']:>10,.1f}  {r['unit']:<7}  {r['ratio']:>9.2f}x")
         if r.get("paired_ratio_median") is not None and abs(r["ratio"] / headline(r) - 1) > DISAGREE:
             noisy.append(r["metric"])
     lines += ["speed-up: ours vs reference, median over rounds of (reference time / our time); each round runs "
