@@ -96,6 +96,8 @@ def test_site_command_and_errors(store, tmp_path):
     r = CliRunner().invoke(bench_cli, ["site", "--results", str(store), "--out", str(out), "--bootstrap", "20"])
     assert r.exit_code == 0, r.output
     assert (out / "index.html").is_file()
+    assert not (store / "stats.md").exists()  # a site written elsewhere leaves the results folder alone
+    assert "stats.md" not in (out / "index.html").read_text()
     # links from a site written outside the results folder still reach the run folders
     page = out / "cifar10-lt-if100" / "sgd-ce.html"
     assert all((page.parent / unquote(urlparse(x).path)).resolve().exists() for x in links_of(page))

@@ -195,7 +195,7 @@ def stats(results: str, reference: str, bootstrap: int, boot_seed: int) -> None:
 @_boot_opts
 def site(results: str, out: str | None, baselines: str | None, reference: str, bootstrap: int,
          boot_seed: int) -> None:
-    """Write the static leaderboard site (and <results>/stats.md, stats.csv) from the run folders.
+    """Write the static leaderboard site from the run folders (into <results>/site also <results>/stats.md, .csv).
 
     Open <out>/index.html from disk: no server, nothing fetched from the network. Figures and reliability
     diagrams are linked relatively from <results>/plots and the run folders (run `bench.py leaderboard` first

@@ -106,6 +106,7 @@ class Site:
         self.tags = list(dict.fromkeys(agg.dataset_tag))
         self.configs = {d: json.loads((Path(d) / "config.json").read_text()) for d in runs["dir"]}
         self.written: list[Path] = []
+        self.stats_written = False  # link results/stats.md only when it holds this build's numbers
 
     # --- helpers --------------------------------------------------------------------------------------------------
     def write(self, path: Path, text: str) -> None:
@@ -153,7 +154,7 @@ class Site:
         also = []
         if (r / "README.md").is_file():
             also.append(f'the markdown leaderboard (<a href="{p.rel(r / "README.md")}">README.md</a>)')
-        if (r / "stats.md").is_file():
+        if self.stats_written:
             also.append(f'<a href="{p.rel(r / "stats.md")}">paired statistics</a>'
                         + (f' (<a href="{p.rel(r / "stats.csv")}">CSV</a>)' if (r / "stats.csv").is_file() else ""))
         p.add("<h1>ltbench leaderboard</h1>",
@@ -318,7 +319,7 @@ class Site:
               f"training; <b>95% bootstrap</b>: {reps} paired resamples of the test examples per seed (same indices "
               "for A and B), the noise of the finite test set. The last column names the intervals that exclude 0."
               + (f' Same numbers as <a href="{p.rel(self.results / "stats.md")}">stats.md</a>.'
-                 if (self.results / "stats.md").is_file() else "") + "</p>")
+                 if self.stats_written else "") + "</p>")
         head = ['<th class="l" data-sort="text">A</th>', '<th class="l" data-sort="text">B</th>',
                 '<th class="l" data-sort="text">metric</th>', '<th data-sort="num">A</th>',
                 '<th data-sort="num">B</th>', '<th data-sort="num" data-first="descending">Δ mean ± std</th>',
@@ -442,10 +443,16 @@ def _prune(out: Path, keep: set[Path]) -> list[Path]:
 def build_site(results: Path | str, out: Path | str | None = None, baselines: Path | str | None = None,
                reference: str = DEFAULT_REFERENCE, replicates: int = DEFAULT_BOOTSTRAP,
                boot_seed: int = DEFAULT_BOOT_SEED, echo: Callable[[str], None] = print,
-               write_stats_files: bool = True) -> list[Path]:
-    """Write the site (and ``<results>/stats.md``, ``stats.csv``); return the files written."""
+               write_stats_files: bool | None = None) -> list[Path]:
+    """Write the site; return the files written.
+
+    ``write_stats_files`` (default: when the site goes to ``<results>/site``) also writes ``<results>/stats.md`` and
+    ``stats.csv`` from the same comparisons, so a site written elsewhere (other options) leaves them alone.
+    """
     results = Path(results)
     out = Path(out) if out else results / "site"
+    if write_stats_files is None:
+        write_stats_files = out.resolve() == (results / "site").resolve()
     col = collect_runs(results)
     excluded = exclusion_lines(col)
     for line in excluded:
@@ -466,6 +473,7 @@ def build_site(results: Path | str, out: Path | str | None = None, baselines: Pa
     site = Site(results, out, col.runs, aggregate(col.runs), base, comps, reference,
                 [w.removeprefix("warning: ") for w in excluded])
     written = write_stats(results, reference, replicates, boot_seed, comps=comps) if write_stats_files else []
+    site.stats_written = bool(write_stats_files)
     written += site.build()
     keep = {p.resolve() for p in written}
     for p in _prune(out, keep):
