@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for pretrained weigh
 
 import click  # noqa: E402
 
-from ltbench.cli_options import output_folder_option  # noqa: E402
+from ltbench.cli_options import SEED, output_folder_option  # noqa: E402
 from ltbench import cli_extra  # noqa: E402
 from ltbench.errors import LtbenchError  # noqa: E402
 
@@ -68,7 +68,7 @@ def _echo(quiet: bool):
 @click.option("--imbalance", type=int, default=None, help="imbalance factor (CIFAR-LT: 10, 50, 100, 200; default 100)")
 @click.option("--stage1", "stage1_mode", type=click.Choice(["sgd", "swa"]), default="sgd", show_default=True,
               help="feature extractor: plain SGD, or SWA (which also collects SWAG moments)")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="integer in [0, 2^32)")
 @click.option("--epochs", type=int, default=None, help="stage-1 epochs (fewer than the preset's = reduced schedule)")
 @click.option("--stage2-epochs", type=int, default=None, help="stage-2 epochs (fewer than the preset's = reduced)")
 @click.option("--preset", default=None, help="preset name or .toml path (default: the dataset's protocol)")

@@ -1,7 +1,8 @@
-"""Validate run folders: schema, metrics recomputed from ``predictions.npz``, config consistent with the path.
+"""Validate run folders: schema, metrics recomputed from ``predictions.npz``, config consistent with the path, the
+schedule (``reduced``) consistent with the epochs in ``log.jsonl`` and the protocol, stability flags recomputed.
 
 ``check_run`` is what ``bench.py results check`` runs and what the tables and the leaderboard consult before
-using a run.
+using a run. ``stability_flags`` is what the runner records as ``unstable`` in config.json.
 """
 from __future__ import annotations
 
@@ -17,6 +18,79 @@ from .store import PREDICTION_KEYS
 METRIC_KEYS = ("acc", "acc_many", "acc_medium", "acc_few", "nll", "ece", "brier", "n_train", "n_test")
 CONFIG_KEYS = ("method", "dataset", "imbalance", "stage1_mode", "seed", "reduced", "stage1", "stage2",
                "train_class_counts")
+
+
+# An unstable stage 2 (recorded, flagged, not hidden): the last stage-2 epoch's training loss above
+# LOSS_RISE_BOUND x the first epoch's, or a test NLL above NLL_BOUND x log C (log C: the NLL of a uniform guess).
+LOSS_RISE_BOUND = 2.0
+NLL_BOUND = 3.0
+
+
+def stability_flags(log_rows: list[dict], metrics: dict, num_classes: int) -> list[str]:
+    """Why a run's stage 2 looks unstable (empty when it does not); pure, from its log rows and test metrics.
+
+    Only non-finite values stop a run (DivergedError); a loss that grows several-fold, or predictions far worse
+    than a uniform guess, still produce numbers that would be ranked as if sound, so they are flagged.
+    """
+    flags = []
+    losses = [float(r["loss"]) for r in log_rows
+              if r.get("stage") == 2 and isinstance(r.get("loss"), (int, float)) and not isinstance(r["loss"], bool)]
+    if len(losses) >= 2 and losses[-1] > LOSS_RISE_BOUND * losses[0] and losses[-1] > losses[0]:
+        flags.append(f"stage-2 loss rose from {losses[0]:.4g} (first epoch) to {losses[-1]:.4g} (last epoch), "
+                     f"more than {LOSS_RISE_BOUND:g}x")
+    nll = metrics.get("nll")
+    if isinstance(nll, (int, float)) and num_classes > 1:
+        bound = NLL_BOUND * math.log(num_classes)
+        if not math.isfinite(nll) or nll > bound:
+            flags.append(f"test NLL {nll:.4g} above {NLL_BOUND:g} x log C = {bound:.4g} (C = {num_classes})")
+    return flags
+
+
+def _builtin_protocol(preset) -> tuple[int, int] | None:
+    """(stage-1, stage-2) epochs of a built-in preset named in a config, None for a preset file or unknown name."""
+    import tomllib
+    from .config import PRESET_DIR, Stage1Config, Stage2Config
+    if not isinstance(preset, str) or "/" in preset or "\\" in preset or preset.endswith(".toml"):
+        return None
+    path = PRESET_DIR / f"{preset}.toml"
+    if not path.is_file():
+        return None
+    raw = tomllib.loads(path.read_text())
+    return (int(raw.get("stage1", {}).get("epochs", Stage1Config.epochs)),
+            int(raw.get("stage2", {}).get("epochs", Stage2Config.epochs)))
+
+
+def schedule_problems(config: dict, log_rows: list[dict]) -> list[str]:
+    """``reduced`` cross-checked against the epochs the log shows were trained and the protocol's epochs.
+
+    ``reduced`` decides the dagger in every table and whether a run may stand beside full-schedule ones, so an edited
+    flag (or edited epochs) must not pass: the stage-1/stage-2 epochs in ``log.jsonl`` must be the configured ones,
+    a built-in preset's protocol epochs the recorded ones, and ``reduced`` true exactly when a stage ran fewer epochs
+    than its protocol. Stage 2 of a method that trains nothing (ce, tau-norm) has no log rows; its configured
+    epochs count.
+    """
+    problems = []
+    s1, s2 = config.get("stage1") or {}, config.get("stage2") or {}
+    configured = {1: s1.get("epochs"), 2: s2.get("epochs")}
+    protocol = {1: s1.get("protocol_epochs", configured[1]), 2: s2.get("protocol_epochs", configured[2])}
+    logged: dict[int, int | None] = {}
+    for st in (1, 2):
+        ep = [r["epoch"] for r in log_rows if r.get("stage") == st and isinstance(r.get("epoch"), int)]
+        logged[st] = max(ep) if ep else None
+        if logged[st] is not None and logged[st] != configured[st]:
+            problems.append(f"log.jsonl holds {logged[st]} stage-{st} epochs, config.json says {configured[st]}")
+    builtin = _builtin_protocol(config.get("preset"))
+    if builtin is not None and (protocol[1], protocol[2]) != builtin:
+        problems.append(f"config.json records protocol epochs {protocol[1]}/{protocol[2]} (stage 1/2), preset "
+                        f"{config.get('preset')!r} has {builtin[0]}/{builtin[1]}")
+        protocol = {1: builtin[0], 2: builtin[1]}
+    ran = {st: logged[st] if logged[st] is not None else configured[st] for st in (1, 2)}
+    if all(isinstance(v, int) for v in (*ran.values(), *protocol.values())):
+        want = ran[1] < protocol[1] or ran[2] < protocol[2]
+        if bool(config.get("reduced")) != want:
+            problems.append(f"config.json says reduced={str(bool(config.get('reduced'))).lower()}, but the run trained "
+                            f"{ran[1]}/{ran[2]} epochs (stage 1/2) of the protocol's {protocol[1]}/{protocol[2]}")
+    return problems
 
 
 def _close(a, b, tol: float) -> bool:
@@ -41,10 +115,12 @@ def check_run(d: Path, tol: float = 1e-6) -> list[str]:
         return [f"unreadable json: {e}"]
     if not isinstance(config, dict) or not isinstance(metrics, dict):
         return ["config.json and metrics.json must each hold one JSON object"]
+    log_rows: list[dict] = []
     try:
         for no, line in enumerate((d / "log.jsonl").read_text().splitlines(), 1):
             if line.strip():
-                json.loads(line)
+                row = json.loads(line)
+                log_rows.append(row if isinstance(row, dict) else {})
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         problems.append(f"log.jsonl line {no} is not JSON ({e})")
     problems += [f"config.json lacks {k!r}" for k in CONFIG_KEYS if k not in config]
@@ -90,6 +166,12 @@ def check_run(d: Path, tol: float = 1e-6) -> list[str]:
             problems.append(f"{k} is NaN")
         elif not _close(r, v, tol):
             problems.append(f"{k}: metrics.json says {r}, recomputed {v}")
+    problems += schedule_problems(config, log_rows)
+    if "unstable" in config:  # recorded since issue 15: must be what the log and the metrics give
+        flags = stability_flags(log_rows, metrics, c)
+        if config["unstable"] != flags:
+            problems.append(f"config.json's unstable flags {config['unstable']!r} disagree with the log and metrics "
+                            f"({flags!r})")
     return problems
 
 

@@ -26,7 +26,7 @@ from typing import Callable
 import click
 import torch
 
-from .cli_options import output_folder_option
+from .cli_options import SEEDS, output_folder_option
 from .config import RunConfig, default_output_dir, resolve
 from .errors import LtbenchError
 from .registry import get_dataset, get_method, method_names
@@ -350,7 +350,7 @@ def register(cli: click.Group) -> None:
     @click.option("--datasets", default=",".join(DEFAULT_DATASETS), show_default=True)
     @click.option("--imbalance", default=",".join(map(str, DEFAULT_IMBALANCE)), show_default=True,
                   help="imbalance factors (ignored for the fixed tiny sets)")
-    @click.option("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), show_default=True)
+    @click.option("--seeds", type=SEEDS, default=",".join(map(str, DEFAULT_SEEDS)), show_default=True)
     @click.option("--methods", default="", help="comma-separated methods (default: every registered method)")
     @click.option("--epochs", type=int, default=None, help="stage-1 epochs (fewer than the preset's = reduced)")
     @click.option("--stage2-epochs", type=int, default=None)
@@ -374,7 +374,7 @@ def register(cli: click.Group) -> None:
         echo = lambda s: click.echo(s, err=True)  # noqa: E731
         if jobs < 1:
             raise LtbenchError("--jobs must be at least 1")
-        groups = build_plan(_csv(str, datasets), _csv(int, imbalance), _csv(int, seeds), epochs, stage2_epochs,
+        groups = build_plan(_csv(str, datasets), _csv(int, imbalance), seeds, epochs, stage2_epochs,
                             preset, data_root, results, device, _csv(str, methods) or None)
         print_plan(groups, echo)
         conflicts = [r for g in groups for r in g.runs if r.conflict]

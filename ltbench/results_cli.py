@@ -12,6 +12,13 @@ from pathlib import Path
 import click
 
 from .audit import check_all, is_leftover
+from .cli_options import FiniteFloatType
+from .errors import LtbenchError
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 run``, ``2 runs``, ``1 entry``, ``0 entries``."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def register(cli: click.Group) -> None:
@@ -27,7 +34,7 @@ def results_group() -> None:
 @results_group.command(name="check")
 @click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True,
               help="results folder holding runs/")
-@click.option("--tol", type=float, default=1e-6, show_default=True,
+@click.option("--tol", type=FiniteFloatType(0.0), default=1e-6, show_default=True,
               help="relative tolerance between metrics.json and the metrics recomputed from predictions.npz")
 @click.option("--clean", is_flag=True,
               help="delete leftovers of interrupted writes (hidden .tmp-/.old- folders, write probes) after "
@@ -37,6 +44,8 @@ def check(results: str, tol: float, clean: bool, quiet: bool) -> None:
     """Check every run folder: files present, schema, metrics recomputed from predictions.npz, config
     consistent with the folder name. Prints one line per problem; exit status 1 if there is any."""
     root = Path(results)
+    if not root.is_dir():  # a typo must not pass as "nothing to check"
+        raise LtbenchError(f"results folder {root} does not exist; pass --results DIR of a folder that holds runs/")
     if not (root / "runs").is_dir():
         click.echo(f"no runs under {root / 'runs'}")
         return
@@ -58,8 +67,10 @@ def check(results: str, tol: float, clean: bool, quiet: bool) -> None:
             problems += 1
             click.echo(f"FAIL  {rel}: {p}")
     ok = sum(1 for p in report.values() if not p)
-    click.echo(f"{len(report) - cleaned} entries checked: {ok} sound run(s), {bad_runs} with {problems} problem(s)"
-               + (f"; {cleaned} leftover(s) removed" if cleaned else "")
-               + ("" if not bad_runs else "; the tables and the leaderboard leave these out"))
+    checked = len(report) - cleaned
+    click.echo(f"{plural(checked, 'entry', 'entries')} checked: {plural(ok, 'sound run')}"
+               + (f", {plural(bad_runs, 'entry', 'entries')} with {plural(problems, 'problem')}; the tables and "
+                  f"the leaderboard leave {'it' if bad_runs == 1 else 'them'} out" if bad_runs else ", no problems")
+               + (f"; {plural(cleaned, 'leftover')} removed" if cleaned else ""))
     if bad_runs:
         raise SystemExit(1)

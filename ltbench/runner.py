@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .audit import stability_flags
 from .checkpoint import file_lock
 from .config import STAGE1_EXECUTION_OPTIONS, RunConfig
 from .distributed import barrier, init_from_env, is_main, launched_by_torchrun
@@ -222,6 +223,7 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
         "swag_snapshots": art.swag.n if art.swag is not None else 0,
         "train_class_counts": [int(c) for c in data.class_counts()],
         "world_size": int(os.environ.get("WORLD_SIZE", 1)), "train_data_fingerprint": data.fingerprint(),
+        "unstable": stability_flags([dict(r, stage=2) for r in ctx.log], metrics, data.num_classes),
     })
     rows = [dict(r, stage=1) for r in art.log] + [dict(r, stage=2) for r in ctx.log]
     title = f"{cfg.dataset_tag} {cfg.run_name} seed{cfg.seed}" + (" (reduced)" if cfg.reduced else "")

@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 
 import bench
+from ltbench.audit import check_run
 from ltbench.data.cifar_lt import BUNDLED, CIFAR10_LT, CIFAR100_LT
 from ltbench.errors import LtbenchError
 from ltbench.registry import get_dataset
@@ -221,6 +222,8 @@ def test_stage1_cache_is_keyed_by_the_data_actually_loaded(tmp_path, monkeypatch
     fp_good = get_dataset("cifar10-lt-tiny").load(None, None).fingerprint()
     assert cfg_good["train_data_fingerprint"] == fp_good != cfg_bad["train_data_fingerprint"]
     assert Path(cfg_good["stage1_cache"]).name.endswith(f"-d{fp_good[:8]}")
+    assert isinstance(cfg_good["unstable"], list) and check_run(tmp_path / "res-good" / "runs" / "cifar10-lt-tiny" / "sgd-ce" /
+                                                    "seed0") == []  # the flag is recorded (audited)
     # the bundled set holds the same bytes as the good copy: its run reuses that stage 1
     err_bundled, cfg_bundled = run(tmp_path / "no-such-root", "res-bundled")
     assert "stage 1: reusing" in err_bundled and cfg_bundled["stage1_cache"] == cfg_good["stage1_cache"]

@@ -25,7 +25,7 @@ def test_results_check_lists_every_problem(tmp_path):
     res = tmp_path / "results"
     good, _ = make_run(res, "ce", "sgd", 0, 60.0)
     r = CliRunner().invoke(_cli(), ["results", "check", "--results", str(res)])
-    assert r.exit_code == 0 and "1 sound run(s)" in r.output, r.output
+    assert r.exit_code == 0 and "1 entry checked: 1 sound run, no problems" in r.output, r.output
 
     tampered, _ = make_run(res, "crt", "sgd", 0, 50.0)
     m = json.loads((tampered / "metrics.json").read_text())
@@ -50,7 +50,7 @@ def test_results_check_lists_every_problem(tmp_path):
     r = CliRunner().invoke(_cli(), ["results", "check", "--results", str(res), "--quiet"])
     assert r.exit_code == 1, r.output
     fails = [line for line in r.output.splitlines() if line.startswith("FAIL")]
-    assert len(fails) >= 5 and "1 sound run(s), 5 with" in r.output, r.output
+    assert len(fails) >= 5 and "6 entries checked: 1 sound run, 5 entries with " in r.output, r.output
 
     # the tables use the same audit: only the sound run reaches them, the tampered / misplaced ones are excluded
     col = collect_runs(res)
@@ -58,7 +58,7 @@ def test_results_check_lists_every_problem(tmp_path):
     assert {d.parent.name for d, _ in col.excluded} >= {"sgd-crt", "sgd-lws"}
 
     r = CliRunner().invoke(_cli(), ["results", "check", "--results", str(res), "--clean"])
-    assert r.exit_code == 1 and "1 leftover(s) removed" in r.output and not leftover.exists(), r.output
+    assert r.exit_code == 1 and "; 1 leftover removed" in r.output and not leftover.exists(), r.output
     assert tampered.exists() and missing.exists()  # --clean never deletes run folders
 
 

@@ -60,6 +60,10 @@ def build_leaderboard(results: Path | str, baselines: Path | str | None = None, 
                       echo: Callable[[str], None] = print) -> list[Path]:
     """Write README.md, tables/ and plots/ under ``results``; return the files written."""
     results = Path(results)
+    if not (results / "runs").is_dir():  # not a results store: never overwrite someone's README.md (issue 15)
+        raise LtbenchError(f"{results} has no runs/ folder, so it is not a results store; nothing was written (its "
+                           "README.md is left alone). Pass --results DIR of a folder that holds runs/, or create "
+                           f"{results / 'runs'} to start an empty store.")
     if baselines is None and (results / "baselines.csv").is_file():  # as the CLI does: the store's own file first
         baselines = results / "baselines.csv"
     col = collect_runs(results)
