@@ -111,6 +111,14 @@ def test_site_command_and_errors(store, tmp_path):
         build_site(store, f, replicates=0, echo=lambda s: None)
 
 
+def test_leaderboard_html_option(store, tmp_path):
+    out = tmp_path / "pages"
+    r = CliRunner().invoke(bench_cli, ["leaderboard", "--results", str(store), "--no-plots", "--html", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (store / "README.md").is_file() and (out / "cifar10-lt-if100" / "index.html").is_file()
+    assert "open " + str(out / "index.html") in r.output
+
+
 def test_committed_site_is_current(tmp_path):
     """results/site/ is what `bench.py site` makes of the committed runs today (like the markdown leaderboard)."""
     repo_results = REPO / "results"

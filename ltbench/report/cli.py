@@ -156,16 +156,22 @@ def plot(results: str, datasets: tuple[str, ...], out: str | None) -> None:
 @click.option("--baselines", type=click.Path(dir_okay=False), default=None,
               help="published numbers (default: <results>/baselines.csv, else this repository's)")
 @click.option("--no-plots", is_flag=True, help="tables and README only")
-def leaderboard(results: str, baselines: str | None, no_plots: bool) -> None:
+@click.option("--html", "html_dir", type=click.Path(file_okay=False), default=None,
+              help="also write the static site to DIR (as `bench.py site --out DIR`)")
+def leaderboard(results: str, baselines: str | None, no_plots: bool, html_dir: str | None) -> None:
     """Regenerate <results>/README.md, <results>/tables/ and <results>/plots/ from the run folders."""
     from .leaderboard import build_leaderboard
 
     if baselines is None and (Path(results) / "baselines.csv").is_file():
         baselines = str(Path(results) / "baselines.csv")
-    written = build_leaderboard(results, baselines, plots=not no_plots,
-                                echo=lambda s: click.secho(s, fg="yellow" if s.startswith("warning") else None,
-                                                           err=True))
+    echo = lambda s: click.secho(s, fg="yellow" if s.startswith("warning") else None, err=True)  # noqa: E731
+    written = build_leaderboard(results, baselines, plots=not no_plots, echo=echo)
     click.echo(f"wrote {len(written)} files; leaderboard: {Path(results) / 'README.md'}")
+    if html_dir:
+        from .site import build_site
+
+        site_files = build_site(results, Path(html_dir), baselines, echo=echo)
+        click.echo(f"wrote {len(site_files)} site files; open {Path(html_dir) / 'index.html'}")
 
 
 @click.command(epilog=EXAMPLES)
