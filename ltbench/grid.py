@@ -62,8 +62,9 @@ class Group:
         return [r for r in self.runs if not r.done]
 
     @property
-    def stage1_cached(self) -> bool:
-        return (stage1_dir(self.runs[0].cfg) / "final.pt").is_file()
+    def stage1_cached(self) -> bool:  # the folder name ends in -d<data fingerprint>, known only once data is loaded
+        d = stage1_dir(self.runs[0].cfg)
+        return any(d.parent.glob(f"{d.name}-d*/final.pt"))
 
 
 def method_grid(methods: list[str] | None = None) -> list[tuple[str, str]]:
