@@ -81,8 +81,10 @@ def _echo(quiet: bool):
 @click.option("--save-logits", is_flag=True, help="also store the [N, C] logits (log-probabilities) of the test set")
 @click.option("--force", is_flag=True, help="run again even if the run folder is complete")
 @click.option("--quiet", is_flag=True, help="no progress output")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch (default: all cores); recorded as environment.cpu_threads")
 def run(method, dataset, imbalance, stage1_mode, seed, epochs, stage2_epochs, preset, options, data_root, results,
-        device, deterministic, save_logits, force, quiet) -> None:
+        device, deterministic, save_logits, force, quiet, threads) -> None:
     """Train (or reuse) stage 1, run a stage-2 method, evaluate, and write the run folder."""
     from ltbench.config import resolve
     from ltbench.registry import get_dataset, get_method, method_names
@@ -103,6 +105,9 @@ def run(method, dataset, imbalance, stage1_mode, seed, epochs, stage2_epochs, pr
     else:
         get_method(method).check_stage1(stage1_mode)
         grid = [(method, stage1_mode)]
+    if threads is not None:
+        import torch
+        torch.set_num_threads(threads)
     per_method = options_for_methods(options, sorted({m for m, _ in grid}))
     # the whole grid's configs are resolved and validated before any compute
     cfgs = [resolve(m, dataset, imbalance, s, seed, preset or spec.preset, epochs=epochs,

@@ -1,6 +1,7 @@
 """The evaluator: run a predictor over the balanced test set and reduce to per-example arrays and metrics."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -10,6 +11,38 @@ import torch.nn.functional as F
 from .metrics import compute_metrics, prediction_arrays
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]  # normalised images [B,3,H,W] -> log-probabilities [B,C]
+
+FEATURE_SOURCES = ("base", "pool", "extractor")
+
+
+@dataclass
+class FeaturePredictor:
+    """What a method that works on features returns: ``fn`` maps features of the *test* split, which only the
+    evaluator computes, to log-probabilities. ``source`` names the features: ``base`` (the stage-1 extractor,
+    [N, D]), ``pool`` (the SWAG pool with options ``pool``, [P, N, D]) or ``extractor`` (the module given,
+    e.g. a backbone whose BN statistics stage 2 re-estimated). A method never holds test images or labels."""
+
+    source: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    extractor: torch.nn.Module | None = None
+    pool: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in FEATURE_SOURCES:
+            raise ValueError(f"source must be one of {FEATURE_SOURCES}, got {self.source!r}")
+
+
+@torch.no_grad()
+def test_log_probs(predictor: "FeaturePredictor", ctx) -> torch.Tensor:
+    """Test log-probabilities [N, C] of a ``FeaturePredictor``; ``ctx`` is a stage-2 context holding the full data."""
+    from .train.features import base_features, extract, swag_pool_features
+    if predictor.source == "base":
+        z = base_features(ctx, "test")["test"]
+    elif predictor.source == "pool":
+        z = swag_pool_features(ctx, **(predictor.pool or {}), split="test")["test"]
+    else:
+        z = extract(predictor.extractor, ctx.data.eval_batches("test", ctx.cfg.eval_batch_size, ctx.device))[0]
+    return predictor.fn(z).float()
 
 
 def log_softmax_predictor(net: torch.nn.Module) -> Predictor:

@@ -14,7 +14,7 @@ import torch
 from .config import RunConfig
 from .errors import LtbenchError
 from .options import Option, resolve_options
-from .evaluate import Predictor
+from .evaluate import FeaturePredictor, Predictor
 from .train.stage1 import Stage1Artifact
 
 
@@ -33,11 +33,37 @@ class Stage2Context:
 
 @dataclass
 class OracleCandidates:
-    """What an oracle method returns: test log-probabilities [N, C] per value of ``param``. The evaluator, which
-    alone holds the test labels, keeps the most accurate candidate (ties: the first) and records the sweep."""
+    """What an oracle method returns: one ``FeaturePredictor`` per value of ``param``. The evaluator, which alone
+    holds the test split, keeps the most accurate candidate on it (ties: the first) and records the sweep."""
 
     param: str
-    candidates: dict[float, torch.Tensor]
+    candidates: dict[float, FeaturePredictor]
+
+
+class TrainOnly:
+    """The dataset as a stage-2 method sees it: everything but the test split (images, labels, batches).
+
+    The evaluator alone holds the test split; a method that needs test features returns a ``FeaturePredictor``.
+    """
+
+    _HIDDEN = ("test_x", "test_y", "test_labels", "with_test")
+
+    def __init__(self, data: Any) -> None:
+        object.__setattr__(self, "_data", data)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in TrainOnly._HIDDEN:
+            raise AttributeError(f"stage-2 methods never see the test split ({name}); return a FeaturePredictor "
+                                 "and let the evaluator apply it")
+        return getattr(object.__getattribute__(self, "_data"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(object.__getattribute__(self, "_data"), name, value)
+
+    def eval_batches(self, split: str, *args: Any, **kw: Any):
+        if split != "train":
+            raise AttributeError(f"stage-2 methods never see the {split!r} split; return a FeaturePredictor")
+        return object.__getattribute__(self, "_data").eval_batches(split, *args, **kw)
 
 
 class Method:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,8 +20,8 @@ from .checkpoint import file_lock
 from .config import STAGE1_EXECUTION_OPTIONS, RunConfig
 from .distributed import barrier, init_from_env, is_main, launched_by_torchrun
 from .errors import DivergedError, LtbenchError
-from .evaluate import evaluate
-from .method import OracleCandidates, Stage2Context
+from .evaluate import FeaturePredictor, evaluate, test_log_probs
+from .method import OracleCandidates, Stage2Context, TrainOnly
 from .registry import get_dataset, get_method
 from .report.reliability import reliability_png
 from .store import RunExistsError, check_writable, is_complete, run_dir, write_run
@@ -152,16 +153,28 @@ def finished_run_differs(cfg: RunConfig, out: Path) -> str | None:
             + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else ""))
 
 
-def pick_oracle(oc: OracleCandidates, data, ctx: Stage2Context) -> torch.Tensor:
-    """The candidate with the best test accuracy (the evaluator's job: methods never see test labels)."""
-    labels = data.test_labels.cpu()
-    sweep = [{oc.param: k, "test_acc": 100.0 * float((lp.cpu().argmax(1) == labels).double().mean())}
-             for k, lp in oc.candidates.items()]
+def pick_oracle(oc: OracleCandidates, ctx: Stage2Context) -> torch.Tensor:
+    """The candidate with the best test accuracy (the evaluator's job: methods never see test labels).
+    ``ctx`` holds the full data; ``ctx.info`` gets the whole test sweep."""
+    labels = ctx.data.test_labels.cpu()
+    lps = {k: test_log_probs(p, ctx).cpu() for k, p in oc.candidates.items()}
+    sweep = [{oc.param: k, "test_acc": 100.0 * float((lp.argmax(1) == labels).double().mean())}
+             for k, lp in lps.items()]
     best = max(range(len(sweep)), key=lambda i: (sweep[i]["test_acc"], -i))
-    chosen = list(oc.candidates)[best]
+    chosen = list(lps)[best]
     ctx.info.update({"oracle": True, "oracle_param": oc.param, oc.param: chosen, "oracle_sweep": sweep})
     ctx.echo(f"oracle: {oc.param} = {chosen} chosen on the TEST set (test acc {sweep[best]['test_acc']:.2f}%)")
-    return oc.candidates[chosen]
+    return lps[chosen]
+
+
+def apply_predictor(predictor, ctx: Stage2Context):
+    """A method's output made ready for ``evaluate``: image predictors pass through; feature predictors and
+    oracle candidates are applied to the test split here (``ctx`` holds the full data)."""
+    if isinstance(predictor, OracleCandidates):
+        return pick_oracle(predictor, ctx)
+    if isinstance(predictor, FeaturePredictor):
+        return test_log_probs(predictor, ctx)
+    return predictor
 
 
 def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
@@ -197,7 +210,7 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
          f"{len(data.test_labels):,} test images, {data.num_classes} classes, device {device}"
          + ("  [reduced schedule]" if cfg.reduced else ""))
     art = get_stage1(cfg, data, device, echo)
-    ctx = Stage2Context(cfg=cfg, data=data, stage1=art, device=device,
+    ctx = Stage2Context(cfg=cfg, data=TrainOnly(data), stage1=art, device=device,
                         generator=torch.Generator().manual_seed(cfg.seed + 1),
                         workdir=stage2_workdir(cfg, stage1_dir(cfg, data)), echo=echo)
     t1 = time.perf_counter()
@@ -208,8 +221,7 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
     with file_lock(ctx.workdir / ".lock") if is_main() else contextlib.nullcontext():
         predictor = method.fit(ctx)
     stage2_seconds = time.perf_counter() - t1
-    if isinstance(predictor, OracleCandidates):
-        predictor = pick_oracle(predictor, data, ctx)
+    predictor = apply_predictor(predictor, dataclasses.replace(ctx, data=data))  # the evaluator: full data
     arrays, metrics, log_probs = evaluate(predictor, data, device, cfg.eval_batch_size)
     bad = [k for k in ("confidence", "log_prob_true", "sq_prob_sum") if not np.all(np.isfinite(arrays[k]))]
     if bad:

@@ -19,5 +19,5 @@ class CRT(Method):
 
     def fit(self, ctx: Stage2Context):
         make = lambda d: fresh_linear(d, ctx.data.num_classes, ctx.generator)  # noqa: E731
-        _, log_probs = fit_rebalanced(ctx, self.options, make, lambda h: list(h.parameters()), "crt")
-        return log_probs
+        _, predictor = fit_rebalanced(ctx, self.options, make, lambda h: list(h.parameters()), "crt")
+        return predictor

@@ -16,6 +16,6 @@ class LWS(Method):
 
     def fit(self, ctx: Stage2Context):
         make = lambda d: ScaledLinear(ctx.stage1.network.head)  # noqa: E731
-        head, log_probs = fit_rebalanced(ctx, self.options, make, lambda h: [h.scales], "lws")
+        head, predictor = fit_rebalanced(ctx, self.options, make, lambda h: [h.scales], "lws")
         ctx.info["lws_scales"] = [round(float(s), 6) for s in head.scales.detach().cpu()]
-        return log_probs
+        return predictor

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
+from ltbench.evaluate import FeaturePredictor
 from ltbench.heads import fresh_linear
 from ltbench.method import Method, Stage2Context
 from ltbench.options import Option
@@ -105,5 +106,4 @@ class SRepr(Method):
             return value, (logits_s.argmax(1) == y[idx]).sum(), len(idx)
 
         train_head(head, head.parameters(), y, loss, ctx, balanced=o["balanced"], tag="srepr")
-        with torch.no_grad():
-            return F.log_softmax(head(base["test"]), dim=1)
+        return FeaturePredictor("base", lambda z: F.log_softmax(head(z), dim=1))

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
+from ltbench.evaluate import FeaturePredictor
 from ltbench.heads import fresh_linear
 from ltbench.method import Method, Stage2Context
 from ltbench.options import Option
@@ -30,10 +31,12 @@ POOL_OPTIONS = (
 )
 
 
+POOL_KEYS = ("pool_size", "scale", "diag_only", "bn", "one_pass", "lowrank_norm")
+
+
 def pool_features(ctx, o: dict) -> dict:
-    """The cached SWAG pool features for the pool options ``o``."""
-    return swag_pool_features(ctx, o["pool_size"], o["scale"], o["diag_only"], o["bn"], o["one_pass"],
-                              o["lowrank_norm"])
+    """The cached SWAG pool's training features for the pool options in ``o``."""
+    return swag_pool_features(ctx, **{k: o[k] for k in POOL_KEYS})
 
 
 def draw_members(pool_size: int, m: int, generator: torch.Generator, device) -> torch.Tensor:
@@ -89,4 +92,4 @@ class SWAG(Method):
         train_head(head, head.parameters(), y, loss, ctx, balanced=o["balanced"], tag="swag")
         s = o["eval_samples"] or o["pool_size"]
         ctx.info["bma_samples"] = int(s)
-        return bma_log_probs(head, pool["test"][:s])
+        return FeaturePredictor("pool", lambda zp: bma_log_probs(head, zp[:s]), pool={k: o[k] for k in POOL_KEYS})

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
+from ltbench.evaluate import FeaturePredictor
 from ltbench.heads import tau_normalized_logits
 from ltbench.method import Method, Stage2Context
 from ltbench.options import Option
@@ -111,4 +112,4 @@ class TauNorm(Method):
         if how.startswith("fixed:"):
             ctx.echo("warning: tau_norm's held-out sweep could not tell the taus apart; "
                      f"used the fixed tau = {tau} (recorded as method_info.tau_selection)")
-        return F.log_softmax(tau_normalized_logits(f["test"], w, b, tau), dim=1)
+        return FeaturePredictor("base", lambda z: F.log_softmax(tau_normalized_logits(z, w, b, tau), dim=1))

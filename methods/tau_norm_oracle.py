@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ltbench.heads import tau_normalized_logits
 from ltbench.method import Method, OracleCandidates, Stage2Context
-from ltbench.train.features import base_features
+from ltbench.evaluate import FeaturePredictor
 from methods.tau_norm import TAU_OPTIONS
 
 
@@ -23,8 +23,9 @@ class TauNormOracle(Method):
     option_specs = TAU_OPTIONS
 
     def fit(self, ctx: Stage2Context):
-        f = base_features(ctx)
         head = ctx.stage1.network.head
         w, b = head.weight.detach(), (head.bias.detach() if self.options["keep_bias"] else None)
-        return OracleCandidates("tau", {float(t): F.log_softmax(tau_normalized_logits(f["test"], w, b, t), dim=1)
-                                        for t in self.options["taus"]})
+
+        def at(t: float) -> FeaturePredictor:
+            return FeaturePredictor("base", lambda z: F.log_softmax(tau_normalized_logits(z, w, b, t), dim=1))
+        return OracleCandidates("tau", {float(t): at(float(t)) for t in self.options["taus"]})

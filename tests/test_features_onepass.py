@@ -34,17 +34,19 @@ def test_one_pass_equals_per_member_with_swa_bn(tmp_path):
     b = swag_pool_features(ctx, 2, 0.5, False, "swa", one_pass=True)
     assert a["train"].shape == b["train"].shape == (2, len(ctx.data.train_labels), 64)
     torch.testing.assert_close(a["train"], b["train"])
-    torch.testing.assert_close(a["test"], b["test"])
+    at = swag_pool_features(ctx, 2, 0.5, False, "swa", split="test")
+    bt = swag_pool_features(ctx, 2, 0.5, False, "swa", one_pass=True, split="test")
+    torch.testing.assert_close(at["test"], bt["test"])
     assert b["options"]["one_pass"] is True and "one_pass" not in a["options"]
-    files = sorted(p.name for p in (tmp_path / "s1" / "features").glob("swag-pool-*.pt"))
-    assert len(files) == 2  # separate cache entries
+    members = sorted(p.name for p in (tmp_path / "s1" / "features").glob("swag-pool-*-members.pt"))
+    assert len(members) == 2  # separate cache entries
     # the one-pass call also cached the base features; they equal a fresh extraction
-    assert (tmp_path / "s1" / "features" / "base.pt").is_file()
-    cached = base_features(ctx)
-    (tmp_path / "s1" / "features" / "base.pt").unlink()
-    fresh = base_features(ctx)
-    torch.testing.assert_close(cached["train"], fresh["train"])
-    torch.testing.assert_close(cached["test"], fresh["test"])
+    for split in ("train", "test"):
+        path = tmp_path / "s1" / "features" / f"base-{split}.pt"
+        assert path.is_file()
+        cached = base_features(ctx, split)
+        path.unlink()
+        torch.testing.assert_close(cached[split], base_features(ctx, split)[split])
 
 
 def test_update_bn_many_equals_update_bn_per_network(tmp_path):
@@ -70,5 +72,24 @@ def test_update_bn_many_equals_update_bn_per_network(tmp_path):
 def test_one_pass_recompute_runs(tmp_path):
     ctx = _ctx(tmp_path)
     p = swag_pool_features(ctx, 2, 0.5, False, "recompute", one_pass=True)
-    assert torch.isfinite(p["train"]).all() and p["test"].shape[0] == 2
+    t = swag_pool_features(ctx, 2, 0.5, False, "recompute", one_pass=True, split="test")
+    assert torch.isfinite(p["train"]).all() and t["test"].shape[0] == 2
     assert not torch.allclose(p["train"][0], p["train"][1])
+
+
+def test_train_and_test_features_come_from_the_same_cached_pool_members(tmp_path):
+    """The pool is drawn (and its BN recomputed) once: the evaluator's test features use the very networks the
+    method trained on, recomputed from the cached members they equal a direct extraction."""
+    from ltbench.train.features import extract, pool_key, pool_members, pool_options
+    ctx = _ctx(tmp_path)
+    tr = swag_pool_features(ctx, 2, 0.5, False, "recompute")
+    te = swag_pool_features(ctx, 2, 0.5, False, "recompute", split="test")
+    opts = pool_options(ctx, 2, 0.5, False, "recompute")
+    members = pool_members(ctx, opts, pool_key(opts))
+    net = create_network("resnet32", ctx.data.num_classes)
+    net.load_state_dict(members[1])
+    net.eval()
+    z_tr = extract(net.extractor, ctx.data.eval_batches("train", 32, ctx.device))[0]
+    z_te = extract(net.extractor, ctx.data.eval_batches("test", 32, ctx.device))[0]
+    torch.testing.assert_close(tr["train"][1], z_tr)
+    torch.testing.assert_close(te["test"][1], z_te)

@@ -72,6 +72,25 @@ def test_srepr_teacher_target_gets_no_gradient():
     assert not torch.allclose(live[0], grads[0])
 
 
+def fit_and_predict(method, ctx: Stage2Context) -> torch.Tensor:
+    """As the runner does it: the method fits on a train-only view; the evaluator applies its predictor."""
+    from dataclasses import replace
+
+    from ltbench.method import TrainOnly
+    from ltbench.runner import apply_predictor
+    out = apply_predictor(method.fit(replace(ctx, data=TrainOnly(ctx.data))), ctx)
+    return out if torch.is_tensor(out) else torch.cat([out(x) for x, _ in ctx.data.eval_batches("test", 256, ctx.device)])
+
+
+def test_a_method_cannot_reach_the_test_split():
+    from ltbench.method import TrainOnly
+    view = TrainOnly(get_dataset("cifar10-lt-tiny").load())
+    assert len(view.train_labels) == 199 and view.num_classes == 10
+    for touch in (lambda: view.test_labels, lambda: view.test_x, lambda: view.eval_batches("test", 8, "cpu")):
+        with pytest.raises(AttributeError, match="never see"):
+            touch()
+
+
 def _ctx(tmp_path, method: str, **opts) -> Stage2Context:
     """A stage-2 context on cifar10-lt-tiny with a randomly initialised 'stage 1' and synthetic SWAG moments."""
     data = get_dataset("cifar10-lt-tiny").load()
@@ -95,7 +114,7 @@ def test_lws_changes_only_the_scales(tmp_path, opts):
     """With the stage-1 BN statistics kept, LWS is exactly scales * stage-1 logits (augmented or cached features)."""
     ctx = _ctx(tmp_path, "lws")
     before = {k: v.clone() for k, v in ctx.stage1.network.state_dict().items()}
-    log_probs = get_method("lws")(**opts).fit(ctx)
+    log_probs = fit_and_predict(get_method("lws")(**opts), ctx)
     after = ctx.stage1.network.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)      # nothing of the network moved
     scales = torch.tensor(ctx.info["lws_scales"])
@@ -109,7 +128,7 @@ def test_lws_changes_only_the_scales(tmp_path, opts):
 def test_srepr_never_touches_the_extractor(tmp_path):
     ctx = _ctx(tmp_path, "srepr", pool_size=3, samples_per_step=2)
     before = {k: v.clone() for k, v in ctx.stage1.network.state_dict().items()}
-    log_probs = get_method("srepr")(pool_size=3, samples_per_step=2).fit(ctx)
+    log_probs = fit_and_predict(get_method("srepr")(pool_size=3, samples_per_step=2), ctx)
     assert all(p.grad is None for p in ctx.stage1.network.parameters())
     assert all(torch.equal(before[k], v) for k, v in ctx.stage1.network.state_dict().items())
     assert log_probs.shape == (200, 10) and torch.allclose(log_probs.exp().sum(1), torch.ones(200), atol=1e-5)

@@ -13,7 +13,7 @@ from ltbench.errors import LtbenchError
 from ltbench.method import OracleCandidates, Stage2Context
 from ltbench.models import create_network
 from ltbench.registry import get_dataset, get_method
-from ltbench.runner import pick_oracle
+from ltbench.runner import apply_predictor, pick_oracle
 from ltbench.train import loop
 from ltbench.train.stage1 import Stage1Artifact
 from ltbench.train.swag import Swag
@@ -64,6 +64,14 @@ def _ctx(tmp_path, method: str, stage1_mode: str = "sgd", **opts) -> Stage2Conte
                          generator=torch.Generator().manual_seed(1), workdir=tmp_path / "stage2", echo=lambda s: None)
 
 
+def fit_and_predict(method, ctx) -> torch.Tensor:
+    """As the runner does it: fit on a train-only view, the evaluator applies the predictor to the test split."""
+    from dataclasses import replace
+
+    from ltbench.method import TrainOnly
+    return apply_predictor(method.fit(replace(ctx, data=TrainOnly(ctx.data))), ctx)
+
+
 def _test_logits(ctx, tau: float, bias: bool) -> torch.Tensor:
     net = ctx.stage1.network
     with torch.no_grad():
@@ -76,7 +84,7 @@ def _test_logits(ctx, tau: float, bias: bool) -> torch.Tensor:
 def test_tau_norm_drops_the_bias_by_default(tmp_path):
     """Old default keep_bias=True: the head-favouring bias was kept (Kang's tau_norm.py never uses it)."""
     ctx = _ctx(tmp_path, "tau_norm", selection="fixed", tau=0.7)
-    got = get_method("tau_norm")(selection="fixed", tau=0.7).fit(ctx)
+    got = fit_and_predict(get_method("tau_norm")(selection="fixed", tau=0.7), ctx)
     torch.testing.assert_close(got, F.log_softmax(_test_logits(ctx, 0.7, bias=False), 1), atol=1e-4, rtol=1e-4)
     assert not torch.allclose(got, F.log_softmax(_test_logits(ctx, 0.7, bias=True), 1), atol=1e-3)
 
@@ -98,7 +106,7 @@ def test_the_oracle_row_is_chosen_by_the_evaluator_on_test_accuracy(tmp_path):
     ctx = _ctx(tmp_path, "tau_norm_oracle")
     oc = get_method("tau_norm_oracle")(taus=[0.0, 0.5, 1.0, 1.5]).fit(ctx)
     assert isinstance(oc, OracleCandidates)           # the method itself never sees test labels
-    chosen = pick_oracle(oc, ctx.data, ctx)
+    chosen = pick_oracle(oc, ctx)
     y = ctx.data.test_labels.numpy()
     accs = {t: float((_test_logits(ctx, t, bias=False).argmax(1).numpy() == y).mean()) for t in (0.0, 0.5, 1.0, 1.5)}
     best = max(accs, key=lambda t: (accs[t], -t))
@@ -130,14 +138,14 @@ def test_crt_with_bn_train_re_estimates_bn_on_augmented_batches_but_never_moves_
         seen.append(kw)
         return real(*a, **kw)
     ctx.data.train_batches = spy
-    log_probs = get_method("crt")().fit(ctx)
+    log_probs = fit_and_predict(get_method("crt")(), ctx)
     assert seen and all(kw.get("augment") is True and kw.get("balanced") is True for kw in seen)
     assert all(torch.equal(w_before[k], v) for k, v in net.state_dict().items())  # stage 1 untouched (copy)
     # the test predictions come from the re-estimated BN statistics: not the stage-1 ones
     cached = get_method("crt")(features="cached")
     ctx2 = _ctx(tmp_path / "b", "crt", features="cached")
     assert log_probs.shape == (200, 10)
-    assert not torch.allclose(log_probs, cached.fit(ctx2), atol=1e-3)
+    assert not torch.allclose(log_probs, fit_and_predict(cached, ctx2), atol=1e-3)
 
 
 def test_bn_train_mode_changes_running_stats_and_eval_mode_keeps_them():

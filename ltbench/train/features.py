@@ -6,6 +6,7 @@ extractors, each with its own recomputed BN statistics) is shared by ``swag`` an
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -39,57 +40,110 @@ def cached(path: Path, compute: Callable[[], dict], device: torch.device) -> dic
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in obj.items()}
 
 
-def base_features(ctx) -> dict:
-    """Train (un-augmented) and test features of the stage-1 extractor (SGD last iterate or SWA average)."""
+SPLITS = ("train", "test")
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def base_features(ctx, split: str = "train") -> dict:
+    """Un-augmented features of the stage-1 extractor (SGD last iterate or SWA average) on one split:
+    ``{split: [N, D], f"{split}_y": [N]}``. Methods ask for ``train``; only the evaluator asks for ``test``."""
+    _check_split(split)
     data, dev, bs = ctx.data, ctx.device, ctx.cfg.eval_batch_size
     ext = ctx.stage1.network.extractor
 
     def compute() -> dict:
-        ctx.echo("stage 2: extracting features of the frozen stage-1 extractor")
-        tr, ytr = extract(ext, data.eval_batches("train", bs, dev))
-        te, yte = extract(ext, data.eval_batches("test", bs, dev))
-        return {"train": tr, "train_y": ytr, "test": te, "test_y": yte}
-    return cached(ctx.stage1.dir / "features" / "base.pt", compute, dev)
+        ctx.echo(f"stage 2: extracting {split} features of the frozen stage-1 extractor")
+        z, y = extract(ext, data.eval_batches(split, bs, dev))
+        return {split: z, f"{split}_y": y}
+    return cached(ctx.stage1.dir / "features" / f"base-{split}.pt", compute, dev)
 
 
 def pool_key(opts: dict) -> str:
     return hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def swag_pool_features(ctx, pool_size: int, scale: float, diag_only: bool, bn: str, one_pass: bool = False,
-                       lowrank_norm: str = "max_rank") -> dict:
-    """Train / test features under ``pool_size`` SWAG-sampled extractors: tensors [P, N, D].
-
-    Only the extractor is perturbed (the classifier is re-trained in stage 2). ``bn='recompute'`` re-estimates
-    each sample's BN statistics on one augmented pass over the training set (as the SWAG paper does);
-    ``bn='swa'`` reuses the SWA statistics (cheaper; a deviation).
-
-    ``one_pass=True`` (see ``pool_features_one_pass``) feeds every batch, augmented once, to all members at once:
-    one BN pass and one feature pass per split for the whole pool (and the base extractor) instead of one per
-    member. It is a separate cache entry: its BN statistics come from one shared augmentation draw.
-    """
-    art, data, dev, bs = ctx.stage1, ctx.data, ctx.device, ctx.cfg.eval_batch_size
+def pool_options(ctx, pool_size: int, scale: float, diag_only: bool, bn: str, one_pass: bool = False,
+                 lowrank_norm: str = "max_rank") -> dict:
+    """Everything a SWAG pool depends on (its cache key)."""
     opts = {"pool_size": pool_size, "scale": scale, "diag_only": diag_only, "bn": bn, "seed": ctx.cfg.seed,
             "lowrank_norm": lowrank_norm}
     if one_pass:
         opts["one_pass"] = True  # only when set: the default cache key stays what it was
+    return opts
+
+
+def swag_pool_features(ctx, pool_size: int, scale: float, diag_only: bool, bn: str, one_pass: bool = False,
+                       lowrank_norm: str = "max_rank", split: str = "train") -> dict:
+    """Features of one split under ``pool_size`` SWAG-sampled extractors: ``{split: [P, N, D], "options": ...}``.
+
+    Only the extractor is perturbed (the classifier is re-trained in stage 2). ``bn='recompute'`` re-estimates
+    each sample's BN statistics on one augmented pass over the training set (as the SWAG paper does);
+    ``bn='swa'`` reuses the SWA statistics (cheaper; a deviation). The pool members (weights with their BN
+    statistics) are drawn once and cached, so the train split (for the method) and the test split (for the
+    evaluator) are computed by the very same networks.
+
+    ``one_pass=True`` feeds every batch, augmented once, to all members at once: one BN pass for the whole pool
+    and one feature pass per split for all members and the base extractor. It is a separate cache entry: its BN
+    statistics come from one shared augmentation draw.
+    """
+    _check_split(split)
+    art, data, dev, bs = ctx.stage1, ctx.data, ctx.device, ctx.cfg.eval_batch_size
+    opts = pool_options(ctx, pool_size, scale, diag_only, bn, one_pass, lowrank_norm)
+    key = pool_key(opts)
+    members = pool_members(ctx, opts, key)
 
     def compute() -> dict:
+        nets = [_member_network(art.network, sd, dev) for sd in members]
         if one_pass:
-            return pool_features_one_pass(ctx, pool_size, scale, diag_only, bn, opts, lowrank_norm)
+            ctx.echo(f"stage 2: extracting {split} features of the base extractor and {pool_size} SWAG samples "
+                     "in one pass")
+            feats, y = extract_many([art.network.extractor] + [n.extractor for n in nets],
+                                    data.eval_batches(split, bs, dev))
+            cached(art.dir / "features" / f"base-{split}.pt", lambda: {split: feats[0], f"{split}_y": y}, dev)
+            return {split: torch.stack(feats[1:]), "options": opts}
+        out = []
+        for p, net in enumerate(nets):
+            ctx.echo(f"stage 2: SWAG sample {p + 1}/{pool_size}: extracting {split} features")
+            out.append(extract(net.extractor, data.eval_batches(split, bs, dev))[0])
+        return {split: torch.stack(out), "options": opts}
+    return cached(art.dir / "features" / f"swag-pool-{key}-{split}.pt", compute, dev)
+
+
+def _member_network(template: nn.Module, state: dict, device) -> nn.Module:
+    net = copy.deepcopy(template)
+    net.load_state_dict({k: v.to(device) for k, v in state.items()})
+    return net.eval()
+
+
+def pool_members(ctx, opts: dict, key: str) -> list[dict]:
+    """The pool's networks (state dicts: sampled weights + their BN statistics), drawn once and cached."""
+    art, data, dev = ctx.stage1, ctx.data, ctx.device
+    P, bn = opts["pool_size"], opts["bn"]
+
+    def compute() -> dict:
         gen = torch.Generator().manual_seed(10_000 + ctx.cfg.seed)
         mask = prefix_mask(art.network, "extractor.")
-        trs, tes = [], []
-        for p in range(pool_size):
-            ctx.echo(f"stage 2: SWAG sample {p + 1}/{pool_size}: "
-                     f"{'recomputing BN, ' if bn == 'recompute' else ''}extracting features")
-            vec = art.swag.sample(scale, gen, diag_only=diag_only, mask=mask, lowrank_norm=lowrank_norm)
-            bn_batches = (data.train_batches(ctx.cfg.stage1.batch_size, gen, dev) if bn == "recompute" else None)
-            net = network_with_weights(art.network, vec, bn_batches)
-            trs.append(extract(net.extractor, data.eval_batches("train", bs, dev))[0])
-            tes.append(extract(net.extractor, data.eval_batches("test", bs, dev))[0])
-        return {"train": torch.stack(trs), "test": torch.stack(tes), "options": opts}
-    return cached(art.dir / "features" / f"swag-pool-{pool_key(opts)}.pt", compute, dev)
+        draw = lambda: art.swag.sample(opts["scale"], gen, diag_only=opts["diag_only"], mask=mask,  # noqa: E731
+                                       lowrank_norm=opts["lowrank_norm"])
+        if opts.get("one_pass"):
+            nets = [network_with_weights(art.network, draw(), None) for _ in range(P)]
+            if bn == "recompute":
+                ctx.echo(f"stage 2: recomputing BN of {P} SWAG samples in one augmented pass")
+                update_bn_many(nets, data.train_batches(ctx.cfg.stage1.batch_size, gen, dev))
+        else:
+            nets = []
+            for p in range(P):
+                ctx.echo(f"stage 2: SWAG sample {p + 1}/{P}" + (": recomputing BN" if bn == "recompute" else ""))
+                vec = draw()
+                bn_batches = data.train_batches(ctx.cfg.stage1.batch_size, gen, dev) if bn == "recompute" else None
+                nets.append(network_with_weights(art.network, vec, bn_batches))
+        return {"members": [{k: v.detach().cpu() for k, v in n.state_dict().items()} for n in nets],
+                "options": opts}
+    return cached(art.dir / "features" / f"swag-pool-{key}-members.pt", compute, torch.device("cpu"))["members"]
 
 
 @torch.no_grad()
@@ -128,30 +182,3 @@ def extract_many(extractors: list[nn.Module], batches) -> tuple[list[torch.Tenso
             feats[k].append(e(x).float())
         labels.append(y)
     return [torch.cat(f) for f in feats], torch.cat(labels)
-
-
-def pool_features_one_pass(ctx, pool_size: int, scale: float, diag_only: bool, bn: str, opts: dict,
-                           lowrank_norm: str = "max_rank") -> dict:
-    """The SWAG pool's features with one pass over the data per augmentation draw / split for all members.
-
-    All ``pool_size`` weight vectors are drawn first (the same draws as the per-member path when ``bn='swa'``),
-    then: one augmented pass re-estimates every member's BN statistics from the same batches, one pass over the
-    train split and one over the test split give the features of every member and of the base (stage-1) extractor.
-    The base features are stored in the ``base_features`` cache when it has none yet, so the later call is free.
-    """
-    art, data, dev, bs = ctx.stage1, ctx.data, ctx.device, ctx.cfg.eval_batch_size
-    gen = torch.Generator().manual_seed(10_000 + ctx.cfg.seed)
-    mask = prefix_mask(art.network, "extractor.")
-    vecs = [art.swag.sample(scale, gen, diag_only=diag_only, mask=mask, lowrank_norm=lowrank_norm)
-            for _ in range(pool_size)]
-    nets = [network_with_weights(art.network, v, None) for v in vecs]
-    if bn == "recompute":
-        ctx.echo(f"stage 2: recomputing BN of {pool_size} SWAG samples in one augmented pass")
-        update_bn_many(nets, data.train_batches(ctx.cfg.stage1.batch_size, gen, dev))
-    ctx.echo(f"stage 2: extracting features of the base extractor and {pool_size} SWAG samples in one pass")
-    exts = [art.network.extractor] + [n.extractor for n in nets]
-    tr, ytr = extract_many(exts, data.eval_batches("train", bs, dev))
-    te, yte = extract_many(exts, data.eval_batches("test", bs, dev))
-    base = {"train": tr[0], "train_y": ytr, "test": te[0], "test_y": yte}
-    cached(art.dir / "features" / "base.pt", lambda: base, dev)
-    return {"train": torch.stack(tr[1:]), "test": torch.stack(te[1:]), "options": opts}

@@ -16,12 +16,12 @@ from __future__ import annotations
 import copy
 from typing import Callable
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..options import Option
-from .features import base_features, extract
+from ..evaluate import FeaturePredictor
+from .features import base_features
 from .head import ce_on_features, head_on_frozen_extractor, train_head
 
 REBALANCE_OPTIONS = (
@@ -35,8 +35,9 @@ REBALANCE_OPTIONS = (
 
 
 def fit_rebalanced(ctx, options: dict, make_head: Callable[[int], nn.Module],
-                   trainable: Callable[[nn.Module], list], tag: str) -> tuple[nn.Module, torch.Tensor]:
-    """Train ``make_head(feature_dim)``'s ``trainable`` parameters; return (head, test log-probabilities)."""
+                   trainable: Callable[[nn.Module], list], tag: str) -> tuple[nn.Module, FeaturePredictor]:
+    """Train ``make_head(feature_dim)``'s ``trainable`` parameters; return (head, its predictor over the test
+    features of the extractor it was trained on)."""
     ctx.info["stage2_features"] = options["features"]
     if options["features"] == "cached":
         f = base_features(ctx)
@@ -44,7 +45,7 @@ def fit_rebalanced(ctx, options: dict, make_head: Callable[[int], nn.Module],
         y = f["train_y"]
         train_head(head, trainable(head), y, ce_on_features(head, f["train"], y), ctx,
                    balanced=options["balanced"], tag=tag)
-        return head, F.log_softmax(head(f["test"]).detach(), dim=1)
+        return head, FeaturePredictor("base", lambda z: F.log_softmax(head(z), dim=1))
     ctx.info["stage2_extractor_bn"] = options["extractor_bn"]
     extractor = copy.deepcopy(ctx.stage1.network.extractor)  # BN statistics may change; stage 1 stays as cached
     for p in extractor.parameters():
@@ -54,6 +55,5 @@ def fit_rebalanced(ctx, options: dict, make_head: Callable[[int], nn.Module],
     loss = head_on_frozen_extractor(head, extractor, options["extractor_bn"])
     train_head(module, trainable(head), ctx.data.train_labels, loss, ctx, balanced=options["balanced"], tag=tag,
                image_batches=True)
-    z_test, _ = extract(extractor, ctx.data.eval_batches("test", ctx.cfg.eval_batch_size, ctx.device))
-    with torch.no_grad():
-        return head, F.log_softmax(head(z_test), dim=1)
+    extractor.eval()  # test features with the statistics stage 2 left (re-estimated with extractor_bn='train')
+    return head, FeaturePredictor("extractor", lambda z: F.log_softmax(head(z), dim=1), extractor=extractor)
