@@ -59,7 +59,12 @@ def options_for_methods(pairs: tuple[str, ...], methods: list[str]) -> dict[str,
 
 
 def _echo(quiet: bool):
-    return (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
+    """Progress lines to stderr; ``quiet`` also silences the live progress inside epochs (``echo.quiet``)."""
+    def echo(s: str) -> None:
+        if not quiet:
+            click.echo(s, err=True)
+    echo.quiet = quiet  # type: ignore[attr-defined]
+    return echo
 
 
 @cli.command(epilog=EXAMPLES)

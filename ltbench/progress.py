@@ -48,7 +48,8 @@ class Progress:
 
     def __init__(self, total: int | None, desc: str = "", unit: str = "img", stream: TextIO | None = None,
                  quiet: bool = False, tty: bool | None = None, every_s: float = EVERY_S,
-                 every_frac: float = EVERY_FRAC, clock: Callable[[], float] | None = None) -> None:
+                 every_frac: float = EVERY_FRAC, clock: Callable[[], float] | None = None,
+                 closing_line: bool = True) -> None:
         self.total, self.desc, self.unit = total, desc, unit
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet
@@ -59,6 +60,7 @@ class Progress:
         self.start = self.last_line = self.clock()
         self.tick = 1  # plain mode: the next line is due when tick * every_frac of the total is done
         self.closed = False
+        self.closing_line = closing_line  # plain mode: False when the caller prints its own summary line
         self.bar = None
         if not quiet and self.tty:
             from tqdm import tqdm
@@ -117,6 +119,8 @@ class Progress:
             return
         if self.bar is not None:
             self.bar.close()
+            return
+        if not self.closing_line:
             return
         now = self.clock()
         dt = now - self.start

@@ -153,6 +153,13 @@ def finished_run_differs(cfg: RunConfig, out: Path) -> str | None:
             + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else ""))
 
 
+def _silent(s: str) -> None:
+    """The echo of non-main DDP ranks: no lines, no live progress."""
+
+
+_silent.quiet = True  # type: ignore[attr-defined]
+
+
 def pick_oracle(oc: OracleCandidates, ctx: Stage2Context) -> torch.Tensor:
     """The candidate with the best test accuracy (the evaluator's job: methods never see test labels).
     ``ctx`` holds the full data; ``ctx.info`` gets the whole test sweep."""
@@ -198,7 +205,7 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
     # torchrun: join the process group (NCCL on GPU, gloo on CPU); only rank 0 talks and writes
     device = init_from_env(cfg.device) if launched_by_torchrun() else resolve_device(cfg.device)
     if not is_main():
-        echo = lambda s: None  # noqa: E731
+        echo = _silent
     if is_main():
         check_writable(cfg.results)
     t0 = time.perf_counter()

@@ -87,7 +87,9 @@ def train_head(module: nn.Module, params, labels: torch.Tensor, batch_loss: Batc
         batches = (ctx.data.train_batches(cfg.batch_size, gen, ctx.device, augment=True, balanced=balanced)
                    if image_batches else index_batches(labels, cfg.batch_size, gen, balanced))
         row = train_one_epoch(opt, batches, step, lr_at, epoch,
-                              steps, ctx.device, precision="fp32", what=f"stage 2 ({tag})")
+                              steps, ctx.device, precision="fp32", what=f"stage 2 ({tag})",
+                              progress=None if getattr(ctx.echo, "quiet", False) else
+                              f"stage 2 [{tag}] {epoch + 1}/{cfg.epochs}", progress_total=len(labels))
         ctx.log.append(row)
         atomic_torch_save(ck_path, {"module": module.state_dict(), "optimizer": opt.state_dict(),
                                     "generator": gen.get_state(), "log": list(ctx.log), "epoch": epoch + 1})

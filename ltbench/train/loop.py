@@ -48,10 +48,23 @@ def autocast_for(device: torch.device, precision: str | bool):
     return contextlib.nullcontext()
 
 
+def epoch_progress(batches: Iterable[tuple], desc: str, total: int | None, quiet: bool) -> Iterable[tuple]:
+    """``batches`` with live progress inside the epoch (a bar on a terminal; otherwise a plain line every 30 s and
+    none at the end: the caller prints the epoch line). ``total`` counts images (the last tensor of a batch)."""
+    from ..progress import track
+    return track(batches, total=total, desc=desc, unit="img", weight=lambda b: len(b[-1]), quiet=quiet,
+                 every_frac=1.0, closing_line=False)
+
+
 def train_one_epoch(opt: torch.optim.Optimizer, batches: Iterable[tuple], loss_fn: LossFn,
                     lr_at: Callable[[float], float], epoch: int, steps_per_epoch: int,
-                    device: torch.device, precision: str = "fp32", what: str = "training") -> dict:
-    """One pass over ``batches``; the lr is set before each step from the fractional epoch."""
+                    device: torch.device, precision: str = "fp32", what: str = "training",
+                    progress: str | None = None, progress_total: int | None = None) -> dict:
+    """One pass over ``batches``; the lr is set before each step from the fractional epoch.
+
+    ``progress``: a description to show live progress under (images/s, ETA); None shows nothing."""
+    if progress is not None:
+        batches = epoch_progress(batches, progress, progress_total, quiet=False)
     t0 = time.perf_counter()
     total = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)

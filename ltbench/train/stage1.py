@@ -112,6 +112,7 @@ def invalidate_derived(d: Path) -> None:
 
 def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo = print) -> None:
     s = cfg.stage1
+    quiet = getattr(echo, "quiet", False) or not is_main()  # live progress unless the caller is silent
     net = build_network(cfg, data.num_classes, device)
     opt = sgd(net.parameters(), s)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -143,7 +144,9 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
     for epoch in range(start, s.epochs):
         net.train()
         row = train_one_epoch(opt, data.train_batches(s.batch_size, gen, device), loss_fn, lr_at, epoch, steps,
-                              device, precision, what="stage 1")
+                              device, precision, what="stage 1",
+                              progress=None if quiet else f"stage 1 [{cfg.stage1_mode}] {epoch + 1}/{s.epochs}",
+                              progress_total=n)
         average_bn_stats(net)  # DDP: ranks' BN running stats saw different images; make them one network
         row["images_per_s"] *= world
         row["world_size"] = world
