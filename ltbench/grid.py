@@ -10,12 +10,18 @@ Before anything runs, the plan and a projected wall time are printed. The projec
 calibration on the actual device (a few training steps and evaluation batches of the real network on the real
 data pipeline), not from assumed numbers.
 
+Batched stage 1 (``--batched``, on by default when the device is CUDA): the pending stage-1 networks that share a
+dataset, imbalance factor and shape (3 seeds x SGD/SWA) are trained first, together, as one stacked network
+(``ltbench/train/batched.py``), up to ``--stack-max`` at a time; each network's ``final.pt`` lands where its own
+stage 1 would have written it, so the runs of each group then reuse it as a cached artifact.
+
 ``--jobs K`` runs K worker processes, each taking whole groups, to share one GPU that a single ResNet-32 run
 cannot fill; on a CPU each worker gets ``cores // K`` threads. Whether that helps is a measurement (see
 docs/performance.md), not an assumption.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import time
@@ -181,6 +187,23 @@ def calibrate(cfg: RunConfig, data, device: torch.device, steps: int = 6, warmup
     return Throughput(train_rate, eval_rate, str(device), f"{steps} timed steps after {warmup} warm-up")
 
 
+def calibrate_stacked(cfg: RunConfig, data, device: torch.device, m: int, steps: int = 6, warmup: int = 2
+                      ) -> float:
+    """Aggregate training images/s of ``m`` stage-1 networks trained as one stacked network on ``device``."""
+    from .train.batched import stacked_steps
+
+    run = stacked_steps(data, device, m, cfg.stage1.batch_size, cfg.stage1.channels_last,
+                        cfg.stage1_precision(device))
+    run(warmup)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    seen = run(steps)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return seen / max(time.perf_counter() - t0, 1e-9)
+
+
 def project_group_seconds(group: Group, n_train: int, n_test: int, tp: Throughput) -> float:
     """Projected seconds for the pending work of ``group`` at throughput ``tp``.
 
@@ -232,16 +255,19 @@ def _run_group(group: Group, echo: Echo) -> list[tuple[PlannedRun, float, str | 
     return out
 
 
-def _worker(groups: list[Group], threads: int, q, verbose: bool) -> None:
-    """Worker process for ``--jobs``: run its groups and report each finished run on ``q``."""
+def _worker(units: list[list[Group]], threads: int, q, verbose: bool, batched: bool = False) -> None:
+    """Worker process for ``--jobs``: run its units of groups (training a unit's stage 1 together when
+    ``batched``) and report each finished run on ``q``."""
     if threads > 0:
         torch.set_num_threads(threads)
     from .runner import execute
 
     pid = os.getpid()
     echo = (lambda s: click.echo(f"  [pid {pid}] {s}", err=True)) if verbose else (lambda s: None)
-    for g in groups:
-        for r in g.pending:
+    for unit in units:
+        if batched:
+            train_stack(unit, lambda s: click.echo(f"  [pid {pid}] {s}", err=True))
+        for r in (r for g in unit for r in g.pending):
             t0 = time.perf_counter()
             try:
                 execute(r.cfg, echo=echo, force=r.conflict is not None)
@@ -263,8 +289,56 @@ def split_groups(groups: list[Group], jobs: int, cost: Callable[[Group], float])
     return [b for b in bins if b]
 
 
-def run_grid(groups: list[Group], jobs: int, projected: dict[tuple, float], echo: Echo, verbose: bool = False
-             ) -> dict:
+def stage1_stacks(groups: list[Group], stack_max: int) -> list[list[Group]]:
+    """Units of work for batched stage 1: pending groups whose stage-1 networks can train as one stacked network
+    (same ``batch_key``), at most ``stack_max`` per unit, in plan order; every other pending group is a unit
+    of its own (cached stage 1, or an architecture that cannot be stacked)."""
+    from .train.batched import batch_key, can_batch
+
+    units: list[list[Group]] = []
+    open_: dict[tuple, list[Group]] = {}
+    for g in groups:
+        if not g.pending:
+            continue
+        cfg = g.runs[0].cfg
+        if g.stage1_cached or not can_batch(cfg):
+            units.append([g])
+            continue
+        k = batch_key(cfg)
+        if k not in open_ or len(open_[k]) >= stack_max:
+            open_[k] = []
+            units.append(open_[k])
+        open_[k].append(g)
+    return units
+
+
+def train_stack(unit: list[Group], echo: Echo) -> None:
+    """Train the stage 1 of every group in ``unit`` together (a no-op for a one-group unit whose stage 1 is
+    cached). A failure is reported and left to the runs: each then trains its own stage 1 alone."""
+    todo = [g for g in unit if not g.stage1_cached]
+    if len(todo) < 2:
+        return
+    from .registry import get_dataset
+    from .runner import resolve_device, set_determinism
+    from .train.batched import train_stage1_batched
+
+    cfgs = [g.runs[0].cfg for g in todo]
+    c = cfgs[0]
+    spec = get_dataset(c.dataset)
+    t0 = time.perf_counter()
+    try:
+        data = spec.load(c.data_root, c.imbalance, **c.data) if c.data else spec.load(c.data_root, c.imbalance)
+        set_determinism(c.seed, c.deterministic)
+        train_stage1_batched(cfgs, data, resolve_device(c.device), echo)
+    except LtbenchError as e:
+        echo(f"stage 1 batched: {len(cfgs)} networks of {c.dataset_tag} failed ({e}); their runs train them alone")
+        return
+    echo(f"stage 1 batched: {len(cfgs)} networks of {c.dataset_tag} "
+         f"({' '.join(f'{x.stage1_mode}/seed{x.seed}' for x in cfgs)}) in {fmt_s(time.perf_counter() - t0)}")
+
+
+def run_grid(groups: list[Group], jobs: int, projected: dict[tuple, float], echo: Echo, verbose: bool = False,
+             batched: bool = False, stack_max: int = 12) -> dict:
     """Run every pending run; print ``[i/N] ... elapsed, ETA`` after each. Returns counts and wall time."""
     todo = [g for g in groups if g.pending]
     total = sum(len(g.pending) for g in todo)
@@ -289,20 +363,24 @@ def run_grid(groups: list[Group], jobs: int, projected: dict[tuple, float], echo
         echo(f"[{done}/{total}] {r.cfg.dataset_tag} {r.cfg.run_name} seed{r.cfg.seed}  {status}  "
              f"elapsed {fmt_s(elapsed)}  ETA {fmt_s(eta)}")
 
-    if jobs <= 1 or len(todo) <= 1:
+    units = stage1_stacks(todo, stack_max) if batched else [[g] for g in todo]
+    if jobs <= 1 or len(units) <= 1:
         inner = (lambda s: echo(f"  {s}")) if verbose else (lambda s: None)
-        for g in todo:
-            for r in g.pending:
-                (res,) = _run_group(Group(g.key, [r]), inner)
-                report(str(res[0].out), res[1], res[2])
+        for unit in units:
+            if batched:
+                train_stack(unit, echo)
+            for g in unit:
+                for r in g.pending:
+                    (res,) = _run_group(Group(g.key, [r]), inner)
+                    report(str(res[0].out), res[1], res[2])
     else:
         import multiprocessing as mp
         ctx = mp.get_context("spawn")  # CUDA cannot be forked; spawn is safe on every platform
         q = ctx.Queue()
-        cost = lambda g: projected[g.key]  # noqa: E731
-        shards = split_groups(todo, jobs, cost)
+        cost = lambda u: sum(projected[g.key] for g in u)  # noqa: E731
+        shards = split_groups(units, jobs, cost)  # whole units: a stack trains in one worker
         threads = max(1, (os.cpu_count() or 1) // len(shards))
-        procs = [ctx.Process(target=_worker, args=(s, threads, q, verbose), daemon=False) for s in shards]
+        procs = [ctx.Process(target=_worker, args=(s, threads, q, verbose, batched), daemon=False) for s in shards]
         for p in procs:
             p.start()
         alive = len(procs)
@@ -361,6 +439,11 @@ def register(cli: click.Group) -> None:
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
     @click.option("--jobs", type=int, default=1, show_default=True,
                   help="concurrent worker processes (share one GPU; on CPU the cores are split)")
+    @click.option("--batched/--no-batched", default=None,
+                  help="train the stage-1 networks of one dataset and IF together as one stacked network "
+                       "(default: on for CUDA, off for CPU)")
+    @click.option("--stack-max", type=int, default=12, show_default=True,
+                  help="at most this many stage-1 networks in one stacked network (with --batched)")
     @click.option("--calibration-steps", type=int, default=6, show_default=True,
                   help="timed training steps for the projection (0: no projection)")
     @click.option("--dry-run", is_flag=True, help="print the plan and the projection, run nothing")
@@ -368,13 +451,15 @@ def register(cli: click.Group) -> None:
     @click.option("--replace", is_flag=True,
                   help="re-run and replace finished runs whose config differs (e.g. reduced runs in a full grid)")
     def grid(datasets, imbalance, seeds, methods, epochs, stage2_epochs, preset, data_root, results, device, jobs,
-             calibration_steps, dry_run, verbose, replace) -> None:
+             batched, stack_max, calibration_steps, dry_run, verbose, replace) -> None:
         """Plan, project and run the full protocol grid (resumable: run it again to continue)."""
         from .runner import resolve_device
 
         echo = lambda s: click.echo(s, err=True)  # noqa: E731
         if jobs < 1:
             raise LtbenchError("--jobs must be at least 1")
+        if stack_max < 1:
+            raise LtbenchError("--stack-max must be at least 1")
         groups = build_plan(_csv(str, datasets), _csv(int, imbalance), seeds, epochs, stage2_epochs,
                             preset, data_root, results, device, _csv(str, methods) or None)
         print_plan(groups, echo)
@@ -389,6 +474,7 @@ def register(cli: click.Group) -> None:
                                    "this grid's (listed above); pass --replace to re-run and replace them, or "
                                    "--results DIR to write the grid elsewhere")
         dev = resolve_device(device)
+        batched = dev.type == "cuda" if batched is None else batched
         projected: dict[tuple, float] = {g.key: 0.0 for g in groups}
         todo = [g for g in groups if g.pending]
         if todo and calibration_steps > 0:
@@ -408,6 +494,25 @@ def register(cli: click.Group) -> None:
                         echo(f"calibration {cfg.stage1.arch} {spec.num_classes} classes on {tp.device}: "
                              f"{tp.train_img_s:,.0f} train img/s, {tp.eval_img_s:,.0f} eval img/s ({tp.how})")
                 projected[g.key] = project_group_seconds(g, *sizes[sk], rates[rk])
+            if batched:  # stage 1 of a stack: each network at the stack's aggregate rate
+                stacked: dict[tuple, float] = {}
+                for unit in stage1_stacks(todo, stack_max):
+                    pend = [g for g in unit if not g.stage1_cached]
+                    if len(pend) < 2:
+                        continue
+                    cfg = pend[0].runs[0].cfg
+                    spec = get_dataset(cfg.dataset)
+                    rk = (cfg.stage1.arch, cfg.stage1.batch_size, spec.num_classes)
+                    sk = (cfg.dataset, cfg.imbalance)
+                    if rk + (len(pend),) not in stacked:
+                        data = spec.load(cfg.data_root, cfg.imbalance)
+                        agg = stacked[rk + (len(pend),)] = calibrate_stacked(cfg, data, dev, len(pend),
+                                                                             calibration_steps)
+                        echo(f"calibration: {len(pend)} stacked {cfg.stage1.arch} on {dev}: {agg:,.0f} train img/s "
+                             f"together ({agg / rates[rk].train_img_s:.2f}x one network's)")
+                    for g in pend:
+                        projected[g.key] = project_group_seconds(
+                            g, *sizes[sk], dataclasses.replace(rates[rk], train_img_s=stacked[rk + (len(pend),)]))
             serial = sum(projected.values())
             echo(f"projected wall time: {fmt_s(serial)} for one process"
                  + (f"; with --jobs {jobs}, at best {fmt_s(serial / jobs)} if the device scales "
@@ -416,7 +521,9 @@ def register(cli: click.Group) -> None:
             if not todo:
                 echo("nothing to run: every run of the grid is complete")
             return
-        res = run_grid(groups, jobs, projected, echo, verbose)
+        if batched:
+            echo(f"stage 1: batched (stacks of up to {stack_max} networks of one dataset and IF)")
+        res = run_grid(groups, jobs, projected, echo, verbose, batched, stack_max)
         echo(f"grid finished: {res['done']}/{res['runs']} runs in {fmt_s(res['seconds'])}"
              + (f", {len(res['failed'])} failed" if res["failed"] else ""))
         for out, err in res["failed"]:
