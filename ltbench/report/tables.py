@@ -24,6 +24,10 @@ METRICS: list[tuple[str, str, bool]] = [  # (metrics.json key, column name, high
 ]
 EXTRA_METRICS = ("brier",)  # kept in the CSV, not in the printed tables
 FORMATS = ("latex", "markdown", "csv")
+# compute cost per run, from config.json: stage-1 training time of the extractor the run used (shared by every
+# stage-2 method on the same seed and extractor) and the stage-2 time of the method itself, in seconds
+COST_KEYS = ("stage1_train_time_s", "stage2_time_s")
+COST_NAMES = {"stage1_train_time_s": "stage-1 time", "stage2_time_s": "stage-2 time"}
 METHOD_NAMES = {"ce": "CE", "crt": "cRT", "lws": "LWS", "tau_norm": "tau-norm", "swag": "SWAG", "srepr": "SRepr"}
 METHOD_LATEX = {"tau_norm": r"$\tau$-norm"}
 STAGE1_NAMES = {"sgd": "SGD", "swa": "SWA"}
@@ -62,9 +66,14 @@ def collect_runs(results: Path | str, datasets: tuple[str, ...] | list[str] | No
         for k in [k for k, _, _ in METRICS] + list(EXTRA_METRICS):
             v = m.get(k)
             row[k] = float(v) if v is not None else math.nan
+        for k in COST_KEYS:
+            v = c.get(k)
+            row[k] = float(v) if v is not None else math.nan
+        env = c.get("environment") or {}
+        row["device_name"] = str(env.get("device_name") or env.get("device") or "")
         rows.append(row)
     cols = ["dataset", "imbalance", "dataset_tag", "stage1_mode", "method", "seed", "reduced", "dir"] + \
-        [k for k, _, _ in METRICS] + list(EXTRA_METRICS)
+        [k for k, _, _ in METRICS] + list(EXTRA_METRICS) + list(COST_KEYS) + ["device_name"]
     df = pd.DataFrame(rows, columns=cols)
     dropped: list[Path] = []
     if len(df):
@@ -94,6 +103,12 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
             row[f"{k}_mean"] = float(v.mean()) if len(v) else math.nan
             row[f"{k}_std"] = float(v.std(ddof=1)) if len(v) >= 2 else math.nan
             row[f"{k}_n"] = len(v)
+        if all(k in g for k in COST_KEYS):
+            for k in COST_KEYS:
+                v = g[k].to_numpy(dtype=float)
+                v = v[~np.isnan(v)]
+                row[f"{k}_mean"] = float(v.mean()) if len(v) else math.nan
+            row["device_name"] = " / ".join(sorted({d for d in g["device_name"] if d})) or "?"
         out.append(row)
     agg = pd.DataFrame(out)
     order = sorted(range(len(agg)), key=lambda i: (agg.dataset_tag[i], STAGE1_ORDER.get(agg.stage1_mode[i], 9),
@@ -136,6 +151,28 @@ def cell_text(row: pd.Series, key: str, pm: str = " ± ") -> str:
     return _num(mean, key) + (pm + _num(std, key) if not math.isnan(std) else "")
 
 
+def duration(s: float) -> str:
+    """Wall time for a table cell: '0.4 s', '42 s', '17.1 min', '3.2 h'; empty when unknown."""
+    if s is None or math.isnan(s):
+        return ""
+    if s < 0.05:
+        return "<0.1 s"
+    if s < 10:
+        return f"{s:.1f} s"
+    if s < 600:
+        return f"{s:.0f} s"
+    return f"{s / 60:.1f} min" if s < 36000 else f"{s / 3600:.1f} h"
+
+
+def cost_cells(row: pd.Series) -> list[str]:
+    """stage-1 time, stage-2 time (means over seeds) and device of one aggregated setting."""
+    return [duration(row.get(f"{k}_mean", math.nan)) for k in COST_KEYS] + [str(row.get("device_name", ""))]
+
+
+COST_FOOTNOTE = ("stage-1 / stage-2 time: wall time per run, mean over seeds, from config.json; stage 1 is the "
+                 "extractor's training, shared by every stage-2 method on the same seed and extractor")
+
+
 def _footnote(agg: pd.DataFrame) -> str:
     parts = ["mean ± sample std (ddof=1) over n seeds; no std when n = 1",
              "acc/many/medium/few/ECE in %, NLL in nats; best per column in bold (lowest for NLL and ECE)",
@@ -145,33 +182,41 @@ def _footnote(agg: pd.DataFrame) -> str:
     return "; ".join(parts) + "."
 
 
-def render_markdown(agg: pd.DataFrame, keep_order: bool = False) -> str:
+def render_markdown(agg: pd.DataFrame, keep_order: bool = False, cost: bool = False) -> str:
     """A GitHub table: one column group per dataset tag, columns '<tag> acc', ..., '<tag> n'.
 
     Rows go stage 1 then method, or in the order of ``agg`` with ``keep_order`` (the leaderboard ranks by accuracy).
+    ``cost`` adds '<tag> stage-1 time', '<tag> stage-2 time' and '<tag> device' after the seed counts.
     """
     tags = list(dict.fromkeys(agg["dataset_tag"]))
     best = best_mask(agg)
+    cost_names = [*COST_NAMES.values(), "device"] if cost else []
     head = ["stage 1", "method"] + [f"{_dataset_label(t)} {name}" for t in tags for _, name, _ in METRICS] + \
-        [f"{_dataset_label(t)} n" for t in tags]
+        [f"{_dataset_label(t)} n" for t in tags] + [f"{_dataset_label(t)} {c}" for t in tags for c in cost_names]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
     order = list(dict.fromkeys(zip(agg.stage1_mode, agg.method))) if keep_order else _row_order(agg)
     for s1, meth in order:
         cells = [STAGE1_NAMES.get(s1, s1), METHOD_NAMES.get(meth, meth)]
-        ns = []
+        ns, costs = [], []
         for t in tags:
             sel = agg[(agg.dataset_tag == t) & (agg.stage1_mode == s1) & (agg.method == meth)]
             if sel.empty:
                 cells += [""] * len(METRICS)
                 ns.append("")
+                costs += [""] * len(cost_names)
                 continue
             i, r = sel.index[0], sel.iloc[0]
             for k, _, _ in METRICS:
                 txt = cell_text(r, k)
                 cells.append(f"**{txt}**" if best.loc[i, k] else txt)
             ns.append(f"{r['n']}" + (" †" if r["reduced"] else ""))
-        lines.append("| " + " | ".join(cells + ns) + " |")
-    return "\n".join(lines) + "\n\n" + _footnote(agg) + "\n"
+            if cost:
+                costs += [c.replace("|", "/") for c in cost_cells(r)]
+        lines.append("| " + " | ".join(cells + ns + costs) + " |")
+    foot = _footnote(agg)
+    if cost:
+        foot = foot[:-1] + "; " + COST_FOOTNOTE + "."
+    return "\n".join(lines) + "\n\n" + foot + "\n"
 
 
 _TEX_ESC = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -183,17 +228,18 @@ def tex_escape(s: str) -> str:
 
 
 def render_latex(agg: pd.DataFrame, caption: str = "Long-tailed classification results (ltbench).",
-                 label: str = "tab:ltbench") -> str:
+                 label: str = "tab:ltbench", cost: bool = False) -> str:
     """A booktabs table that compiles on its own (``pdflatex table.tex``) and when ``\\input`` into a paper.
 
     Standalone detection: after ``\\documentclass`` has run, LaTeX lets ``\\documentclass`` to
     ``\\@twoclasseserror``; if it has not, this file supplies its own preamble and ``\\end{document}``.
     A paper that ``\\input``s it needs ``\\usepackage{booktabs}``; with graphicx loaded too, a table wider than
-    the text is scaled down to fit.
+    the text is scaled down to fit. ``cost`` adds stage-1 time, stage-2 time and device to each dataset group.
     """
     tags = list(dict.fromkeys(agg["dataset_tag"]))
     best = best_mask(agg)
-    ncol = len(METRICS) + 1
+    cost_names = ["S1 time", "S2 time", "device"] if cost else []
+    ncol = len(METRICS) + 1 + len(cost_names)
     lines = [
         "% Generated by `bench.py table --format latex`; do not edit by hand.",
         "% Compiles standalone (pdflatex this-file.tex) or \\input{} into a paper that loads booktabs",
@@ -214,7 +260,8 @@ def render_latex(agg: pd.DataFrame, caption: str = "Long-tailed classification r
         " & & " + " & ".join(rf"\multicolumn{{{ncol}}}{{c}}{{{tex_escape(_dataset_label(t))}}}" for t in tags)
         + r" \\",
         "".join(rf"\cmidrule(lr){{{3 + j * ncol}-{2 + (j + 1) * ncol}}}" for j in range(len(tags))),
-        "Stage 1 & Method & " + " & ".join(" & ".join([n for _, n, _ in METRICS] + ["$n$"]) for _ in tags)
+        "Stage 1 & Method & " + " & ".join(" & ".join([n for _, n, _ in METRICS] + ["$n$"] + cost_names)
+                                           for _ in tags)
         + r" \\",
         r"\midrule",
     ]
@@ -235,8 +282,13 @@ def render_latex(agg: pd.DataFrame, caption: str = "Long-tailed classification r
                 txt = "--" if math.isnan(r[f"{k}_mean"]) else cell_text(r, k, pm=r"\,$\pm$\,")
                 cells.append(rf"\textbf{{{txt}}}" if best.loc[i, k] else txt)
             cells.append(f"{r['n']}" + (r"$^\dagger$" if r["reduced"] else ""))
+            if cost:
+                cells += [tex_escape(c) for c in cost_cells(r)]
         lines.append(" & ".join(cells) + r" \\")
-    note = tex_escape(_footnote(agg)).replace("±", r"$\pm$").replace("†", r"$^\dagger$")
+    foot = _footnote(agg)
+    if cost:
+        foot = foot[:-1] + "; S1 / S2 time: " + COST_FOOTNOTE.split(": ", 1)[1] + "."
+    note = tex_escape(foot).replace("±", r"$\pm$").replace("†", r"$^\dagger$")
     lines += [
         r"\bottomrule",
         r"\end{tabular}}",
@@ -249,23 +301,27 @@ def render_latex(agg: pd.DataFrame, caption: str = "Long-tailed classification r
     return "\n".join(lines)
 
 
-def render_csv(agg: pd.DataFrame) -> str:
-    """Machine-readable: one row per setting with mean, std and count of every metric (no formatting)."""
+def render_csv(agg: pd.DataFrame, cost: bool = False) -> str:
+    """Machine-readable: one row per setting with mean, std and count of every metric (no formatting); ``cost``
+    adds the mean stage-1 and stage-2 wall times in seconds and the device."""
     cols = ["dataset", "imbalance", "dataset_tag", "stage1_mode", "method", "n", "seeds", "reduced"]
     for k in [k for k, _, _ in METRICS] + list(EXTRA_METRICS):
         cols += [f"{k}_mean", f"{k}_std", f"{k}_n"]
+    if cost:
+        cols += [f"{k}_mean" for k in COST_KEYS] + ["device_name"]
     buf = io.StringIO()
     agg[cols].to_csv(buf, index=False, float_format="%.6g")
     return buf.getvalue()
 
 
-def render(agg: pd.DataFrame, fmt: str) -> str:
+def render(agg: pd.DataFrame, fmt: str, cost: bool = False) -> str:
+    """``cost``: add stage-1 / stage-2 wall time (mean over seeds) and the device per setting."""
     if fmt == "latex":
-        return render_latex(agg)
+        return render_latex(agg, cost=cost)
     if fmt == "markdown":
-        return render_markdown(agg)
+        return render_markdown(agg, cost=cost)
     if fmt == "csv":
-        return render_csv(agg)
+        return render_csv(agg, cost=cost)
     raise LtbenchError(f"unknown table format {fmt!r}; valid formats: {', '.join(FORMATS)}")
 
 
