@@ -43,7 +43,8 @@ def test_store_with_its_own_baselines_links_them(tmp_path):
     shutil.copy(REPO_RESULTS / "baselines.csv", store / "baselines.csv")
     build_leaderboard(store, baselines=store / "baselines.csv", plots=False, echo=lambda s: None)
     text = (store / "README.md").read_text()
-    assert "[baselines.csv](baselines.csv) holds" in text and "`python bench.py leaderboard`" in text
+    assert "[baselines.csv](baselines.csv) holds" in text
+    assert "`python bench.py leaderboard --results results`" in text
     assert "[`results/runs/`](runs/)" in text  # an absolute path outside the cwd is shown by its name only
     for target in _links(store / "README.md"):
         assert (store / target.split("#")[0]).exists(), f"broken link {target}"

@@ -41,7 +41,7 @@ def count_strip(ax, b: dict[str, np.ndarray]) -> None:
         ax.text(x, n * 1.2, _count_label(int(n)), ha="center", va="bottom", fontsize=6, rotation=90)
     ax.set_yticks([])
     ax.minorticks_off()
-    ax.set_ylabel("n", fontsize=7, rotation=0, labelpad=8, va="center")
+    ax.set_ylabel("examples", fontsize=7)
     ax.set_xlim(0, 1)
     ax.set_xlabel("confidence (max softmax)")
 
