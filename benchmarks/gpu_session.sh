@@ -1,77 +1,149 @@
 #!/usr/bin/env bash
-# One device call that measures what only a GPU can show (issues 7 and 8), inside a time budget.
+# One 9-minute device call (issue 16): a short correctness step, the batched-vs-one-at-a-time benchmark, then as
+# many whole stage-1 groups as fit, each group = every seed x {SGD, SWA} network of one dataset and IF trained as
+# one stacked network (bench.py grid --batched), followed by the stage-2 methods of its runs.
 #
 # Run from the repository root on a lent GPU machine (its image has python3 + torch; nothing is installed):
-#   bash benchmarks/gpu_session.sh                # data in .devpack/data (docs/performance.md section 5)
-#   BUDGET_S=540 STEPS="env gputests bench run1 all" bash benchmarks/gpu_session.sh
-# Steps, in priority order (each gets what is left of BUDGET_S; a step that would start with < 30 s is skipped):
-#   env       python / torch / GPU facts
-#   gputests  pytest -m gpu (CUDA augmentation = CPU augmentation, CUDA-graph steps = eager steps, GPU JPEG decode)
-#   bench     benchmarks/test_throughput.py on CUDA: ours vs the reference-style pipeline (JSON)
-#   project   bench.py grid --dry-run: the calibrated projection of the CIFAR-100-LT grid on this GPU
-#   run1      one timed full-schedule CIFAR-100-LT IF100 SGD stage 1 + ce (config.json: stage1_train_time_s)
-#   all       the other seed-0 IF100 runs of every method on both extractors (issue 8), resumable
-# Everything lands under $OUT (default ./gpu-out): one log per step, benchmark JSON, and results.tar.gz with the
-# run folders (no checkpoints: the stage-1 cache stays on the machine in $LTBENCH_CACHE, default .devcache). The last lines printed
-# are a summary table, so the device reply's output tail carries it.
+#   bash benchmarks/gpu_session.sh                      # data in .devpack/data (docs/performance.md section 5)
+#   TINY=1 bash benchmarks/gpu_session.sh               # dry run on a CPU: tiny sets, 1-epoch schedule (minutes)
+# Settings (environment):
+#   BUDGET_S=540     the whole call's budget; each step gets what is left of it, a step that would start with
+#                    less than 30 s is skipped; a group starts only if the last group's wall time fits what is left
+#   GRID_GROUPS="cifar100-lt:100 cifar10-lt:100 cifar100-lt:50 cifar10-lt:50 cifar100-lt:10 cifar10-lt:10"
+#                    dataset:IF groups in priority order; SEEDS=0,1,2 (6 stage-1 networks per group)
+#   METHODS=         comma-separated stage-2 methods (default: every registered method)
+#   STEPS="env gputests bench groups"    which steps run
+#   RUN_ARGS=        extra bench.py grid options (e.g. "--epochs 20" for a reduced schedule)
+# Everything lands under $OUT (default ./gpu-out), at most 8 files: logs.tar.gz (one log per step), the
+# benchmark JSON (ratio table and pytest-benchmark's), results.tar.gz (the run folders, no checkpoints: the stage-1
+# cache stays on the machine in $LTBENCH_CACHE, default .devcache, so a warm machine resumes) and summary.txt.
+# The last lines printed are the summary (per group: wall time, stage-1 images/s; the projection for the rest).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-PY=${PY:-python3}
 OUT=${OUT:-gpu-out}
+TINY=${TINY:-0}
+if [[ "$TINY" == 1 ]]; then  # a CPU dry run of the whole script: the bundled tiny sets, 1 + 1 epochs
+  [[ -x .venv/bin/python ]] && PY=${PY:-.venv/bin/python}
+  DEVICE=${DEVICE:-cpu}
+  GRID_GROUPS=${GRID_GROUPS:-cifar10-lt-tiny:0 cifar100-lt-tiny:0}
+  SEEDS=${SEEDS:-0,1}
+  METHODS=${METHODS:-ce,crt}
+  RUN_ARGS=${RUN_ARGS:---epochs 1 --stage2-epochs 1 --preset cifar-tiny}
+  BENCH_M=${BENCH_M:-1nets or 3nets}
+  EQUIV_K=${EQUIV_K:-float32}   # the float64 equivalence test takes minutes on a shared 2-core CPU
+  export LTBENCH_BENCH_STEPS=${LTBENCH_BENCH_STEPS:-1} LTBENCH_BENCH_ROUNDS=${LTBENCH_BENCH_ROUNDS:-1}
+fi
+PY=${PY:-python3}
+DEVICE=${DEVICE:-cuda}
 DATA=${DATA:-.devpack/data}
 BUDGET_S=${BUDGET_S:-540}
-STEPS=${STEPS:-env gputests bench project run1 all}
-DEVICE=${DEVICE:-cuda}     # DEVICE=cpu RUN_ARGS="--epochs 1 --stage2-epochs 1" checks this script on a CPU
+STEPS=${STEPS:-env gputests bench groups}
+GRID_GROUPS=${GRID_GROUPS:-cifar100-lt:100 cifar10-lt:100 cifar100-lt:50 cifar10-lt:50 cifar100-lt:10 cifar10-lt:10}
+SEEDS=${SEEDS:-0,1,2}
+METHODS=${METHODS:-}
 RUN_ARGS=${RUN_ARGS:-}
+BENCH_M=${BENCH_M:-}       # pytest -k filter of the benchmark's M values, e.g. "1nets or 6nets"; empty: 1, 3, 6, 12
+EQUIV_K=${EQUIV_K:-}       # pytest -k filter of tests/test_batched.py; empty: all
 export LTBENCH_CACHE=${LTBENCH_CACHE:-.devcache}  # ignored folder in the tree: kept on a warm machine between calls
 export LTBENCH_SHARED=${LTBENCH_SHARED:-$(dirname "$DATA")}   # benchmarks read $LTBENCH_SHARED/data
-mkdir -p "$OUT"
+mkdir -p "$OUT/logs"
 RES="$OUT/results"
 T0=$SECONDS
 SUMMARY=()
+GROUP_ROWS=()
 
 left() { echo $((BUDGET_S - (SECONDS - T0))); }
 
-step() {  # step NAME CMD...: run with the budget left as its timeout, log to $OUT/NAME.log
+step() {  # step NAME CMD...: run with the budget left as its timeout, log to $OUT/logs/NAME.log
   local name=$1 t rc s0
   shift
   t=$(left)
-  if ((t < 30)); then SUMMARY+=("$(printf '%-9s skipped (budget spent)' "$name")"); return; fi
+  if ((t < 30)); then SUMMARY+=("$(printf '%-16s skipped (budget spent)' "$name")"); return 1; fi
   echo "== $name (budget left ${t}s): $*"
   s0=$SECONDS
-  timeout "$t" "$@" >"$OUT/$name.log" 2>&1
+  timeout "$t" "$@" >"$OUT/logs/$name.log" 2>&1
   rc=$?
-  SUMMARY+=("$(printf '%-9s rc=%-3s %5ss  %s' "$name" "$rc" $((SECONDS - s0)) "$(tail -n 1 "$OUT/$name.log" | cut -c1-90)")")
+  LAST_S=$((SECONDS - s0))
+  SUMMARY+=("$(printf '%-16s rc=%-3s %5ss  %s' "$name" "$rc" "$LAST_S" "$(tail -n 1 "$OUT/logs/$name.log" | cut -c1-90)")")
+  return $rc
 }
 
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 
-need_data() {
-  if [[ ! -f "$DATA/cifar100/cifar100_train_lt_if10.npz" || ! -f "$DATA/cifar100/cifar-100-python/test" ]]; then
-    SUMMARY+=("$(printf '%-9s skipped: %s lacks cifar100/cifar100_train_lt_if10.npz or cifar100/cifar-100-python/test' "$1" "$DATA")")
-    return 1
-  fi
+have_data() {  # have_data DATASET: the real CIFAR files the loader needs (tiny sets are bundled)
+  case $1 in
+    *-tiny) return 0 ;;
+    cifar100-lt) [[ -f "$DATA/cifar100/cifar100_train_lt_if10.npz" && -f "$DATA/cifar100/cifar-100-python/test" ]] ;;
+    cifar10-lt) [[ -f "$DATA/cifar10/cifar10_train_lt_if10.npz" && -f "$DATA/cifar10/cifar-10-batches-py/test_batch" ]] ;;
+    *) return 1 ;;
+  esac
 }
 
-want env && step env bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; \
+want env && step env bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null; \
   $PY -c 'import sys, torch, torchvision; print(sys.version.split()[0], torch.__version__, torchvision.__version__, \
   torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"no CUDA\")'"
-want gputests && step gputests "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/
-if want bench && need_data bench; then
-  step bench env LTBENCH_BENCH_DEVICE="$DEVICE" LTBENCH_BENCH_OUT="$OUT/bench-cuda.json" \
-    "$PY" -m pytest -q -p no:cacheprovider benchmarks/test_throughput.py --benchmark-json="$OUT/bench-cuda-pytest.json"
+# correctness: the GPU tests (CUDA augmentation, CUDA-graph steps), then batched = alone (tests/test_batched.py)
+if want gputests; then
+  [[ "$DEVICE" == cuda ]] && step gputests "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/
+  step equivalence "$PY" -m pytest -q -x -p no:cacheprovider tests/test_batched.py ${EQUIV_K:+-k "$EQUIV_K"}
 fi
-if want project && need_data project; then
-  step project "$PY" bench.py grid --datasets cifar100-lt --imbalance 100 --seeds 0 --data-root "$DATA" \
-    --results "$RES" --device "$DEVICE" --dry-run $RUN_ARGS
+if want bench; then
+  step bench env LTBENCH_BENCH_DEVICE="$DEVICE" LTBENCH_BENCH_OUT="$OUT/bench-batched.json" \
+    "$PY" -m pytest -q -p no:cacheprovider benchmarks/test_batched_throughput.py ${BENCH_M:+-k "$BENCH_M"} \
+    --benchmark-json="$OUT/bench-batched-pytest.json"
 fi
-if want run1 && need_data run1; then
-  step run1 "$PY" bench.py run --method ce --dataset cifar100-lt --imbalance 100 --stage1 sgd --data-root "$DATA" \
-    --results "$RES" --device "$DEVICE" $RUN_ARGS
+if want groups; then
+  last_s=0
+  for g in $GRID_GROUPS; do
+    ds=${g%%:*} imb=${g##*:}
+    if ! have_data "$ds"; then SUMMARY+=("$(printf '%-16s skipped: no data for %s under %s' "group $g" "$ds" "$DATA")"); continue; fi
+    if ((last_s > 0 && $(left) < last_s + 15)); then
+      SUMMARY+=("$(printf '%-16s not started: the last group took %ss, %ss left' "group $g" "$last_s" "$(left)")"); continue
+    fi
+    if step "group-$ds-$imb" "$PY" bench.py grid --datasets "$ds" --imbalance "$imb" --seeds "$SEEDS" \
+         ${METHODS:+--methods "$METHODS"} --data-root "$DATA" --results "$RES" --device "$DEVICE" --batched \
+         --calibration-steps 0 $RUN_ARGS; then
+      last_s=$LAST_S
+      GROUP_ROWS+=("$ds $imb $LAST_S")
+    else
+      last_s=$LAST_S
+    fi
+  done
 fi
-if want all && need_data all; then
-  step all "$PY" bench.py grid --datasets cifar100-lt --imbalance 100 --seeds 0 --data-root "$DATA" --results "$RES" \
-    --device "$DEVICE" --calibration-steps 0 $RUN_ARGS
+PROJ=""
+if ((${#GROUP_ROWS[@]})); then
+  PROJ=$("$PY" - "$OUT/logs" "$SEEDS" "${GROUP_ROWS[@]}" <<'PYEOF'
+import re, statistics, sys
+from pathlib import Path
+from ltbench.data.cifar_lt import lt_class_counts
+logs, seeds, rows = Path(sys.argv[1]), sys.argv[2].split(","), [r.split() for r in sys.argv[3:]]
+full = [(d, i) for d in ("cifar100-lt", "cifar10-lt") for i in (100, 50, 10)]
+def n_train(ds, imb):
+    if ds.endswith("-tiny"):
+        return None
+    c = 100 if ds == "cifar100-lt" else 10
+    return sum(lt_class_counts(c, 50000 // c, int(imb)))
+per_img = []
+for ds, imb, wall in rows:
+    text = (logs / f"group-{ds}-{imb}.log").read_text()
+    rates = [float(x.replace(",", "")) for x in re.findall(r"stage 1 batched \[\d+\] epoch \d+/\d+ .* (\d[\d,]*) img/s \(", text)]
+    took = re.search(r"stage 1 batched: (\d+) networks .* in (\S+)", text)
+    n = n_train(ds, imb)
+    print(f"group {ds} IF{imb}: wall {wall}s for {took.group(1) if took else '?'} stage-1 networks + stage 2 "
+          f"(stage 1 {took.group(2) if took else '?'}); stage-1 {statistics.median(rates) if rates else 0:,.0f} img/s "
+          f"aggregate (median over {len(rates)} epochs)" + (f"; {n:,} train images" if n else ""))
+    if n:
+        per_img.append(float(wall) / n)
+done = {(ds, int(imb)) for ds, imb, _ in rows if not ds.endswith("-tiny")}
+rest = [g for g in full if g not in done]
+if per_img and rest:
+    s = statistics.mean(per_img) * sum(n_train(*g) for g in rest)
+    print(f"projection: the other {len(rest)} groups ({len(seeds)} seeds each) ~{s:.0f}s "
+          f"(~{s / 540:.1f} more 9-minute calls), scaling the measured wall time per train image")
+elif not per_img:
+    print("projection: none (tiny sets only)")
+PYEOF
+)
 fi
 RUNS=""
 if [[ -d "$RES" ]]; then
@@ -81,15 +153,26 @@ from pathlib import Path
 for m in sorted(Path(sys.argv[1]).glob("runs/*/*/seed*/metrics.json")):
     c, r = json.loads((m.parent / "config.json").read_text()), json.loads(m.read_text())
     print(f"{c['dataset_tag']}/{m.parent.parent.name}/{m.parent.name}{' (reduced)' if c.get('reduced') else ''}: "
-          f"acc {r['acc']:.2f} few {r['acc_few'] or 0:.2f} nll {r['nll']:.3f} ece {r['ece']:.2f}; "
-          f"stage1 {c.get('stage1_train_time_s') or 0:.0f}s stage2 {c.get('stage2_time_s') or 0:.0f}s on {c.get('environment', {}).get('device_name')}")
+          f"acc {r['acc']:.2f} nll {r['nll']:.3f}; stage1 {c.get('stage1_train_time_s') or 0:.0f}s "
+          f"stage2 {c.get('stage2_time_s') or 0:.0f}s")
 PYEOF
 )
   tar -czf "$OUT/results.tar.gz" -C "$OUT" results && rm -rf "$RES"
 fi
-echo
-echo "== summary ($((SECONDS - T0)) s of ${BUDGET_S} s; logs under $OUT)"
-printf '%s\n' "${SUMMARY[@]}"
-if [[ -f "$OUT/bench-cuda.json" ]]; then "$PY" -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1])), indent=1)[:1500])" "$OUT/bench-cuda.json"; fi
-[[ -n "$RUNS" ]] && printf 'runs:\n%s\n' "$RUNS"
+tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"
+{
+  echo "== summary ($((SECONDS - T0)) s of ${BUDGET_S} s, device $DEVICE)"
+  printf '%s\n' "${SUMMARY[@]}"
+  [[ -n "$PROJ" ]] && printf '%s\n' "$PROJ"
+  if [[ -f "$OUT/bench-batched.json" ]]; then
+    "$PY" -c "
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(f\"benchmark on {s['device_name']}: batched vs one at a time, stage-1 img/s\")
+for r in s['rows']:
+    print(f\"  {r['metric']:<20} batched {r['ours']:>10,.0f}  one at a time {r['reference']:>10,.0f}  x{r['ratio']:.2f}\")
+" "$OUT/bench-batched.json"
+  fi
+  [[ -n "$RUNS" ]] && printf 'runs (%s):\n%s\n' "$(echo "$RUNS" | wc -l)" "$RUNS"
+} | tee "$OUT/summary.txt"
 exit 0
