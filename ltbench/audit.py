@@ -47,7 +47,8 @@ def stability_flags(log_rows: list[dict], metrics: dict, num_classes: int) -> li
 
 
 def _builtin_protocol(preset) -> tuple[int, int] | None:
-    """(stage-1, stage-2) epochs of a built-in preset named in a config, None for a preset file or unknown name."""
+    """(stage-1, stage-2) protocol epochs of a built-in preset named in a config (its ``protocol_epochs``, else its
+    ``epochs``), None for a preset file or an unknown name."""
     import tomllib
     from .config import PRESET_DIR, Stage1Config, Stage2Config
     if not isinstance(preset, str) or "/" in preset or "\\" in preset or preset.endswith(".toml"):
@@ -56,8 +57,9 @@ def _builtin_protocol(preset) -> tuple[int, int] | None:
     if not path.is_file():
         return None
     raw = tomllib.loads(path.read_text())
-    return (int(raw.get("stage1", {}).get("epochs", Stage1Config.epochs)),
-            int(raw.get("stage2", {}).get("epochs", Stage2Config.epochs)))
+    s1, s2 = raw.get("stage1", {}), raw.get("stage2", {})
+    return (int(s1.get("protocol_epochs", s1.get("epochs", Stage1Config.epochs))),
+            int(s2.get("protocol_epochs", s2.get("epochs", Stage2Config.epochs))))
 
 
 def schedule_problems(config: dict, log_rows: list[dict]) -> list[str]:

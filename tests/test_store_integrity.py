@@ -105,6 +105,17 @@ def test_reduced_is_checked_against_the_epochs_in_the_log(tmp_path):
     assert "log.jsonl holds 4 stage-2 epochs, config.json says 10" in check_run(d)
 
 
+def test_protocol_of_a_preset_that_states_it():
+    """cifar-tiny trains 30/5 epochs of a stated 200/10 protocol: its runs are reduced, and pass as such."""
+    cfg = {"preset": "cifar-tiny", "stage1": {"epochs": 30, "protocol_epochs": 200},
+           "stage2": {"epochs": 5, "protocol_epochs": 10}}
+    assert schedule_problems(dict(cfg, reduced=True), _log(30, 5)) == []
+    assert any("reduced=false" in p for p in schedule_problems(dict(cfg, reduced=False), _log(30, 5)))
+    edited = dict(cfg, reduced=False, stage1={"epochs": 30, "protocol_epochs": 30},
+                  stage2={"epochs": 5, "protocol_epochs": 5})
+    assert any("preset 'cifar-tiny' has 200/10" in p for p in schedule_problems(edited, _log(30, 5)))
+
+
 def test_schedule_problems_without_a_log():
     base = {"preset": "some/file.toml", "stage1": {"epochs": 200, "protocol_epochs": 200},
             "stage2": {"epochs": 10, "protocol_epochs": 10}}
