@@ -59,7 +59,8 @@ class Option:
         """``value`` as the declared type, or ``LtbenchError`` saying what ``where``'s option accepts."""
         bad = lambda why: LtbenchError(  # noqa: E731
             f"{where}: option {self.name}={value!r} {why}; expected {self.describe()}")
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+        spelled_none = isinstance(value, str) and value.strip().lower() in ("none", "null")
+        if value is None or (spelled_none and (self.nullable or self.type != "str")):
             if self.nullable:
                 return None
             raise bad("may not be empty")

@@ -25,14 +25,15 @@ def test_method_grid_matches_registry():
     pairs = method_grid()
     assert len(pairs) == _expected_methods()
     assert ("srepr", "swa") in pairs and ("srepr", "sgd") not in pairs and ("ce", "sgd") in pairs
-    # with the current registry: 4 methods on the SGD extractor, 6 on the SWA extractor
-    assert sum(1 for _, s in pairs if s == "sgd") == 4 and sum(1 for _, s in pairs if s == "swa") == 6
+    # with the current registry: 6 methods on the SGD extractor (ce, crt, lws, tau_norm, tau_norm_oracle,
+    # logit_adjust), 8 on the SWA extractor (those + swag, srepr)
+    assert sum(1 for _, s in pairs if s == "sgd") == 6 and sum(1 for _, s in pairs if s == "swa") == 8
 
 
 def test_plan_enumerates_the_full_protocol_grid(tmp_path):
     groups = build_plan(["cifar10-lt", "cifar100-lt"], [10, 50, 100], [0, 1, 2], results=str(tmp_path))
     runs = [r for g in groups for r in g.runs]
-    assert len(runs) == 2 * 3 * 3 * _expected_methods() == 180
+    assert len(runs) == 2 * 3 * 3 * _expected_methods() == 252
     assert len({r.out for r in runs}) == len(runs)
     # one group per (dataset, IF, seed, extractor): stage 1 trains 36 times, not 180
     assert len(groups) == 2 * 3 * 3 * 2

@@ -6,23 +6,26 @@ from pathlib import Path
 import click
 
 from ..checkpoint import atomic_write_bytes
+from ..config import default_output_dir
 from ..errors import LtbenchError
 
 EXAMPLES = """
 \b
 Examples:
-  bench.py table --format latex --dataset cifar100-lt-if100 -o paper/table.tex
-  bench.py table --format markdown
-  bench.py compare --dataset cifar10-lt
-  bench.py plot --out results/plots
-  bench.py leaderboard
-  bench.py compare --paired swa-srepr swa-crt --dataset cifar10-lt-if100
-  bench.py stats
-  bench.py site
+  bench.py table                                   # your runs (outputs/, or $LTBENCH_RESULTS)
+  bench.py table --results results --format latex --dataset cifar100-lt-if100 -o paper/table.tex
+  bench.py compare --results results --dataset cifar10-lt
+  bench.py leaderboard --results results           # regenerate the committed leaderboard
+  bench.py compare --results results --paired swa-srepr swa-crt --dataset cifar10-lt-if100
+  bench.py stats --results results
+  bench.py site --results results
 """
 
-_results_opt = click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True,
-                            help="results folder holding runs/")
+# one rule for every command: the store is $LTBENCH_RESULTS, else ./outputs (where `run` writes); the committed
+# leaderboard store is addressed explicitly with --results results
+_results_opt = click.option("--results", type=click.Path(file_okay=False), default=default_output_dir,
+                            show_default="$LTBENCH_RESULTS, else ./outputs",
+                            help="results folder holding runs/ (the committed store: --results results)")
 _dataset_opt = click.option("--dataset", "datasets", multiple=True,
                             help="dataset name (e.g. cifar10-lt) or tag (e.g. cifar10-lt-if100); repeatable")
 
