@@ -36,19 +36,7 @@ PLACEHOLDER = re.compile(r"^[A-Z][A-Z_]*$")
 WRITES = {"-o", "--output", "--out"}  # a command with these writes into the checkout: parsed, not run
 READ_ONLY = {("list",), ("table",), ("compare",)}  # run verbatim when they write nothing
 # README commands known to be wrong, by exact text (an entry stops applying as soon as the README line changes)
-KNOWN_BROKEN: dict[str, str] = {
-    "torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint MASTER:29500 --rdzv_id ltb1 "
-    ".venv/bin/python bench.py run --method ce --dataset imagenet-lt --stage1 swa --data-root /data/imagenet":
-        "issue 17: torchrun runs the python binary as a script (drop the interpreter or add --no-python)",
-    ".venv/bin/python bench.py run --method all --dataset cifar10-lt --imbalance 50 --seed 1":
-        "issue 17: no --data-root; fails after printing [1/10] on a fresh clone",
-    ".venv/bin/python bench.py table --format csv --dataset cifar10-lt-if100":
-        "reads the default store (outputs/ or $LTBENCH_RESULTS), where a newcomer has only the quick-start run: "
-        "'no sound runs ... for dataset(s) cifar10-lt-if100'; add --results results",
-    ".venv/bin/python bench.py compare":
-        "reads the default store, where a newcomer has only the cifar100-lt-tiny quick-start run: 'no published "
-        "number matches'; add --results results",
-}
+KNOWN_BROKEN: dict[str, str] = {}  # README lines known not to work (strict xfails); the issue-17 ones are fixed
 
 
 @dataclass
@@ -134,7 +122,7 @@ def classify(c: Command) -> str:
         return "skip: creates the virtual environment (setup, not a benchmark command)"
     if a[0].endswith("pip") or (a[0] in PYTHONS and a[1:3] == ["-m", "pip"]):
         return "skip: installs packages (setup)"
-    if a[0] == "torchrun":
+    if a[0] in ("torchrun", ".venv/bin/torchrun"):
         return "torchrun"
     if a[0] in PYTHONS and a[1:3] == ["-m", "pytest"]:
         return "pytest"

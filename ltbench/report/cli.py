@@ -85,7 +85,8 @@ def _emit(text: str, output: str | None) -> None:
 @_dataset_opt
 @click.option("--format", "fmt", default="markdown", show_default=True, help="latex, markdown or csv")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="write here, not to stdout")
-def table(results: str, datasets: tuple[str, ...], fmt: str, output: str | None) -> None:
+@click.option("--cost", is_flag=True, help="also stage-1 / stage-2 wall time (mean over seeds) and device per setting")
+def table(results: str, datasets: tuple[str, ...], fmt: str, output: str | None, cost: bool) -> None:
     """Mean ± std over seeds per stage-1 extractor x method, one column group per dataset."""
     from .tables import FORMATS, exclusion_lines, load_table, render
 
@@ -93,7 +94,7 @@ def table(results: str, datasets: tuple[str, ...], fmt: str, output: str | None)
         raise LtbenchError(f"unknown --format {fmt!r}; valid formats: {', '.join(FORMATS)}")
     agg, col = load_table(results, datasets or None)
     _warn(exclusion_lines(col))
-    _emit(render(agg, fmt), output)
+    _emit(render(agg, fmt, cost=cost), output)
 
 
 @click.command(epilog=EXAMPLES)

@@ -28,11 +28,20 @@ FORMATS = ("latex", "markdown", "csv")
 # stage-2 method on the same seed and extractor) and the stage-2 time of the method itself, in seconds
 COST_KEYS = ("stage1_train_time_s", "stage2_time_s")
 COST_NAMES = {"stage1_train_time_s": "stage-1 time", "stage2_time_s": "stage-2 time"}
-METHOD_NAMES = {"ce": "CE", "crt": "cRT", "lws": "LWS", "tau_norm": "tau-norm", "swag": "SWAG", "srepr": "SRepr"}
-METHOD_LATEX = {"tau_norm": r"$\tau$-norm"}
+def _declared_methods() -> tuple[dict[str, str], dict[str, int]]:
+    """Labels and table order as each method declares them (``Method.label`` / ``Method.order``)."""
+    from ..registry import get_method, method_names
+    return ({m: get_method(m).display() for m in method_names()}, {m: get_method(m).order for m in method_names()})
+
+
+_LABELS, _ORDERS = _declared_methods()
+# the six original methods keep their plain-ASCII table names; every other method shows its declared label
+METHOD_NAMES = {**_LABELS, "ce": "CE", "crt": "cRT", "lws": "LWS", "tau_norm": "tau-norm", "swag": "SWAG",
+                "srepr": "SRepr"}
+METHOD_LATEX = {"tau_norm": r"$\tau$-norm", "tau_norm_oracle": r"$\tau$-norm (oracle $\tau$, test set)"}
 STAGE1_NAMES = {"sgd": "SGD", "swa": "SWA"}
 STAGE1_ORDER = {"sgd": 0, "swa": 1}
-METHOD_ORDER = {m: i for i, m in enumerate(["ce", "crt", "lws", "tau_norm", "swag", "srepr"])}
+METHOD_ORDER = dict(_ORDERS)
 
 
 @dataclass
