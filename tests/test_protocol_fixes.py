@@ -10,13 +10,13 @@ import torch.nn.functional as F
 
 from ltbench.config import resolve
 from ltbench.errors import LtbenchError
-from ltbench.method import OracleCandidates, Stage2Context
+from ltbench.method import OracleCandidates
 from ltbench.models import create_network
-from ltbench.registry import get_dataset, get_method
+from ltbench.registry import get_method
 from ltbench.runner import apply_predictor, pick_oracle
 from ltbench.train import loop
-from ltbench.train.stage1 import Stage1Artifact
 from ltbench.train.swag import Swag
+from test_methods import _ctx  # the stage-2 context on cifar10-lt-tiny with a random "stage 1"
 
 
 # ---- stage-1 precision -----------------------------------------------------------------------------------------
@@ -44,25 +44,6 @@ def test_precision_is_recorded_and_keys_the_stage1_cache(monkeypatch):
 
 
 # ---- tau-norm ----------------------------------------------------------------------------------------------------
-
-def _ctx(tmp_path, method: str, stage1_mode: str = "sgd", **opts) -> Stage2Context:
-    """Stage-2 context on cifar10-lt-tiny with a randomly initialised 'stage 1' (and synthetic SWAG moments)."""
-    data = get_dataset("cifar10-lt-tiny").load()
-    cfg = resolve(method, "cifar10-lt-tiny", None, stage1_mode, 0, "cifar-tiny", stage2_epochs=2,
-                  method_options=opts, device="cpu")
-    torch.manual_seed(0)
-    net = create_network("resnet32", 10)
-    swag = Swag.for_network(net, rank=3)
-    for _ in range(4):
-        with torch.no_grad():
-            for p in net.parameters():
-                p.add_(torch.randn_like(p) * 0.01)
-        swag.collect(net)
-    net.eval()
-    art = Stage1Artifact(net, swag, [], tmp_path / "stage1", 0.0)
-    return Stage2Context(cfg=cfg, data=data, stage1=art, device=torch.device("cpu"),
-                         generator=torch.Generator().manual_seed(1), workdir=tmp_path / "stage2", echo=lambda s: None)
-
 
 def fit_and_predict(method, ctx) -> torch.Tensor:
     """As the runner does it: fit on a train-only view, the evaluator applies the predictor to the test split."""
