@@ -141,7 +141,8 @@ def test_unknown_method_option_is_rejected():
         get_method("srepr")(alhpa=0.3)
 
 
-@pytest.mark.parametrize("dataset", ["cifar10-lt-tiny", "cifar100-lt-tiny"])
+@pytest.mark.parametrize("dataset", ["cifar10-lt-tiny",  # the cifar10-lt-tiny case runs every method by default
+                                     pytest.param("cifar100-lt-tiny", marks=pytest.mark.slow)])
 def test_every_method_end_to_end_on_tiny_sets(tmp_path, dataset):
     res = CliRunner().invoke(cli, ["run", "--method", "all", "--dataset", dataset, "--results", str(tmp_path), "--quiet"])
     assert res.exit_code == 0, res.output
