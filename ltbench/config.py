@@ -18,6 +18,24 @@ from .errors import LtbenchError
 PRESET_DIR = Path(__file__).parent / "presets"
 STAGE1_MODES = ("sgd", "swa")
 PRECISIONS = ("auto", "bf16", "fp32")
+SEED_LIMIT = 2 ** 32  # numpy's and CUDA's seeds are 32-bit; torch wraps larger ones, and a folder name needs one value
+
+
+def check_seed(value: object, what: str = "seed") -> int:
+    """A seed as an int in [0, 2^32), or ValueError saying why not: one rule for ``--seed``, ``--seeds``,
+    ``--subset-seed`` and configs (torch- and click-free, so the CLI's option types can use it too)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} {value!r} is not an integer")
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ValueError(f"{what} {value!r} is not an integer") from None
+    if not isinstance(value, int):
+        raise ValueError(f"{what} {value!r} is not an integer")
+    if not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"{what} {value} is outside [0, 2^32 - 1]; seeds are non-negative 32-bit integers")
+    return value
 
 
 @dataclass
@@ -98,6 +116,9 @@ class RunConfig:
     deterministic: bool = False
     save_logits: bool = False
     data: dict[str, Any] = field(default_factory=dict)  # [data] preset table: dataset load options
+    # NumPy seed of the long-tailed subset drawn from the full train set (CIFAR-LT); 0 is the LDAM-DRW protocol
+    # and leaves every name and key as it was; another value names its own setting (``<tag>-subset<S>``)
+    subset_seed: int = 0
 
     @property
     def reduced(self) -> bool:
@@ -106,7 +127,8 @@ class RunConfig:
 
     @property
     def dataset_tag(self) -> str:
-        return self.dataset + (f"-if{self.imbalance}" if self.imbalance is not None else "")
+        from .paths import dataset_tag
+        return dataset_tag(self.dataset, self.imbalance, self.subset_seed)
 
     @property
     def run_name(self) -> str:
@@ -143,6 +165,8 @@ class RunConfig:
         payload = {"dataset": self.dataset, "imbalance": self.imbalance, "mode": self.stage1_mode,
                    "seed": self.seed, "stage1": s, "schedule": self.stage1_schedule(),
                    "deterministic": self.deterministic}
+        if self.subset_seed:  # only when not the protocol's subset: every existing key stays unchanged
+            payload["subset_seed"] = self.subset_seed
         if self.data:  # only split-list datasets have [data]; CIFAR keys stay unchanged
             payload["data"] = {k: v for k, v in self.data.items() if k not in ("workers", "decode", "check_files")}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -250,8 +274,11 @@ def check_preset_methods(raw: dict, path: str) -> None:
 
 
 def resolve(method: str, dataset: str, imbalance: int | None, stage1_mode: str, seed: int, preset: str,
-            epochs: int | None = None, stage2_epochs: int | None = None, **kw: Any) -> RunConfig:
-    """Merge a preset with CLI overrides into a validated ``RunConfig``."""
+            epochs: int | None = None, stage2_epochs: int | None = None, subset_seed: int = 0,
+            **kw: Any) -> RunConfig:
+    """Merge a preset with CLI overrides into a validated ``RunConfig``.
+
+    ``subset_seed``: the NumPy seed that draws the long-tailed subset (0, the protocol's, by default)."""
     if stage1_mode not in STAGE1_MODES:
         raise LtbenchError(f"unknown --stage1 {stage1_mode!r}; valid: {', '.join(STAGE1_MODES)}")
     raw = load_preset(preset)
@@ -274,7 +301,7 @@ def resolve(method: str, dataset: str, imbalance: int | None, stage1_mode: str, 
     eval_bs = _check_value(raw.get("eval", {}).get("batch_size", 256), "int", f"preset {preset} [eval] batch_size")
     cfg = RunConfig(
         method=method, dataset=dataset, imbalance=imbalance, stage1_mode=stage1_mode, seed=seed,
-        preset=str(preset), stage1=_build(Stage1Config, s1, f"preset {preset} [stage1]"),
+        subset_seed=subset_seed, preset=str(preset), stage1=_build(Stage1Config, s1, f"preset {preset} [stage1]"),
         stage2=_build(Stage2Config, s2, f"preset {preset} [stage2]"), method_options=options,
         eval_batch_size=eval_bs, data=dict(raw.get("data", {})), **kw,
     )
@@ -284,7 +311,7 @@ def resolve(method: str, dataset: str, imbalance: int | None, stage1_mode: str, 
 
 def validate(cfg: RunConfig) -> None:
     """Checks across fields, before any compute: ranges, the method's extractor, SWAG snapshots."""
-    from .registry import get_method
+    from .registry import get_dataset, get_method
     s1, s2 = cfg.stage1, cfg.stage2
     if s1.precision not in PRECISIONS:
         raise LtbenchError(f"stage1 precision must be one of {', '.join(PRECISIONS)}, got {s1.precision!r}")
@@ -299,8 +326,14 @@ def validate(cfg: RunConfig) -> None:
                      ("stage1 warmup_epochs", s1.warmup_epochs), ("stage1 swag_rank", s1.swag_rank)):
         if not (v >= 0) or v != v or v == float("inf"):
             raise LtbenchError(f"{where} must be a finite number >= 0, got {v}")
-    if not 0 <= cfg.seed < 2 ** 32:
-        raise LtbenchError(f"seed must be in [0, 2^32), got {cfg.seed}")
+    for what, v in (("seed", cfg.seed), ("subset seed", cfg.subset_seed)):
+        try:
+            check_seed(v, what)
+        except ValueError as e:
+            raise LtbenchError(str(e)) from None
+    if cfg.subset_seed and not getattr(get_dataset(cfg.dataset), "random_subset", False):
+        raise LtbenchError(f"{cfg.dataset} has a fixed train subset (bundled or given by split lists), so there is "
+                           f"no subset to draw: drop --subset-seed (got {cfg.subset_seed})")
     cls = get_method(cfg.method)
     cls.check_stage1(cfg.stage1_mode)
     if cfg.stage1_mode == "swa":

@@ -135,6 +135,7 @@ class CifarLTSpec:
 
     imbalance_factors = IMBALANCE_FACTORS
     needs_data_root = True
+    random_subset = True  # the long-tailed subset is drawn with a NumPy seed (--subset-seed; 0 = LDAM-DRW's)
     default_imbalance = 100
     preset = "cifar"
 
