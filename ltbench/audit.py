@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import compute_metrics
+from .paths import parse_dataset_tag, parse_run_name, parse_seed_name, run_path_of_config, runs_root
 from .store import PREDICTION_KEYS
 
 METRIC_KEYS = ("acc", "acc_many", "acc_medium", "acc_few", "nll", "ece", "brier", "n_train", "n_test")
@@ -132,8 +133,10 @@ def check_run(d: Path, tol: float = 1e-6) -> list[str]:
                  and (isinstance(metrics[k], bool) or not isinstance(metrics[k], (int, float)))]
     if problems:
         return problems
-    tag = config["dataset"] + (f"-if{config['imbalance']}" if config["imbalance"] is not None else "")
-    want = (tag, f"{config['stage1_mode']}-{config['method']}", f"seed{config['seed']}")
+    sub = config.get("subset_seed", 0)
+    if isinstance(sub, bool) or not isinstance(sub, int) or sub < 0:
+        return problems + [f"config.json's subset_seed {sub!r} is not a non-negative integer"]
+    want = run_path_of_config(config)
     have = (d.parent.parent.name, d.parent.name, d.name)
     if want != have:
         problems.append(f"folder {'/'.join(have)} does not match its config ({'/'.join(want)})")
@@ -184,7 +187,7 @@ def check_all(results: Path | str, tol: float = 1e-6) -> dict[Path, list[str]]:
     hidden ``.seed<S>.tmp-*`` / ``.old-*`` folders a killed writer leaves behind and stray entries that do not fit
     the layout, so a reader knows what the tables will leave out and why. Sound runs map to an empty list.
     """
-    root = Path(results) / "runs"
+    root = runs_root(results)
     out: dict[Path, list[str]] = {}
     if not root.is_dir():
         return out
@@ -195,18 +198,29 @@ def check_all(results: Path | str, tol: float = 1e-6) -> dict[Path, list[str]]:
         if not ds.is_dir():
             out[ds] = ["stray file: expected only <dataset> folders under runs/"]
             continue
+        if not _parses(parse_dataset_tag, ds.name):
+            out[ds] = ["stray entry: expected <dataset>[-if<N>][-subset<K>] folders under runs/"]
+            continue
         for name in sorted(ds.iterdir()):
-            if not name.is_dir() or "-" not in name.name or name.name.startswith("."):
+            if not name.is_dir() or not _parses(parse_run_name, name.name):
                 out[name] = ["stray entry: expected <stage1>-<method> folders"]
                 continue
             for seed in sorted(name.iterdir()):
                 if seed.name.startswith(".") and (".tmp-" in seed.name or ".old-" in seed.name):
                     out[seed] = ["leftover of an interrupted write (not a run; `results check --clean` removes it)"]
-                elif not seed.is_dir() or not seed.name.startswith("seed") or not seed.name[4:].isdigit():
+                elif not seed.is_dir() or not _parses(parse_seed_name, seed.name):
                     out[seed] = ["stray entry: expected seed<S> run folders"]
                 else:
                     out[seed] = check_run(seed, tol)
     return out
+
+
+def _parses(parse, name: str) -> bool:
+    try:
+        parse(name)
+    except ValueError:
+        return False
+    return True
 
 
 def is_leftover(path: Path) -> bool:

@@ -34,7 +34,8 @@ FINGERPRINT_CHARS = 8  # data-fingerprint hex digits in a stage-1 folder name
 
 def dataset_tag(dataset: str, imbalance: int | None, subset_seed: int = 0) -> str:
     """``cifar100-lt-if100``; ``-subset<K>`` only for a non-zero subset seed, so protocol names never change."""
-    return dataset + (f"-if{imbalance}" if imbalance is not None else "") + (f"-subset{subset_seed}" if subset_seed else "")
+    return (dataset + (f"-if{imbalance}" if imbalance is not None else "")
+            + (f"-subset{subset_seed}" if subset_seed else ""))
 
 
 def run_name(stage1_mode: str, method: str) -> str:
@@ -94,19 +95,32 @@ def parse_dataset_tag(tag: str) -> tuple[str, int | None, int]:
     return m["dataset"], int(m["imb"]) if m["imb"] else None, sub
 
 
+def parse_run_name(name: str) -> tuple[str, str]:
+    """``swa-tau_norm`` -> (``swa``, ``tau_norm``); ValueError for a name :func:`run_name` cannot have written."""
+    mode, sep, method = name.partition("-")
+    if not sep or not mode or not method or name.startswith("."):
+        raise ValueError(f"{name!r} is not a <stage1>-<method> folder name")
+    return mode, method
+
+
+def parse_seed_name(name: str) -> int:
+    """``seed3`` -> 3; ValueError otherwise."""
+    m = _SEED.match(name)
+    if not m:
+        raise ValueError(f"{name!r} is not a seed<S> folder name")
+    return int(m["seed"])
+
+
 def parse_run_dir(d: Path | str) -> RunParts:
     """The parts of ``<results>/runs/<dataset_tag>/<stage1>-<method>/seed<S>``; ValueError if ``d`` is not one."""
     d = Path(d)
-    if len(d.parts) < 5 or d.parent.parent.parent.name != RUNS:
+    if d.parent.parent.parent.name != RUNS:
         raise ValueError(f"{d} is not a <results>/{RUNS}/<dataset>/<stage1>-<method>/seed<S> folder")
-    tag, name = d.parent.parent.name, d.parent.name
-    m = _SEED.match(d.name)
-    if not m or "-" not in name or name.startswith("."):
-        raise ValueError(f"{d} is not a <results>/{RUNS}/<dataset>/<stage1>-<method>/seed<S> folder")
+    tag = d.parent.parent.name
+    seed = parse_seed_name(d.name)
+    stage1_mode, method = parse_run_name(d.parent.name)
     dataset, imbalance, subset = parse_dataset_tag(tag)
-    stage1_mode, method = name.split("-", 1)
-    return RunParts(d.parent.parent.parent.parent, tag, dataset, imbalance, subset, stage1_mode, method,
-                    int(m["seed"]))
+    return RunParts(d.parent.parent.parent.parent, tag, dataset, imbalance, subset, stage1_mode, method, seed)
 
 
 def results_of(d: Path | str) -> Path:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -18,14 +17,16 @@ import torch
 from .audit import stability_flags
 from .checkpoint import file_lock
 from .config import STAGE1_EXECUTION_OPTIONS, RunConfig
+from .data.load import load_run_data
 from .distributed import barrier, init_from_env, is_main, launched_by_torchrun
 from .errors import DivergedError, LtbenchError
 from .evaluate import FeaturePredictor, evaluate, test_log_probs
 from .method import OracleCandidates, Stage2Context, TrainOnly
+from .paths import run_dir_for, stage2_dir
 from .registry import get_dataset, get_method
 from .report.reliability import reliability_png
-from .store import RunExistsError, check_writable, is_complete, run_dir, write_run
-from .train.stage1 import cache_root, get_stage1, stage1_dir
+from .store import RunExistsError, check_writable, is_complete, write_run
+from .train.stage1 import get_stage1
 
 Echo = Callable[[str], None]
 
@@ -84,13 +85,6 @@ def environment(device: torch.device) -> dict:
     }
 
 
-def stage2_workdir(cfg: RunConfig, stage1_folder: Path) -> Path:
-    payload = json.dumps({"method": cfg.method, "options": cfg.method_options,
-                          "stage2": cfg.stage2.__dict__, "eval": cfg.eval_batch_size}, sort_keys=True, default=str)
-    h = hashlib.sha256(payload.encode()).hexdigest()[:12]
-    return cache_root() / "stage2" / f"{stage1_folder.name}-{cfg.method}-{h}"
-
-
 def _json_roundtrip(x):
     return json.loads(json.dumps(x, default=str))
 
@@ -101,7 +95,9 @@ def _schedule_text(stage1: dict, stage2: dict, reduced) -> str:
 
 
 # config.json fields that name the run: a folder whose config disagrees on any of them holds another run
-RUN_IDENTITY = ("method", "dataset", "imbalance", "stage1_mode", "seed")
+RUN_IDENTITY = ("method", "dataset", "imbalance", "stage1_mode", "seed", "subset_seed")
+# what a config written before a field existed means by its absence
+_IDENTITY_DEFAULTS = {"subset_seed": 0}
 # [data] load options that change speed or checking, not the data (as in RunConfig.stage1_key)
 _DATA_EXECUTION_OPTIONS = ("workers", "decode", "check_files")
 _ABSENT = object()
@@ -127,7 +123,7 @@ def finished_run_differs(cfg: RunConfig, out: Path) -> str | None:
         return "its config.json does not hold a run configuration"
     new = _json_roundtrip(cfg.to_dict())
     ident = [f"{k} {old.get(k)!r} there, {new[k]!r} asked" if k in old else f"no {k} recorded, {new[k]!r} asked"
-             for k in RUN_IDENTITY if old.get(k, _ABSENT) != new[k]]
+             for k in RUN_IDENTITY if old.get(k, _IDENTITY_DEFAULTS.get(k, _ABSENT)) != new[k]]
     if ident:
         return "another run: " + "; ".join(ident)
     diffs = []
@@ -190,7 +186,7 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
     A complete folder that holds a *different* run of the same setting (e.g. a reduced schedule when the full
     one is asked for) is an error, not a skip: pass ``force`` to replace it or write to another results folder.
     """
-    out = run_dir(cfg.results, cfg.dataset_tag, cfg.run_name, cfg.seed)
+    out = run_dir_for(cfg)
     if is_complete(out) and not force:
         differs = finished_run_differs(cfg, out)
         if differs:
@@ -201,7 +197,7 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
     method_cls = get_method(cfg.method)
     method_cls.check_stage1(cfg.stage1_mode)
     method = method_cls(**cfg.method_options)
-    spec = get_dataset(cfg.dataset)
+    get_dataset(cfg.dataset)  # an unknown name fails before the process group is joined
     # torchrun: join the process group (NCCL on GPU, gloo on CPU); only rank 0 talks and writes
     device = init_from_env(cfg.device) if launched_by_torchrun() else resolve_device(cfg.device)
     if not is_main():
@@ -209,8 +205,8 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
     if is_main():
         check_writable(cfg.results)
     t0 = time.perf_counter()
-    data = spec.load(cfg.data_root, cfg.imbalance, **cfg.data) if cfg.data else spec.load(cfg.data_root, cfg.imbalance)
-    if cfg.imbalance is None and getattr(spec, "default_imbalance", None) is not None:
+    data = load_run_data(cfg)
+    if cfg.imbalance is None and getattr(get_dataset(cfg.dataset), "default_imbalance", None) is not None:
         raise LtbenchError("internal: imbalance must be resolved before execute()")
     set_determinism(cfg.seed, cfg.deterministic)
     echo(f"run {cfg.dataset_tag} {cfg.run_name} seed {cfg.seed}: {len(data.train_labels):,} train / "
@@ -219,7 +215,7 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
     art = get_stage1(cfg, data, device, echo)
     ctx = Stage2Context(cfg=cfg, data=TrainOnly(data), stage1=art, device=device,
                         generator=torch.Generator().manual_seed(cfg.seed + 1),
-                        workdir=stage2_workdir(cfg, stage1_dir(cfg, data)), echo=echo)
+                        workdir=stage2_dir(cfg, art.dir), echo=echo)
     t1 = time.perf_counter()
     # Stage 2 must not depend on whether stage 1 was trained in this process or loaded from the cache (a resumed
     # run loads it), so the global RNG is reseeded here; the stage-2 lock makes two processes running the same

@@ -1,4 +1,4 @@
-"""The run store: ``<results>/runs/<dataset>[-if<N>]/<stage1>-<method>/seed<S>/``.
+"""The run store: ``<results>/runs/<dataset>[-if<N>][-subset<K>]/<stage1>-<method>/seed<S>/`` (``ltbench.paths``).
 
 A run folder is assembled in a hidden temporary folder beside its final place and renamed into place in one
 step, so a reader never sees a half-written run and a killed run leaves nothing behind but that hidden folder.
@@ -13,11 +13,11 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from .errors import LtbenchError
+from .paths import iter_run_dirs, run_dir, runs_root  # noqa: F401  (iter_run_dirs, run_dir: re-exported)
 
 
 class RunExistsError(LtbenchError):
@@ -28,10 +28,6 @@ PREDICTION_KEYS = {"labels": np.int64, "pred": np.int64, "confidence": np.float3
                    "log_prob_true": np.float32, "sq_prob_sum": np.float32}
 
 
-def run_dir(results: Path | str, dataset_tag: str, run_name: str, seed: int) -> Path:
-    return Path(results) / "runs" / dataset_tag / run_name / f"seed{seed}"
-
-
 def is_complete(d: Path) -> bool:
     return all((Path(d) / f).is_file() for f in ("config.json", "metrics.json", "predictions.npz"))
 
@@ -40,8 +36,8 @@ def check_writable(results: Path | str) -> None:
     """Fail before any training if the results folder cannot take a run."""
     results = Path(results)
     try:
-        (results / "runs").mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=results / "runs", prefix=".probe-"):
+        runs_root(results).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=runs_root(results), prefix=".probe-"):
             pass
     except OSError as e:
         raise LtbenchError(f"results folder {results} is not writable ({e.strerror or e}); fix its permissions or "
@@ -169,12 +165,3 @@ def read_run(d: Path) -> dict:
         out["predictions"] = {k: z[k] for k in z.files}
     return out
 
-
-def iter_run_dirs(results: Path | str) -> Iterator[Path]:
-    """Every completed run folder under ``<results>/runs`` (hidden temporary folders are skipped)."""
-    root = Path(results) / "runs"
-    if not root.is_dir():
-        return
-    for m in sorted(root.glob("*/*/seed*/metrics.json")):
-        if not any(part.startswith(".") for part in m.relative_to(root).parts):
-            yield m.parent

@@ -2,7 +2,8 @@
 
 For 0-indexed class c: n_c = int(n_max * (1/IF) ** (c / (C - 1))); ``np.random.seed(0)`` once, then per class
 (in label order) shuffle that class's indices in the official train order and keep the first n_c. The test set
-is the official balanced one.
+is the official balanced one. Another subset seed (``--subset-seed``, LDAM-DRW's ``rand_number``) replaces the 0;
+it needs the official train pickles, since the superset npz holds only the seed-0 images.
 
 Readers accept, under ``--data-root``, torchvision's layout (``cifar-10-batches-py/``, ``cifar-100-python/``,
 optionally inside a ``cifar10/`` / ``cifar100/`` folder) and the long-tail superset npz files
@@ -46,12 +47,15 @@ def lt_class_counts(num_classes: int, n_max: int, imbalance: int) -> list[int]:
     return [int(n_max * f ** (c / (num_classes - 1.0))) for c in range(num_classes)]
 
 
-def lt_indices(train_labels_full: np.ndarray, num_classes: int, imbalance: int) -> np.ndarray:
-    """Positions (in the official train order) of the LDAM-DRW long-tail set, in LDAM-DRW order."""
+def lt_indices(train_labels_full: np.ndarray, num_classes: int, imbalance: int, seed: int = 0) -> np.ndarray:
+    """Positions (in the official train order) of the LDAM-DRW long-tail set, in LDAM-DRW order.
+
+    ``seed`` is LDAM-DRW's ``rand_number`` (0 in the protocol): ``np.random.seed(seed)``, then one
+    ``np.random.shuffle`` per class in label order."""
     labels = np.asarray(train_labels_full)
     n_max = len(labels) // num_classes
     counts = lt_class_counts(num_classes, n_max, imbalance)
-    rng = np.random.RandomState(0)  # == np.random.seed(0) then np.random.shuffle: the same MT19937 stream
+    rng = np.random.RandomState(seed)  # == np.random.seed(seed) then np.random.shuffle: the same MT19937 stream
     out = []
     for c, n_c in zip(range(num_classes), counts):
         idx = np.where(labels == c)[0]
@@ -155,15 +159,22 @@ class CifarLTSpec:
                 return base / rel
         return None
 
-    def load(self, data_root: Path | str | None, imbalance: int | None, verify: bool = True) -> TensorLTData:
+    def load(self, data_root: Path | str | None, imbalance: int | None, verify: bool = True,
+             subset_seed: int = 0) -> TensorLTData:
+        """The IF=``imbalance`` long-tail set drawn with NumPy seed ``subset_seed`` (0: LDAM-DRW's own subset)."""
         imbalance = self.default_imbalance if imbalance is None else int(imbalance)
         if imbalance not in IMBALANCE_FACTORS:
             raise LtbenchError(f"{self.name}: unsupported imbalance factor {imbalance}; "
                                f"supported: {', '.join(map(str, IMBALANCE_FACTORS))}")
+        from ..config import check_seed
+        try:
+            subset_seed = check_seed(subset_seed, "subset seed")
+        except ValueError as e:
+            raise LtbenchError(f"{self.name}: {e}") from None
         if data_root is None:
             from .base import default_data_root
             data_root = default_data_root()
-        return _load_cifar_lt(self, Path(data_root).expanduser().resolve(), imbalance, bool(verify))
+        return _load_cifar_lt(self, Path(data_root).expanduser().resolve(), imbalance, bool(verify), subset_seed)
 
 
 def _missing(spec: CifarLTSpec, root: Path, what: str, tried: list[Path]) -> LtbenchError:
@@ -206,7 +217,8 @@ def _verify_test(spec: CifarLTSpec, path: Path, labels: np.ndarray) -> None:
 
 
 @lru_cache(maxsize=4)
-def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int, verify: bool = True) -> TensorLTData:
+def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int, verify: bool = True,
+                   subset_seed: int = 0) -> TensorLTData:
     if not root.is_dir():
         raise LtbenchError(f"{spec.name}: data root {root} does not exist. {GET_DATA_HELP}")
     # --- test set: the official balanced pickle
@@ -218,9 +230,19 @@ def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int, verify: bool =
     test_rows, test_y = np.asarray(t["data"]), np.asarray(t[spec.label_key], dtype=np.int64)
     _check_arrays(test_path, test_rows, test_y, spec.num_classes)
 
-    # --- train set: the LT superset npz, else the official train pickles
+    # --- train set: the LT superset npz, else the official train pickles (always them for a non-zero subset seed:
+    # the npz holds only the images of the seed-0 subsets)
     npz_path = spec._find(root, spec.npz_name)
-    if npz_path is not None:
+    pickle_paths = [spec._find(root, f"{spec.tv_dir}/{f}") for f in spec.train_files]
+    have_pickles = all(p is not None for p in pickle_paths)
+    if subset_seed and not have_pickles:
+        tried = [b / spec.tv_dir / f for b in spec._candidates(root) for f in spec.train_files]
+        raise LtbenchError(
+            f"{spec.name}: subset seed {subset_seed} needs the official train pickles (all 50,000 images), not found "
+            f"under data root {root} (looked for: {', '.join(map(str, tried))})"
+            + (f"; {npz_path.name} there holds only the seed-0 subsets' images" if npz_path is not None else "")
+            + f". Put them there, or drop --subset-seed. {GET_DATA_HELP}")
+    if npz_path is not None and not subset_seed:
         z = _load_npz(npz_path)
         for key in ("data", "labels", "original_index", "train_labels_full"):
             if key not in z:
@@ -229,7 +251,7 @@ def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int, verify: bool =
         _check_arrays(npz_path, z["data"], z["labels"], spec.num_classes)
         if verify:
             _verify_npz(spec, npz_path, z)
-        want = lt_indices(z["train_labels_full"], spec.num_classes, imbalance)
+        want = lt_indices(z["train_labels_full"], spec.num_classes, imbalance)  # seed 0: the npz's subsets
         listed = z.get(f"lt_index_if{imbalance}")
         if listed is not None and not np.array_equal(listed, want):
             raise LtbenchError(f"{npz_path}: its lt_index_if{imbalance} list does not match the LDAM-DRW "
@@ -245,8 +267,8 @@ def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int, verify: bool =
         if not np.array_equal(train_y, z["train_labels_full"][want]):
             raise LtbenchError(f"{npz_path}: row labels disagree with train_labels_full; the file is corrupt.")
     else:
-        paths = [spec._find(root, f"{spec.tv_dir}/{f}") for f in spec.train_files]
-        if any(p is None for p in paths):
+        paths = pickle_paths
+        if not have_pickles:
             tried = [b / spec.tv_dir / f for b in spec._candidates(root) for f in spec.train_files]
             tried += [b / spec.npz_name for b in spec._candidates(root)]
             raise _missing(spec, root, "training set", tried)
@@ -256,7 +278,7 @@ def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int, verify: bool =
         _check_arrays(paths[0], rows, labels, spec.num_classes)
         if verify:
             _verify_full_train_labels(spec, paths[0].parent, labels)
-        want = lt_indices(labels, spec.num_classes, imbalance)
+        want = lt_indices(labels, spec.num_classes, imbalance, subset_seed)
         train_rows, train_y = rows[want], labels[want]
     if verify:
         _check_class_counts(f"{spec.name} IF={imbalance} under {root}", train_y,
@@ -292,6 +314,7 @@ class TinySpec:
     needs_data_root = False
     default_imbalance = None
     preset = "cifar-tiny"
+    random_subset = False  # a fixed subset: --subset-seed does not apply
 
     def describe(self) -> str:
         y = np.load(BUNDLED / self.folder / "train.npz")["labels"]
@@ -306,9 +329,12 @@ class TinySpec:
             return Path(data_root).expanduser().resolve() / self.folder
         return BUNDLED / self.folder
 
-    def load(self, data_root=None, imbalance: int | None = None) -> TensorLTData:
+    def load(self, data_root=None, imbalance: int | None = None, subset_seed: int = 0) -> TensorLTData:
         if imbalance is not None:
             raise LtbenchError(f"{self.name} is a fixed bundled subset (IF {self.nominal_if}); drop --imbalance")
+        if subset_seed:
+            raise LtbenchError(f"{self.name} is a fixed bundled subset (the first images of each class, no random "
+                               f"draw); drop --subset-seed (got {subset_seed})")
         src = self.source(data_root)
         tr, te = _load_npz(src / "train.npz"), _load_npz(src / "test.npz")
         fix = f"Use the {self.name} files shipped in ltbench/data/bundled/{self.folder}/."

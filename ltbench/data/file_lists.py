@@ -112,6 +112,7 @@ class FileListSpec:
     imbalance_factors = ()
     needs_data_root = True
     default_imbalance = None
+    random_subset = False  # the train list fixes the subset: --subset-seed does not apply
 
     @property
     def split_files(self) -> dict[str, ListFile]:
@@ -167,11 +168,14 @@ class FileListSpec:
 
     def load(self, data_root: Path | str | None = None, imbalance: int | None = None, *, image_size: int = 224,
              resize: int | None = None, workers: int | None = None, decode: str = "auto",
-             train_list: str | None = None, test_list: str | None = None, check_files: int = 16
-             ) -> "FileListLTData":
+             train_list: str | None = None, test_list: str | None = None, check_files: int = 16,
+             subset_seed: int = 0) -> "FileListLTData":
         """Parse and validate the lists; check the root exists and a sample of listed files is there."""
         if imbalance is not None:
             raise LtbenchError(f"{self.name} has a fixed imbalance (given by its train list); drop --imbalance")
+        if subset_seed:
+            raise LtbenchError(f"{self.name}: the train subset is fixed by its split list, not drawn at random; drop "
+                               f"--subset-seed (got {subset_seed})")
         if decode not in DECODE_MODES:
             raise LtbenchError(f"{self.name}: decode must be one of {', '.join(DECODE_MODES)}, got {decode!r}")
         root = Path(data_root if data_root is not None else default_data_root()).expanduser().resolve()

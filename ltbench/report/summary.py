@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from ..paths import results_of
+
 COLUMNS = [("acc", "acc"), ("acc_many", "many"), ("acc_medium", "medium"), ("acc_few", "few"),
            ("nll", "NLL"), ("ece", "ECE"), ("brier", "Brier")]
 GUTTER = "  "  # between any two columns, whatever their widths
@@ -48,5 +50,5 @@ def print_run_table(run_dirs: list[Path]) -> None:
     click.echo("acc/many/medium/few/ECE in %, NLL in nats; * = reduced schedule. Run folders: "
                + ", ".join(str(d) for d in run_dirs))
     if run_dirs:
-        store = Path(run_dirs[0]).parents[3]  # <results>/runs/<dataset>/<stage1>-<method>/seed<S>
+        store = results_of(run_dirs[0])  # the --results folder of <results>/runs/<tag>/<stage1>-<method>/seed<S>
         click.echo(f"Tables and plots of these runs: bench.py table --results {store} (likewise compare, plot)")

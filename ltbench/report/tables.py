@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..audit import check_run
 from ..errors import LtbenchError
+from ..paths import config_dataset_tag
 from ..store import iter_run_dirs, read_run
 
 METRICS: list[tuple[str, str, bool]] = [  # (metrics.json key, column name, higher is better)
@@ -66,7 +67,7 @@ def collect_runs(results: Path | str, datasets: tuple[str, ...] | list[str] | No
             continue
         run = read_run(d)
         c, m = run["config"], run["metrics"]
-        tag = c.get("dataset_tag") or d.parent.parent.name
+        tag = config_dataset_tag(c)  # <dataset>[-if<N>][-subset<K>]: another subset is another setting
         if datasets and c["dataset"] not in datasets and tag not in datasets:
             continue
         row = {"dataset": c["dataset"], "imbalance": c["imbalance"], "dataset_tag": tag,

@@ -11,10 +11,10 @@ learning-rate schedule. This trainer gives each network exactly what ``stage1.tr
 * its own SWA average and SWAG moments (``Swag.collect_vector`` of its parameters after its ``swa_start``),
   and the BN recompute of the SWA average with its own generator afterwards.
 
-Checkpoints stay per network: after every epoch each network's ``ckpt.pt`` is written under ``stage1_dir(cfg)``
-in ``train_stage1``'s format (state dict, ``torch.optim.SGD`` state, generator, log, ...), and at the end its
-``final.pt``. So ``get_stage1`` finds them, stage 2 and the cache work as today, and a killed batched group
-resumes (batched, or network by network through ``train_stage1``) from its last epoch.
+Checkpoints stay per network: after every epoch each network's ``ckpt.pt`` is written under its stage-1 folder
+(``ltbench.paths.stage1_dir``) in ``train_stage1``'s format (state dict, ``torch.optim.SGD`` state, generator,
+log, ...), and at the end its ``final.pt``. So ``get_stage1`` finds them, stage 2 and the cache work as today,
+and a killed batched group resumes (batched, or network by network through ``train_stage1``) from its last epoch.
 """
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ from .accel import accelerate
 from .loop import autocast_for
 from .stacked import StackedResNet32, stackable
 from .stacked_sgd import StackedSGD
-from .stage1 import build_network, invalidate_derived, lr_function, remove_stale_partials, stage1_dir
+from ..paths import stage1_dir
+from .stage1 import build_network, invalidate_derived, lr_function, remove_stale_partials
 from .swag import Swag, network_with_weights
 
 Echo = Callable[[str], None]
@@ -70,7 +71,7 @@ def train_stage1_batched(cfgs: list[RunConfig], data, device: torch.device, echo
         raise LtbenchError("internal: networks trained together must share dataset, shape, steps and optimiser")
     if not can_batch(cfgs[0]):
         raise LtbenchError(f"batched stage 1 supports resnet32 only, not {cfgs[0].stage1.arch!r}")
-    dirs = [stage1_dir(c, data) for c in cfgs]  # asked now: the folder name is stage 1's to define
+    dirs = [stage1_dir(c, data.fingerprint()) for c in cfgs]  # the same folders get_stage1 reads
     if len(set(dirs)) != len(dirs):
         raise LtbenchError("internal: the same stage-1 network was listed twice in one batched group")
     with contextlib.ExitStack() as locks:

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..checkpoint import atomic_torch_save, file_lock, load_checkpoint
+from ..paths import base_features_file, swag_members_file, swag_pool_file
 from .swag import network_with_weights, prefix_mask
 
 
@@ -59,7 +60,7 @@ def base_features(ctx, split: str = "train") -> dict:
         ctx.echo(f"stage 2: extracting {split} features of the frozen stage-1 extractor")
         z, y = extract(ext, data.eval_batches(split, bs, dev))
         return {split: z, f"{split}_y": y}
-    return cached(ctx.stage1.dir / "features" / f"base-{split}.pt", compute, dev)
+    return cached(base_features_file(ctx.stage1.dir, split), compute, dev)
 
 
 def pool_key(opts: dict) -> str:
@@ -103,14 +104,14 @@ def swag_pool_features(ctx, pool_size: int, scale: float, diag_only: bool, bn: s
                      "in one pass")
             feats, y = extract_many([art.network.extractor] + [n.extractor for n in nets],
                                     data.eval_batches(split, bs, dev))
-            cached(art.dir / "features" / f"base-{split}.pt", lambda: {split: feats[0], f"{split}_y": y}, dev)
+            cached(base_features_file(art.dir, split), lambda: {split: feats[0], f"{split}_y": y}, dev)
             return {split: torch.stack(feats[1:]), "options": opts}
         out = []
         for p, net in enumerate(nets):
             ctx.echo(f"stage 2: SWAG sample {p + 1}/{pool_size}: extracting {split} features")
             out.append(extract(net.extractor, data.eval_batches(split, bs, dev))[0])
         return {split: torch.stack(out), "options": opts}
-    return cached(art.dir / "features" / f"swag-pool-{key}-{split}.pt", compute, dev)
+    return cached(swag_pool_file(art.dir, key, split), compute, dev)
 
 
 def _member_network(template: nn.Module, state: dict, device) -> nn.Module:
@@ -143,7 +144,7 @@ def pool_members(ctx, opts: dict, key: str) -> list[dict]:
                 nets.append(network_with_weights(art.network, vec, bn_batches))
         return {"members": [{k: v.detach().cpu() for k, v in n.state_dict().items()} for n in nets],
                 "options": opts}
-    return cached(art.dir / "features" / f"swag-pool-{key}-members.pt", compute, torch.device("cpu"))["members"]
+    return cached(swag_members_file(art.dir, key), compute, torch.device("cpu"))["members"]
 
 
 @torch.no_grad()

@@ -1,13 +1,12 @@
 """Stage 1: train the feature extractor (plain SGD, or SWA collecting SWAG moments in the same pass).
 
-The result is cached under ``$LTBENCH_CACHE/stage1/<dataset>-<mode>-seed<S>-<config hash>/`` so every stage-2
-method with the same stage-1 config reuses it. A checkpoint is written after every epoch; running the same
-command again resumes from it.
+The result is cached under ``$LTBENCH_CACHE/stage1/<dataset>-<mode>-seed<S>-<config hash>-d<data hash>/``
+(``ltbench.paths``) so every stage-2 method with the same stage-1 config and data reuses it. A checkpoint is
+written after every epoch; running the same command again resumes from it.
 """
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,17 +19,13 @@ from ..checkpoint import atomic_torch_save, file_lock, load_checkpoint
 from ..config import RunConfig
 from ..distributed import average_bn_stats, barrier, broadcast_object, is_main, rank_world, wrap_ddp
 from ..models import Network, create_network
+from .. import paths
 from .accel import accelerate
 from .loop import cross_entropy_step, sgd, train_one_epoch
 from .schedules import swa_schedule, warmup_cosine
 from .swag import Swag, network_with_weights
 
 Echo = Callable[[str], None]
-
-
-def cache_root() -> Path:
-    """``$LTBENCH_CACHE`` if set, else ``~/.cache/ltbench``: stage-1 networks and features, never in git."""
-    return Path(os.environ.get("LTBENCH_CACHE", Path.home() / ".cache" / "ltbench"))
 
 
 @dataclass
@@ -44,11 +39,9 @@ class Stage1Artifact:
 
 def stage1_dir(cfg: RunConfig, data=None) -> Path:
     """The cache folder of ``cfg``'s stage 1; with ``data``, keyed also by the fingerprint of the data loaded, so a
-    network trained on other data under the same config (a wrong data root, since fixed) is never reused."""
-    name = f"{cfg.dataset_tag}-{cfg.stage1_mode}-seed{cfg.seed}-{cfg.stage1_key()}"
-    if data is not None:
-        name += f"-d{data.fingerprint()[:8]}"
-    return cache_root() / "stage1" / name
+    network trained on other data under the same config (a wrong data root, since fixed) is never reused.
+    (``ltbench.paths.stage1_dir`` with the data's fingerprint.)"""
+    return paths.stage1_dir(cfg, data.fingerprint() if data is not None else None)
 
 
 def lr_function(cfg: RunConfig) -> Callable[[float], float]:
@@ -105,8 +98,8 @@ def invalidate_derived(d: Path) -> None:
     Called when stage 1 is (re)trained: after a user deleted a corrupt ``final.pt``, or retrained without
     ``--deterministic``, stale features or a finished stage-2 checkpoint would otherwise be reused silently.
     """
-    shutil.rmtree(d / "features", ignore_errors=True)
-    for w in (cache_root() / "stage2").glob(f"{d.name}-*"):
+    shutil.rmtree(paths.features_dir(d), ignore_errors=True)
+    for w in paths.stage2_dirs_of(d):
         shutil.rmtree(w, ignore_errors=True)
 
 
