@@ -327,6 +327,8 @@ def validate(cfg: RunConfig) -> None:
         if not (v >= 0) or v != v or v == float("inf"):
             raise LtbenchError(f"{where} must be a finite number >= 0, got {v}")
     for what, v in (("seed", cfg.seed), ("subset seed", cfg.subset_seed)):
+        if isinstance(v, str):  # the CLI converts; a config holds the number itself
+            raise LtbenchError(f"{what} must be an integer, got the string {v!r}")
         try:
             check_seed(v, what)
         except ValueError as e:

@@ -28,16 +28,22 @@ def make_arrays(rng: np.random.Generator, acc: float, n_per_class: int = 30,
 
 
 def make_run(results: Path, method: str, stage1: str, seed: int, acc: float, dataset: str = "cifar10-lt",
-             imbalance: int | None = 100, reduced: bool = False, counts=TRAIN_COUNTS) -> tuple[Path, dict]:
-    """Write one run folder the way ``bench.py run`` lays it out; return (folder, metrics)."""
+             imbalance: int | None = 100, reduced: bool = False, counts=TRAIN_COUNTS,
+             subset_seed: int = 0) -> tuple[Path, dict]:
+    """Write one run folder the way ``bench.py run`` lays it out; return (folder, metrics).
+
+    ``subset_seed`` is recorded (and enters the folder name) only when non-zero, like a run of the CLI."""
     rng = np.random.default_rng(zlib.crc32(f"{method}/{stage1}/{seed}/{dataset}/{imbalance}".encode()))
     arrays = make_arrays(rng, acc, num_classes=len(counts))  # already in the stored dtypes, so the audit agrees
     metrics = compute_metrics(arrays, np.asarray(counts))
     tag = dataset + (f"-if{imbalance}" if imbalance is not None else "")
+    tag += f"-subset{subset_seed}" if subset_seed else ""
     config = {"method": method, "dataset": dataset, "imbalance": imbalance, "dataset_tag": tag,
               "stage1_mode": stage1, "seed": seed, "reduced": reduced,
               "stage1": {"epochs": 10 if reduced else 200, "protocol_epochs": 200},
               "stage2": {"epochs": 10}, "train_class_counts": list(counts), "environment": {}}
+    if subset_seed:
+        config["subset_seed"] = subset_seed
     d = write_run(run_dir(results, tag, f"{stage1}-{method}", seed), config, metrics, arrays,
                   [{"epoch": 0}], b"\x89PNG fake")
     return d, metrics

@@ -221,6 +221,18 @@ def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int, verify: bool =
                    subset_seed: int = 0) -> TensorLTData:
     if not root.is_dir():
         raise LtbenchError(f"{spec.name}: data root {root} does not exist. {GET_DATA_HELP}")
+    # where the train set comes from: the LT superset npz, else the official train pickles (always the pickles for
+    # a non-zero subset seed: the npz holds only the images of the seed-0 subsets; refused before anything is read)
+    npz_path = spec._find(root, spec.npz_name)
+    pickle_paths = [spec._find(root, f"{spec.tv_dir}/{f}") for f in spec.train_files]
+    have_pickles = all(p is not None for p in pickle_paths)
+    if subset_seed and not have_pickles:
+        where = " and ".join(str(b / spec.tv_dir) for b in spec._candidates(root))
+        raise LtbenchError(
+            f"{spec.name}: subset seed {subset_seed} needs the official train pickles (all 50,000 images: "
+            f"{', '.join(spec.train_files)}), not found in {where}"
+            + (f"; {npz_path.name} there holds only the seed-0 subsets' images" if npz_path is not None else "")
+            + f". Put them there, or drop --subset-seed. {GET_DATA_HELP}")
     # --- test set: the official balanced pickle
     test_rel = f"{spec.tv_dir}/{spec.test_file}"
     test_path = spec._find(root, test_rel)
@@ -232,16 +244,6 @@ def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int, verify: bool =
 
     # --- train set: the LT superset npz, else the official train pickles (always them for a non-zero subset seed:
     # the npz holds only the images of the seed-0 subsets)
-    npz_path = spec._find(root, spec.npz_name)
-    pickle_paths = [spec._find(root, f"{spec.tv_dir}/{f}") for f in spec.train_files]
-    have_pickles = all(p is not None for p in pickle_paths)
-    if subset_seed and not have_pickles:
-        tried = [b / spec.tv_dir / f for b in spec._candidates(root) for f in spec.train_files]
-        raise LtbenchError(
-            f"{spec.name}: subset seed {subset_seed} needs the official train pickles (all 50,000 images), not found "
-            f"under data root {root} (looked for: {', '.join(map(str, tried))})"
-            + (f"; {npz_path.name} there holds only the seed-0 subsets' images" if npz_path is not None else "")
-            + f". Put them there, or drop --subset-seed. {GET_DATA_HELP}")
     if npz_path is not None and not subset_seed:
         z = _load_npz(npz_path)
         for key in ("data", "labels", "original_index", "train_labels_full"):
