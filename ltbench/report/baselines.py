@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import LtbenchError
-from .tables import METHOD_NAMES, STAGE1_NAMES, cell_text
+from .tables import METHOD_NAMES, STAGE1_NAMES, cell_text, unstable_bound_text
 
 COLUMNS = ("dataset", "imbalance", "backbone", "method", "stage1", "epochs", "acc", "many", "medium", "few",
            "nll", "ece", "split_rule", "source", "note")
@@ -101,7 +101,8 @@ def compare(agg: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
         match = match[[_imb_equal(x, r["imbalance"]) for x in match.imbalance]]
         for _, b in match.iterrows():
             row = {"dataset_tag": r["dataset_tag"], "stage1_mode": r["stage1_mode"], "method": r["method"],
-                   "n": int(r["n"]), "reduced": bool(r["reduced"]), "pub_backbone": b["backbone"],
+                   "n": int(r["n"]), "reduced": bool(r["reduced"]), "unstable_seeds": str(r.get("unstable_seeds", "")),
+                   "pub_backbone": b["backbone"],
                    "pub_stage1": b["stage1"], "pub_epochs": b["epochs"], "source": b["source"], "note": b["note"]}
             for ours, pub in COMPARED:
                 m = float(r[f"{ours}_mean"])
@@ -133,7 +134,7 @@ def render_compare_markdown(cmp: pd.DataFrame) -> str:
              + "|"]
     for _, r in cmp.iterrows():
         ours = f"{STAGE1_NAMES.get(r.stage1_mode, r.stage1_mode)} + {METHOD_NAMES.get(r.method, r.method)}"
-        cells = [r.dataset_tag, ours, f"{r.n}" + (" †" if r.reduced else "")]
+        cells = [r.dataset_tag, ours, f"{r.n}" + (" †" if r.reduced else "") + (" ‡" if r.get("unstable_seeds") else "")]
         for pub in used:
             nd = 3 if pub == "nll" else 2
             cells += [r[f"ours_{pub}_text"] if not math.isnan(r[f"pub_{pub}"]) else "",
@@ -146,6 +147,11 @@ def render_compare_markdown(cmp: pd.DataFrame) -> str:
             "come from other code bases, schedules and sometimes backbones (see 'published setting').")
     if cmp["reduced"].any():
         foot += " † = our runs used a reduced schedule: the difference says little."
+    if "unstable_seeds" in cmp and cmp["unstable_seeds"].astype(bool).any():
+        bad = dict.fromkeys(f"{r.dataset_tag} {STAGE1_NAMES.get(r.stage1_mode, r.stage1_mode)} + "
+                            f"{METHOD_NAMES.get(r.method, r.method)} (seeds {r.unstable_seeds})"
+                            for r in cmp.itertuples() if r.unstable_seeds)
+        foot += f" ‡ = an unstable stage 2 ({unstable_bound_text()}) in: {', '.join(bad)}."
     return "\n".join(lines) + "\n\n" + foot + "\n"
 
 

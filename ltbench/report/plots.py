@@ -29,8 +29,15 @@ from .tables import METHOD_NAMES, STAGE1_NAMES, _row_order  # noqa: E402
 PLOT_FORMATS = ("png", "pdf")
 
 
-def setting_label(stage1: str, method: str, reduced: bool = False) -> str:
-    return f"{STAGE1_NAMES.get(stage1, stage1)} + {METHOD_NAMES.get(method, method)}" + (" †" if reduced else "")
+def setting_label(stage1: str, method: str, reduced: bool = False, unstable: bool = False) -> str:
+    """'SGD + cRT', with † for a reduced schedule and ‡ for an unstable stage 2 (as in the tables)."""
+    return (f"{STAGE1_NAMES.get(stage1, stage1)} + {METHOD_NAMES.get(method, method)}" + (" †" if reduced else "")
+            + (" ‡" if unstable else ""))
+
+
+def _unstable(g) -> bool:
+    """Any seed of these runs (or this aggregated row) flagged unstable."""
+    return bool(np.any(g["unstable"])) if "unstable" in g else False
 
 
 METHOD_MARKERS = {"ce": "o", "crt": "s", "lws": "^", "tau_norm": "D", "swag": "P", "srepr": "*"}
@@ -82,14 +89,14 @@ def plot_reliability(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
         arrays, _ = pooled_predictions(list(g["dir"]))
         reliability_axes(ax, arrays, count_ax=strip)
         seeds = f"{len(g)} seeds pooled" if len(g) > 1 else "1 seed"
-        ax.set_title(f"{setting_label(s, m, g.reduced.any())} ({seeds})", fontsize=9)
+        ax.set_title(f"{setting_label(s, m, g.reduced.any(), _unstable(g))} ({seeds})", fontsize=9)
     fig.suptitle(f"{tag}: reliability per method (strips: test examples per confidence bin, log scale)",
                  fontsize=10)
     paths = _save(fig, out / f"{tag}-reliability")
     fig, ax = plt.subplots(figsize=(7.8, 4.8))
     for i, (s, m, g) in enumerate(settings):
         arrays, _ = pooled_predictions(list(g["dir"]))
-        reliability_axes(ax, arrays, label=setting_label(s, m, g.reduced.any()), bars=False,
+        reliability_axes(ax, arrays, label=setting_label(s, m, g.reduced.any(), _unstable(g)), bars=False,
                          **setting_style(s, m, i), ms=5, lw=1.3, alpha=0.9)
     ax.set_xlabel("mean confidence of the bin (max softmax)")
     ax.set_title(f"{tag}: reliability, overlaid (15 bins; ECE of all seeds pooled)", fontsize=9)
@@ -132,7 +139,7 @@ def plot_per_class(runs: pd.DataFrame, tag: str, out: Path) -> list[Path]:
             accs.append(per_class_accuracy(p["pred"], p["labels"], len(counts)))
         acc = 100 * np.nanmean(np.vstack(accs), axis=0)
         (line,) = ax.plot(*_log_bin_means(counts, acc), ms=5, lw=1.5, **setting_style(s, m, i),
-                          label=setting_label(s, m, g.reduced.any()))
+                          label=setting_label(s, m, g.reduced.any(), _unstable(g)))
         ax.scatter(counts, acc, s=5, alpha=0.2, color=line.get_color(), linewidths=0)
     groups = shot_groups(counts)
     for x in (100.5, 19.5):
@@ -188,7 +195,7 @@ def plot_acc_vs_ece(agg: pd.DataFrame, tag: str, out: Path) -> list[Path]:
         ax.errorbar(r.ece_mean, r.acc_mean, xerr=xerr, yerr=yerr, marker=st["marker"], color=st["color"],
                     mfc=st["mfc"], mec=st["mec"], mew=st["mew"], ms=8, capsize=3, elinewidth=1, ls="none",
                     transform=offset_copy(ax.transData, fig=fig, x=dx, units="points"),
-                    label=f"{setting_label(r.stage1_mode, r.method, r.reduced)} (n={r.n})")
+                    label=f"{setting_label(r.stage1_mode, r.method, r.reduced, _unstable(r))} (n={r.n})")
         ex, ey = xerr or 0.0, yerr or 0.0  # an offset transform keeps the data limits from updating
         ax.update_datalim([(r.ece_mean - ex, r.acc_mean - ey), (r.ece_mean + ex, r.acc_mean + ey)])
     ax.autoscale_view()

@@ -35,13 +35,20 @@ def format_table(head: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def run_table_lines(run_dirs: list[Path]) -> list[str]:
-    rows = []
+    rows, unstable = [], []
     for d in run_dirs:
         m = json.loads((Path(d) / "metrics.json").read_text())
         c = json.loads((Path(d) / "config.json").read_text())
         name = f"{c['dataset_tag']}/{c['stage1_mode']}-{c['method']}/seed{c['seed']}" + (" *" if c.get("reduced") else "")
+        if c.get("unstable"):  # config.json's stability flags (ltbench.audit.stability_flags)
+            name += " ‡"
+            unstable.append(f"  {name[:-2]}: {'; '.join(map(str, c['unstable']))}")
         rows.append([name] + [_fmt(m.get(k), k) for k, _ in COLUMNS])
-    return format_table(["run"] + [name for _, name in COLUMNS], rows)
+    out = format_table(["run"] + [name for _, name in COLUMNS], rows)
+    if unstable:
+        from .tables import unstable_bound_text
+        out += [f"‡ = unstable stage 2 ({unstable_bound_text()}); recorded, but its numbers say little:", *unstable]
+    return out
 
 
 def print_run_table(run_dirs: list[Path]) -> None:

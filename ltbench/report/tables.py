@@ -7,6 +7,7 @@ Runs that fail ``ltbench.audit.check_run`` never reach a table: they are reporte
 from __future__ import annotations
 
 import io
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..audit import check_run
+from ..audit import LOSS_RISE_BOUND, NLL_BOUND, check_run, stability_flags
 from ..errors import LtbenchError
 from ..paths import config_dataset_tag
 from ..store import iter_run_dirs, read_run
@@ -29,6 +30,33 @@ FORMATS = ("latex", "markdown", "csv")
 # stage-2 method on the same seed and extractor) and the stage-2 time of the method itself, in seconds
 COST_KEYS = ("stage1_train_time_s", "stage2_time_s")
 COST_NAMES = {"stage1_train_time_s": "stage-1 time", "stage2_time_s": "stage-2 time"}
+# marks on a setting's seed count n, each explained in the footnote: a reduced schedule, an unstable stage 2
+REDUCED_MARK = "†"
+UNSTABLE_MARK = "‡"
+
+
+def run_unstable(d: Path, config: dict, metrics: dict) -> list[str]:
+    """Why run folder ``d``'s stage 2 looks unstable ([] when it does not).
+
+    config.json's ``unstable`` when recorded (the audit has checked it against the log and metrics); a run recorded
+    before the flag existed gets the same flags recomputed, so no table ranks an unstable run unmarked.
+    """
+    if isinstance(config.get("unstable"), list):
+        return [str(f) for f in config["unstable"]]
+    rows = []
+    log = Path(d) / "log.jsonl"
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows.append(row if isinstance(row, dict) else {})
+    return stability_flags(rows, metrics, len(config.get("train_class_counts") or []))
+
+
+def unstable_bound_text() -> str:
+    """The stated bounds, as every footnote words them."""
+    return (f"the last stage-2 epoch's training loss above {LOSS_RISE_BOUND:g}x the first's, or test NLL above "
+            f"{NLL_BOUND:g} x log C")
 def _declared_methods() -> tuple[dict[str, str], dict[str, int]]:
     """Labels and table order as each method declares them (``Method.label`` / ``Method.order``)."""
     from ..registry import get_method, method_names
@@ -81,9 +109,12 @@ def collect_runs(results: Path | str, datasets: tuple[str, ...] | list[str] | No
             row[k] = float(v) if v is not None else math.nan
         env = c.get("environment") or {}
         row["device_name"] = str(env.get("device_name") or env.get("device") or "")
+        why = run_unstable(d, c, m)
+        row["unstable"], row["unstable_why"] = bool(why), "; ".join(why)
         rows.append(row)
     cols = ["dataset", "imbalance", "dataset_tag", "stage1_mode", "method", "seed", "reduced", "dir"] + \
-        [k for k, _, _ in METRICS] + list(EXTRA_METRICS) + list(COST_KEYS) + ["device_name"]
+        [k for k, _, _ in METRICS] + list(EXTRA_METRICS) + list(COST_KEYS) + ["device_name", "unstable",
+                                                                              "unstable_why"]
     df = pd.DataFrame(rows, columns=cols)
     dropped: list[Path] = []
     if len(df):
@@ -107,6 +138,9 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         row = {"dataset_tag": tag, "dataset": g["dataset"].iloc[0], "imbalance": g["imbalance"].iloc[0],
                "stage1_mode": s1, "method": meth, "n": len(g), "seeds": ",".join(map(str, sorted(g["seed"]))),
                "reduced": bool(g["reduced"].any())}
+        # a mean over seeds is marked when any of its seeds is unstable
+        flagged = sorted(g.loc[g["unstable"].astype(bool), "seed"]) if "unstable" in g else []
+        row["unstable"], row["unstable_seeds"] = bool(flagged), ",".join(map(str, flagged))
         for k in [k for k, _, _ in METRICS] + list(EXTRA_METRICS):
             v = g[k].to_numpy(dtype=float)
             v = v[~np.isnan(v)]
@@ -189,7 +223,25 @@ def _footnote(agg: pd.DataFrame) -> str:
              "many/medium/few: >100 / 20-100 / <20 training images per class"]
     if agg["reduced"].any():
         parts.append("† reduced schedule (fewer epochs than the protocol): not comparable to published numbers")
+    if "unstable" in agg and agg["unstable"].any():
+        parts.append(unstable_footnote(agg))
     return "; ".join(parts) + "."
+
+
+def unstable_footnote(agg: pd.DataFrame) -> str:
+    """'‡ unstable stage 2 (<bound>) ... in: <setting> (seed(s) ...)': the bound and every affected run."""
+    sub = agg[agg["unstable"].astype(bool)]
+    where = [f"{r.dataset_tag} {STAGE1_NAMES.get(r.stage1_mode, r.stage1_mode)} + "
+             f"{METHOD_NAMES.get(r.method, r.method)} (seed{'s' if ',' in r.unstable_seeds else ''} "
+             f"{r.unstable_seeds.replace(',', ', ')})" for r in sub.itertuples()]
+    return (f"{UNSTABLE_MARK} unstable stage 2 ({unstable_bound_text()}; the reasons are in each run's config.json, "
+            "'unstable'), kept in the mean, in: " + ", ".join(where))
+
+
+def marks(row: pd.Series) -> str:
+    """The seed-count suffix: ' †' for a reduced schedule, ' ‡' for an unstable stage 2 in any seed."""
+    return (f" {REDUCED_MARK}" if row["reduced"] else "") + \
+        (f" {UNSTABLE_MARK}" if bool(row.get("unstable", False)) else "")
 
 
 def render_markdown(agg: pd.DataFrame, keep_order: bool = False, cost: bool = False) -> str:
@@ -219,7 +271,7 @@ def render_markdown(agg: pd.DataFrame, keep_order: bool = False, cost: bool = Fa
             for k, _, _ in METRICS:
                 txt = cell_text(r, k)
                 cells.append(f"**{txt}**" if best.loc[i, k] else txt)
-            ns.append(f"{r['n']}" + (" †" if r["reduced"] else ""))
+            ns.append(f"{r['n']}" + marks(r))
             if cost:
                 costs += [c.replace("|", "/") for c in cost_cells(r)]
         lines.append("| " + " | ".join(cells + ns + costs) + " |")
@@ -291,14 +343,15 @@ def render_latex(agg: pd.DataFrame, caption: str = "Long-tailed classification r
             for k, _, _ in METRICS:
                 txt = "--" if math.isnan(r[f"{k}_mean"]) else cell_text(r, k, pm=r"\,$\pm$\,")
                 cells.append(rf"\textbf{{{txt}}}" if best.loc[i, k] else txt)
-            cells.append(f"{r['n']}" + (r"$^\dagger$" if r["reduced"] else ""))
+            cells.append(f"{r['n']}" + (r"$^\dagger$" if r["reduced"] else "")
+                         + (r"$^\ddagger$" if bool(r.get("unstable", False)) else ""))
             if cost:
                 cells += [tex_escape(c) for c in cost_cells(r)]
         lines.append(" & ".join(cells) + r" \\")
     foot = _footnote(agg)
     if cost:
         foot = foot[:-1] + "; S1 / S2 time: " + COST_FOOTNOTE.split(": ", 1)[1] + "."
-    note = tex_escape(foot).replace("±", r"$\pm$").replace("†", r"$^\dagger$")
+    note = tex_escape(foot).replace("±", r"$\pm$").replace("†", r"$^\dagger$").replace("‡", r"$^\ddagger$")
     lines += [
         r"\bottomrule",
         r"\end{tabular}}",
@@ -314,11 +367,13 @@ def render_latex(agg: pd.DataFrame, caption: str = "Long-tailed classification r
 def render_csv(agg: pd.DataFrame, cost: bool = False) -> str:
     """Machine-readable: one row per setting with mean, std and count of every metric (no formatting); ``cost``
     adds the mean stage-1 and stage-2 wall times in seconds and the device."""
-    cols = ["dataset", "imbalance", "dataset_tag", "stage1_mode", "method", "n", "seeds", "reduced"]
+    cols = ["dataset", "imbalance", "dataset_tag", "stage1_mode", "method", "n", "seeds", "reduced", "unstable",
+            "unstable_seeds"]
     for k in [k for k, _, _ in METRICS] + list(EXTRA_METRICS):
         cols += [f"{k}_mean", f"{k}_std", f"{k}_n"]
     if cost:
         cols += [f"{k}_mean" for k in COST_KEYS] + ["device_name"]
+    agg = agg.assign(**{c: agg[c] if c in agg else v for c, v in (("unstable", False), ("unstable_seeds", ""))})
     buf = io.StringIO()
     agg[cols].to_csv(buf, index=False, float_format="%.6g")
     return buf.getvalue()

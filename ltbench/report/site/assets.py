@@ -49,6 +49,7 @@ details { margin: 6px 0; }
 span.tag { display: inline-block; font-size: 11px; padding: 0 5px; border-radius: 3px; background: #fff1d6;
            color: #7a4b00; border: 1px solid #f0d08c; }
 span.tag.full { background: #e3f6e8; color: #1d6b34; border-color: #9fd8b0; }
+span.tag.unstable { background: #fde2e1; color: #8a1c1c; border-color: #f0a3a0; }
 @media (max-width: 600px) {
   main { padding: 10px 10px 30px; }
   header.top { padding: 8px 10px; }
