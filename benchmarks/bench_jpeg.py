@@ -1,11 +1,14 @@
 """JPEG input pipeline + ResNet-50 training step, images/s: ltbench's FileListLTData against torchvision's
-ImageFolder + DataLoader (same transforms) in the same run. Generated ~500x375 JPEGs. Results -> JSON.
+ImageFolder + DataLoader (same transforms) in the same run. Generated ~500x375 JPEGs. Results -> JSON in the
+git-ignored outputs/benchmarks/jpeg-<device>-<date>.json (LTBENCH_BENCH_OUT names another file; ``--bench-record``
+writes the committed benchmarks/results/ instead).
 
     python -m pytest benchmarks/bench_jpeg.py --benchmark-json /tmp/bench.json -p no:cacheprovider
 Set LTBENCH_BENCH_N (images, default 48) and LTBENCH_BENCH_WORKERS (default 2). On CUDA ours decodes with nvJPEG.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import sys
@@ -16,6 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from jpeg_fixture import make_tree  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import result_path  # noqa: E402
 
 N = int(os.environ.get("LTBENCH_BENCH_N", 48))
 WORKERS = int(os.environ.get("LTBENCH_BENCH_WORKERS", 2))
@@ -46,10 +52,15 @@ def _reference_loader(tree):
                                        pin_memory=DEVICE.type == "cuda")
 
 
-def _record(name: str, benchmark, n_images: int) -> None:
+@pytest.fixture(scope="module")
+def record(pytestconfig) -> bool:
+    """``--bench-record`` (benchmarks/conftest.py): write the committed benchmarks/results/ instead of outputs/."""
+    return bool(pytestconfig.getoption("--bench-record", default=False))
+
+
+def _record(name: str, benchmark, n_images: int, record: bool) -> None:
     RESULTS[name] = n_images / benchmark.stats.stats.min  # best round: warm imports and caches
-    default = f"benchmarks/results/jpeg-{RESULTS['device'].replace(' ', '_')}.json"
-    out = Path(os.environ.get("LTBENCH_BENCH_OUT", default))
+    out = result_path(f"jpeg-{RESULTS['device'].replace(' ', '_')}-{_dt.date.today().isoformat()}.json", record)
     if "ours_pipeline" in RESULTS and "reference_pipeline" in RESULTS:
         RESULTS["pipeline_ratio"] = RESULTS["ours_pipeline"] / RESULTS["reference_pipeline"]
     if "ours_train_step" in RESULTS and "reference_train_step" in RESULTS:
@@ -58,18 +69,18 @@ def _record(name: str, benchmark, n_images: int) -> None:
     out.write_text(json.dumps(RESULTS, indent=2) + "\n")
 
 
-def test_pipeline_ours(benchmark, tree):
+def test_pipeline_ours(benchmark, tree, record):
     data = _ours(tree)
     run = lambda: sum(len(y) for _, y in data.train_batches(BATCH, torch.Generator().manual_seed(0), DEVICE))  # noqa
     n = benchmark.pedantic(run, rounds=2, iterations=1, warmup_rounds=1)
-    _record("ours_pipeline", benchmark, n)
+    _record("ours_pipeline", benchmark, n, record)
 
 
-def test_pipeline_reference(benchmark, tree):
+def test_pipeline_reference(benchmark, tree, record):
     loader = _reference_loader(tree)
     run = lambda: sum(len(y.to(DEVICE)) for x, y in ((x.to(DEVICE), y) for x, y in loader))  # noqa
     n = benchmark.pedantic(run, rounds=2, iterations=1, warmup_rounds=1)
-    _record("reference_pipeline", benchmark, n)
+    _record("reference_pipeline", benchmark, n, record)
 
 
 def _train_epoch(batches, max_steps: int) -> int:
@@ -96,15 +107,15 @@ def _train_epoch(batches, max_steps: int) -> int:
 STEPS = int(os.environ.get("LTBENCH_BENCH_STEPS", 1 if DEVICE.type == "cpu" else 20))
 
 
-def test_train_step_ours(benchmark, tree):
+def test_train_step_ours(benchmark, tree, record):
     data = _ours(tree)
     n = benchmark.pedantic(lambda: _train_epoch(data.train_batches(BATCH, torch.Generator().manual_seed(0), DEVICE),
                                                 STEPS), rounds=1, iterations=1)
-    _record("ours_train_step", benchmark, n)
+    _record("ours_train_step", benchmark, n, record)
 
 
-def test_train_step_reference(benchmark, tree):
+def test_train_step_reference(benchmark, tree, record):
     loader = _reference_loader(tree)
     n = benchmark.pedantic(lambda: _train_epoch(((x.to(DEVICE), y) for x, y in loader), STEPS),
                            rounds=1, iterations=1)
-    _record("reference_train_step", benchmark, n)
+    _record("reference_train_step", benchmark, n, record)

@@ -11,6 +11,18 @@ from ltbench.data.base import TensorLTData
 SHARED_DATA = Path(os.environ.get("LTBENCH_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data"
 
 
+def result_path(name: str, record: bool = False, env: dict | None = None) -> Path:
+    """Where a benchmark writes its JSON ``name``: $LTBENCH_BENCH_OUT when set; else the committed benchmarks/results/
+    with ``record`` (pytest ``--bench-record``: a measurement meant for git); else the git-ignored
+    outputs/benchmarks/ of the repository, whatever the working directory, so a benchmark never leaves untracked
+    files in the tree (the rule of conftest.ratio_path)."""
+    env = os.environ if env is None else env
+    if env.get("LTBENCH_BENCH_OUT"):
+        return Path(env["LTBENCH_BENCH_OUT"])
+    here = Path(__file__).resolve().parent
+    return here / "results" / name if record else here.parent / "outputs" / "benchmarks" / name
+
+
 def bench_device() -> torch.device:
     name = os.environ.get("LTBENCH_BENCH_DEVICE", "auto")
     if name == "auto":
