@@ -3,6 +3,9 @@
 Stage-2 methods that keep the extractor frozen (cRT, LWS, tau-norm, SWAG, SRepr) train only a classifier, so the
 extractor runs once per image (per pool member) instead of once per stage-2 epoch. The SWAG pool (P sampled
 extractors, each with its own recomputed BN statistics) is shared by ``swag`` and ``srepr``.
+
+Every pass over a split (features, BN recomputes) shows live progress as stage 1 does (``ltbench.progress``): a
+bar on a terminal, plain lines with images/s and ETA otherwise, nothing when the run's echo is quiet.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn as nn
@@ -44,6 +47,23 @@ def cached(path: Path, compute: Callable[[], dict], device: torch.device) -> dic
 SPLITS = ("train", "test")
 
 
+def _split_size(data, split: str) -> int | None:
+    """Images in ``split`` (None when the view hides it: the progress then counts without a total)."""
+    try:
+        return len(data.train_labels if split == "train" else data.test_labels)
+    except AttributeError:
+        return None
+
+
+def tracked(ctx, batches: Iterable, desc: str, split: str) -> Iterator:
+    """``batches`` (x, y) with live progress under ``desc``, counted in images of ``split``: a bar on a terminal;
+    otherwise a plain line each tenth (or every 30 s) and a closing line; silent when ``ctx.echo`` is quiet (DDP
+    ranks other than 0)."""
+    from ..progress import track
+    return track(batches, total=_split_size(ctx.data, split), desc=desc, unit="img", weight=lambda b: len(b[-1]),
+                 quiet=bool(getattr(ctx.echo, "quiet", False)))
+
+
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -58,7 +78,7 @@ def base_features(ctx, split: str = "train") -> dict:
 
     def compute() -> dict:
         ctx.echo(f"stage 2: extracting {split} features of the frozen stage-1 extractor")
-        z, y = extract(ext, data.eval_batches(split, bs, dev))
+        z, y = extract(ext, tracked(ctx, data.eval_batches(split, bs, dev), f"stage 2: {split} features", split))
         return {split: z, f"{split}_y": y}
     return cached(base_features_file(ctx.stage1.dir, split), compute, dev)
 
@@ -103,13 +123,16 @@ def swag_pool_features(ctx, pool_size: int, scale: float, diag_only: bool, bn: s
             ctx.echo(f"stage 2: extracting {split} features of the base extractor and {pool_size} SWAG samples "
                      "in one pass")
             feats, y = extract_many([art.network.extractor] + [n.extractor for n in nets],
-                                    data.eval_batches(split, bs, dev))
+                                    tracked(ctx, data.eval_batches(split, bs, dev),
+                                            f"stage 2: {split} features, base + {pool_size} SWAG samples", split))
             cached(base_features_file(art.dir, split), lambda: {split: feats[0], f"{split}_y": y}, dev)
             return {split: torch.stack(feats[1:]), "options": opts}
         out = []
         for p, net in enumerate(nets):
             ctx.echo(f"stage 2: SWAG sample {p + 1}/{pool_size}: extracting {split} features")
-            out.append(extract(net.extractor, data.eval_batches(split, bs, dev))[0])
+            out.append(extract(net.extractor, tracked(ctx, data.eval_batches(split, bs, dev),
+                                                      f"stage 2: SWAG sample {p + 1}/{pool_size} {split} features",
+                                                      split))[0])
         return {split: torch.stack(out), "options": opts}
     return cached(swag_pool_file(art.dir, key, split), compute, dev)
 
@@ -134,13 +157,17 @@ def pool_members(ctx, opts: dict, key: str) -> list[dict]:
             nets = [network_with_weights(art.network, draw(), None) for _ in range(P)]
             if bn == "recompute":
                 ctx.echo(f"stage 2: recomputing BN of {P} SWAG samples in one augmented pass")
-                update_bn_many(nets, data.train_batches(ctx.cfg.stage1.batch_size, gen, dev))
+                update_bn_many(nets, tracked(ctx, data.train_batches(ctx.cfg.stage1.batch_size, gen, dev),
+                                             f"stage 2: BN pass of {P} SWAG samples", "train"))
         else:
             nets = []
             for p in range(P):
                 ctx.echo(f"stage 2: SWAG sample {p + 1}/{P}" + (": recomputing BN" if bn == "recompute" else ""))
                 vec = draw()
-                bn_batches = data.train_batches(ctx.cfg.stage1.batch_size, gen, dev) if bn == "recompute" else None
+                bn_batches = None
+                if bn == "recompute":
+                    bn_batches = tracked(ctx, data.train_batches(ctx.cfg.stage1.batch_size, gen, dev),
+                                         f"stage 2: SWAG sample {p + 1}/{P} BN pass", "train")
                 nets.append(network_with_weights(art.network, vec, bn_batches))
         return {"members": [{k: v.detach().cpu() for k, v in n.state_dict().items()} for n in nets],
                 "options": opts}

@@ -161,7 +161,10 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
         echo(f"stage 1: SWA average of {swag.n} snapshot{'s' if swag.n != 1 else ''}; recomputing BN statistics")
         # DDP: whole global batches round-robin over ranks, so the averaged BN statistics equal one process's
         kw = {"shard": "batches"} if world > 1 and hasattr(data, "eval_indices") else {}
-        net = network_with_weights(net, swag.mean, data.train_batches(s.batch_size, gen, device, **kw))
+        from ..progress import track
+        bn_batches = track(data.train_batches(s.batch_size, gen, device, **kw), total=n, desc="stage 1: SWA BN pass",
+                           unit="img", weight=lambda b: len(b[-1]), quiet=quiet)
+        net = network_with_weights(net, swag.mean, bn_batches)
         seconds += time.perf_counter() - t0
     if is_main():
         invalidate_derived(d)
