@@ -100,8 +100,8 @@ if want groups; then
     if ((last_s > 0 && $(left) < last_s + 15)); then
       SUMMARY+=("$(printf '%-16s not started: the last group took %ss, %ss left' "group $g" "$last_s" "$(left)")"); continue
     fi
-    if step "group-$ds-$imb" "$PY" bench.py grid --datasets "$ds" --imbalance "$imb" --seeds "$SEEDS" \
-         ${METHODS:+--methods "$METHODS"} --data-root "$DATA" --results "$RES" --device "$DEVICE" --batched \
+    if step "group-$ds-$imb" "$PY" bench.py grid --dataset "$ds" --imbalance "$imb" --seed "$SEEDS" \
+         ${METHODS:+--method "$METHODS"} --data-root "$DATA" --results "$RES" --device "$DEVICE" --batched \
          --calibration-steps 0 $RUN_ARGS; then
       last_s=$LAST_S
       GROUP_ROWS+=("$ds $imb $LAST_S")

@@ -1,4 +1,5 @@
-"""``bench.py grid``: plan, project and run the whole CIFAR-LT protocol grid, resumably.
+"""Plan, project and run the whole CIFAR-LT protocol grid, resumably (the library of ``bench.py grid``, whose
+command is ``ltbench/cli/grid.py``).
 
 The grid is datasets x imbalance factors x seeds x (stage-1 extractor, stage-2 method). Runs that share a stage-1
 artifact (same dataset, IF, seed and extractor) form one *group* and run back to back in one process, so stage 1
@@ -24,25 +25,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import queue
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import click
 import torch
 
-from .cli_options import SEEDS, output_folder_option
-from .config import RunConfig, default_output_dir, resolve
+from .config import STAGE1_MODES, RunConfig, default_output_dir, resolve
 from .errors import LtbenchError
+from .paths import run_dir_for, stage1_cached
+from .progress import EVERY_S, Progress
 from .registry import get_dataset, get_method, method_names
-from .store import is_complete, run_dir
-from .train.stage1 import stage1_dir
+from .store import is_complete
 
 Echo = Callable[[str], None]
-DEFAULT_DATASETS = ("cifar10-lt", "cifar100-lt")
-DEFAULT_IMBALANCE = (10, 50, 100)
-DEFAULT_SEEDS = (0, 1, 2)
 # SWAG pool cost in extractor passes over the train set per member: one BN-recompute pass (augmented) plus the
 # train and test feature passes; used only for the projection.
 POOL_PASSES_PER_MEMBER = 1.0
@@ -68,30 +67,44 @@ class Group:
         return [r for r in self.runs if not r.done]
 
     @property
-    def stage1_cached(self) -> bool:  # the folder name ends in -d<data fingerprint>, known only once data is loaded
-        d = stage1_dir(self.runs[0].cfg)
-        return any(d.parent.glob(f"{d.name}-d*/final.pt"))
+    def stage1_cached(self) -> bool:  # any data fingerprint: the one of the data is known only once it is loaded
+        return stage1_cached(self.runs[0].cfg)
 
 
-def method_grid(methods: list[str] | None = None) -> list[tuple[str, str]]:
-    """(method, stage-1 mode) pairs as ``run --method all`` forms them: SWAG-based methods only on SWA.
+def method_grid(methods: list[str] | None = None, stage1_modes: tuple[str, ...] | list[str] = STAGE1_MODES
+                ) -> list[tuple[str, str]]:
+    """(method, stage-1 mode) pairs as ``run --method all`` forms them: each method on the extractors it runs on
+    (SWAG-based methods only on SWA).
 
-    ``methods`` restricts the grid to those methods (default: every registered method)."""
+    ``methods`` restricts the grid to those methods (default, or ``all``: every registered method) and
+    ``stage1_modes`` to those extractors; a method named explicitly that runs on none of them is an error (it
+    would silently plan nothing)."""
+    for s in stage1_modes:
+        if s not in STAGE1_MODES:
+            raise LtbenchError(f"unknown --stage1 {s!r}; valid: {', '.join(STAGE1_MODES)}")
     names = method_names()
-    if methods:
+    if methods and "all" not in methods:
         for m in methods:
-            get_method(m)  # clear error for an unknown name
+            cls = get_method(m)  # clear error for an unknown name
+            if not set(cls.stage1_modes) & set(stage1_modes):
+                cls.check_stage1(stage1_modes[0])  # raises, naming the extractor it needs
         names = [m for m in names if m in methods]
-    return [(m, s) for s in ("sgd", "swa") for m in names if not (get_method(m).requires_swag and s != "swa")]
+    return [(m, s) for s in STAGE1_MODES if s in stage1_modes for m in names if s in get_method(m).stage1_modes]
 
 
 def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epochs: int | None = None,
                stage2_epochs: int | None = None, preset: str | None = None, data_root: str | None = None,
-               results: str | None = None, device: str = "auto", methods: list[str] | None = None) -> list[Group]:
+               results: str | None = None, device: str = "auto", methods: list[str] | None = None,
+               stage1_modes: tuple[str, ...] | list[str] = STAGE1_MODES,
+               method_options: dict[str, dict] | None = None, deterministic: bool = False,
+               subset_seed: int = 0) -> list[Group]:
     """Every run of the grid, grouped by stage-1 artifact, in a stable order (dataset, IF, seed, extractor).
 
-    ``results`` defaults to :func:`default_output_dir`, as on the command line."""
+    Every config is resolved (and so validated) here, before any compute. ``method_options``: per method, the
+    ``--option`` values it takes (see ``ltbench.cli.options.options_for_methods``). ``results`` defaults to
+    :func:`default_output_dir`, as on the command line."""
     results = results or default_output_dir()
+    method_options = method_options or {}
     from .runner import finished_run_differs
 
     groups: dict[tuple, Group] = {}
@@ -103,10 +116,12 @@ def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epo
                 raise LtbenchError(f"{ds}: unsupported imbalance factor {imb}; supported: "
                                    f"{', '.join(map(str, spec.imbalance_factors))}")
             for seed in seeds:
-                for method, mode in method_grid(methods):
+                for method, mode in method_grid(methods, stage1_modes):
                     cfg = resolve(method, ds, imb, mode, seed, preset or spec.preset, epochs=epochs,
-                                  stage2_epochs=stage2_epochs, data_root=data_root, results=results, device=device)
-                    out = run_dir(results, cfg.dataset_tag, cfg.run_name, seed)
+                                  stage2_epochs=stage2_epochs, subset_seed=subset_seed,
+                                  method_options=method_options.get(method, {}), data_root=data_root,
+                                  results=results, device=device, deterministic=deterministic)
+                    out = run_dir_for(cfg, results)
                     key = (ds, imb, seed, mode, cfg.stage1_key())
                     complete = is_complete(out)
                     conflict = finished_run_differs(cfg, out) if complete else None
@@ -236,23 +251,175 @@ def fmt_s(sec: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
+def project_grid(groups: list[Group], dev: torch.device, steps: int, batched: bool, stack_max: int,
+                 echo: Echo) -> dict[tuple, float]:
+    """Projected seconds per group of pending work, from a short timed calibration on ``dev`` (0 for groups with
+    nothing pending, or everywhere when ``steps`` is 0). Throughput depends on the network and batch, not on the
+    imbalance factor: each (architecture, batch, classes) is calibrated once; with ``batched``, each stack size too."""
+    projected: dict[tuple, float] = {g.key: 0.0 for g in groups}
+    todo = [g for g in groups if g.pending]
+    if not todo or steps <= 0:
+        return projected
+    rates: dict[tuple, Throughput] = {}
+    sizes: dict[tuple, tuple[int, int]] = {}
+    for g in todo:
+        cfg = g.runs[0].cfg
+        spec = get_dataset(cfg.dataset)
+        rk = (cfg.stage1.arch, cfg.stage1.batch_size, spec.num_classes)
+        sk = (cfg.dataset, cfg.imbalance, cfg.subset_seed)
+        if rk not in rates or sk not in sizes:
+            data = _load(cfg)
+            sizes[sk] = (len(data.train_labels), len(data.test_labels))
+            if rk not in rates:
+                tp = rates[rk] = calibrate(cfg, data, dev, steps=steps)
+                echo(f"calibration {cfg.stage1.arch} {spec.num_classes} classes on {tp.device}: "
+                     f"{tp.train_img_s:,.0f} train img/s, {tp.eval_img_s:,.0f} eval img/s ({tp.how})")
+        projected[g.key] = project_group_seconds(g, *sizes[sk], rates[rk])
+    if batched:  # stage 1 of a stack: each network at the stack's aggregate rate
+        stacked: dict[tuple, float] = {}
+        for unit in stage1_stacks(todo, stack_max):
+            pend = [g for g in unit if not g.stage1_cached]
+            if len(pend) < 2:
+                continue
+            cfg = pend[0].runs[0].cfg
+            spec = get_dataset(cfg.dataset)
+            rk = (cfg.stage1.arch, cfg.stage1.batch_size, spec.num_classes)
+            sk = (cfg.dataset, cfg.imbalance, cfg.subset_seed)
+            if rk + (len(pend),) not in stacked:
+                agg = stacked[rk + (len(pend),)] = calibrate_stacked(cfg, _load(cfg), dev, len(pend), steps)
+                echo(f"calibration: {len(pend)} stacked {cfg.stage1.arch} on {dev}: {agg:,.0f} train img/s "
+                     f"together ({agg / rates[rk].train_img_s:.2f}x one network's)")
+            for g in pend:
+                projected[g.key] = project_group_seconds(
+                    g, *sizes[sk], dataclasses.replace(rates[rk], train_img_s=stacked[rk + (len(pend),)]))
+    return projected
+
+
+def _load(cfg: RunConfig):
+    """The dataset of ``cfg`` as its run loads it (preset data settings and subset seed included)."""
+    spec = get_dataset(cfg.dataset)
+    kw = dict(cfg.data or {})
+    if cfg.subset_seed:
+        kw["subset_seed"] = cfg.subset_seed
+    return spec.load(cfg.data_root, cfg.imbalance, **kw)
+
+
 # ----------------------------------------------------------------------------------------------- execution
 
 
-def _run_group(group: Group, echo: Echo) -> list[tuple[PlannedRun, float, str | None]]:
-    """Run the pending runs of one group in order; return (run, seconds, error or None) per run."""
+def _silent(s: str) -> None:
+    """A run's own progress inside a grid without --verbose: no lines, and no live bars (``quiet``)."""
+
+
+_silent.quiet = True  # type: ignore[attr-defined]
+
+
+class GridProgress(Progress):
+    """Progress across the grid's runs: runs done / total, elapsed and ETA.
+
+    On a terminal, a tqdm bar (``Progress``) with one line per finished run printed above it; otherwise one plain
+    line per finished run and, while a long run goes on, a ``grid: i/N runs done`` line every ``every_s`` seconds
+    (``heartbeat`` is called from a timer, see :func:`ticking`); nothing under ``quiet``. The ETA counts projected
+    work, not runs, once a projection exists: a run that trains stage 1 costs hundreds of head-only runs.
+    """
+
+    def __init__(self, total: int, projected_total: float = 0.0, **kw) -> None:
+        kw.setdefault("every_s", EVERY_S)
+        # plain lines come from finished runs and the heartbeat, not from fractions of the total
+        super().__init__(total, desc="grid", unit="run", closing_line=False, every_frac=2.0, **kw)
+        self.projected_total, self.projected_done = projected_total, 0.0
+        self.lock = threading.Lock()
+        if self.bar is not None:  # whole runs: "3/12", not Progress's scaled image counts ("3.00/12.0")
+            self.bar.unit_scale = False
+            self.bar.refresh()
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left: remaining projected work at the pace measured so far (by run counts without a
+        projection); None before anything finished."""
+        dt = (self.clock() if now is None else now) - self.start
+        if self.projected_total > 0 and self.projected_done > 0:
+            return max(self.projected_total - self.projected_done, 0.0) * dt / self.projected_done
+        if self.n > 0 and self.total:
+            return (self.total - self.n) * dt / self.n
+        return None
+
+    def _eta_text(self, now: float) -> str:
+        eta = self.eta(now)
+        return "?" if eta is None else fmt_s(eta)
+
+    def _line(self, now: float) -> str:
+        return (f"grid: {self.n}/{self.total} runs done, elapsed {fmt_s(now - self.start)}, "
+                f"ETA {self._eta_text(now)}")
+
+    def write(self, text: str) -> None:
+        """A line above the bar (terminal) or a plain line; nothing under ``quiet``."""
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            self._print(text)
+
+    def finished(self, what: str, seconds: float, err: str | None, projected_s: float = 0.0) -> None:
+        """One run is over (done or failed): count it and print ``[i/N] what  status  elapsed  ETA``."""
+        with self.lock:
+            self.projected_done += projected_s
+            now = self.clock()
+            n = self.n + 1
+            status = "FAILED: " + err if err else f"{seconds:.1f}s"
+            if self.bar is not None and not self.quiet:
+                self.bar.write(f"[{n}/{self.total}] {what}  {status}", file=self.stream)
+                self.update(1)
+                return
+            self.n = n
+            if not self.quiet:
+                self._print(f"[{n}/{self.total}] {what}  {status}  elapsed {fmt_s(now - self.start)}  "
+                            f"ETA {self._eta_text(now)}")
+                self.last_line = now
+
+    def heartbeat(self) -> None:
+        """Called periodically while runs go on: refresh the bar's clock, or print a plain line when one is due."""
+        with self.lock:
+            if self.quiet or self.closed:
+                return
+            if self.bar is not None:
+                self.bar.refresh()
+            else:
+                self.update(0)
+
+
+class ticking:
+    """Context manager: call ``fn`` every ``every_s`` seconds from a daemon thread until the block ends."""
+
+    def __init__(self, fn: Callable[[], None], every_s: float = 1.0) -> None:
+        self.fn, self.every_s = fn, every_s
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.every_s):
+            self.fn()
+
+    def __enter__(self) -> "ticking":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def _run_one(r: PlannedRun, echo: Echo) -> tuple[float, str | None]:
+    """Run one planned run; (seconds, error or None). A user-facing error fails the run, not the grid."""
     from .runner import execute
 
-    out = []
-    for r in group.pending:
-        t0 = time.perf_counter()
-        try:
-            execute(r.cfg, echo=echo, force=r.conflict is not None)
-            err = None
-        except LtbenchError as e:
-            err = str(e)
-        out.append((r, time.perf_counter() - t0, err))
-    return out
+    t0 = time.perf_counter()
+    try:
+        execute(r.cfg, echo=echo, force=r.conflict is not None)
+        err = None
+    except LtbenchError as e:
+        err = str(e)
+    return time.perf_counter() - t0, err
 
 
 def _worker(units: list[list[Group]], threads: int, q, verbose: bool, batched: bool = False) -> None:
@@ -263,10 +430,14 @@ def _worker(units: list[list[Group]], threads: int, q, verbose: bool, batched: b
     from .runner import execute
 
     pid = os.getpid()
-    echo = (lambda s: click.echo(f"  [pid {pid}] {s}", err=True)) if verbose else (lambda s: None)
+
+    def say(s: str) -> None:
+        print(f"  [pid {pid}] {s}", file=sys.stderr, flush=True)
+
+    echo = say if verbose else _silent
     for unit in units:
         if batched:
-            train_stack(unit, lambda s: click.echo(f"  [pid {pid}] {s}", err=True))
+            train_stack(unit, say)
         for r in (r for g in unit for r in g.pending):
             t0 = time.perf_counter()
             try:
@@ -318,16 +489,14 @@ def train_stack(unit: list[Group], echo: Echo) -> None:
     todo = [g for g in unit if not g.stage1_cached]
     if len(todo) < 2:
         return
-    from .registry import get_dataset
     from .runner import resolve_device, set_determinism
     from .train.batched import train_stage1_batched
 
     cfgs = [g.runs[0].cfg for g in todo]
     c = cfgs[0]
-    spec = get_dataset(c.dataset)
     t0 = time.perf_counter()
     try:
-        data = spec.load(c.data_root, c.imbalance, **c.data) if c.data else spec.load(c.data_root, c.imbalance)
+        data = _load(c)
         set_determinism(c.seed, c.deterministic)
         train_stage1_batched(cfgs, data, resolve_device(c.device), echo)
     except LtbenchError as e:
@@ -338,67 +507,65 @@ def train_stack(unit: list[Group], echo: Echo) -> None:
 
 
 def run_grid(groups: list[Group], jobs: int, projected: dict[tuple, float], echo: Echo, verbose: bool = False,
-             batched: bool = False, stack_max: int = 12) -> dict:
-    """Run every pending run; print ``[i/N] ... elapsed, ETA`` after each. Returns counts and wall time."""
+             batched: bool = False, stack_max: int = 12, quiet: bool = False, threads: int | None = None,
+             heartbeat_s: float = 1.0) -> dict:
+    """Run every pending run under a :class:`GridProgress` (``[i/N] ... elapsed, ETA`` per run, a live bar or
+    periodic lines in between). ``threads``: torch threads of this process, or of each ``--jobs`` worker (default:
+    the cores split between the workers). Returns counts and wall time."""
     todo = [g for g in groups if g.pending]
     total = sum(len(g.pending) for g in todo)
-    proj_total = sum(projected[g.key] for g in todo) or 1.0
     by_out = {str(r.out): (g, r) for g in todo for r in g.pending}
+    failed: list[tuple[str, str]] = []
     t0 = time.perf_counter()
-    done, failed = 0, []
-    done_proj = 0.0
+    progress = GridProgress(total, sum(projected[g.key] for g in todo), quiet=quiet)
+    say = progress.write  # lines above the bar; silent under quiet
 
     def report(out: str, secs: float, err: str | None) -> None:
-        nonlocal done, done_proj
-        done += 1
         g, r = by_out[out]
-        done_proj += projected[g.key] / max(len(g.pending), 1)
-        elapsed = time.perf_counter() - t0
-        # ETA: remaining projected work, rescaled by how fast the projection has been so far
-        rate = elapsed / done_proj if done_proj > 0 else 1.0
-        eta = max(proj_total - done_proj, 0.0) * rate
-        status = "FAILED: " + err if err else f"{secs:.1f}s"
         if err:
             failed.append((out, err))
-        echo(f"[{done}/{total}] {r.cfg.dataset_tag} {r.cfg.run_name} seed{r.cfg.seed}  {status}  "
-             f"elapsed {fmt_s(elapsed)}  ETA {fmt_s(eta)}")
+        progress.finished(f"{r.cfg.dataset_tag} {r.cfg.run_name} seed{r.cfg.seed}", secs, err,
+                          projected[g.key] / max(len(g.pending), 1))
 
     units = stage1_stacks(todo, stack_max) if batched else [[g] for g in todo]
-    if jobs <= 1 or len(units) <= 1:
-        inner = (lambda s: echo(f"  {s}")) if verbose else (lambda s: None)
-        for unit in units:
-            if batched:
-                train_stack(unit, echo)
-            for g in unit:
-                for r in g.pending:
-                    (res,) = _run_group(Group(g.key, [r]), inner)
-                    report(str(res[0].out), res[1], res[2])
-    else:
-        import multiprocessing as mp
-        ctx = mp.get_context("spawn")  # CUDA cannot be forked; spawn is safe on every platform
-        q = ctx.Queue()
-        cost = lambda u: sum(projected[g.key] for g in u)  # noqa: E731
-        shards = split_groups(units, jobs, cost)  # whole units: a stack trains in one worker
-        threads = max(1, (os.cpu_count() or 1) // len(shards))
-        procs = [ctx.Process(target=_worker, args=(s, threads, q, verbose, batched), daemon=False) for s in shards]
-        for p in procs:
-            p.start()
-        alive = len(procs)
-        while alive:
-            try:
-                msg = q.get(timeout=5)
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs):
-                    break
-                continue
-            if msg is None:
-                alive -= 1
-            else:
-                report(*msg)
-        for p in procs:
-            p.join()
-        if done < total:
-            failed.append(("(worker)", f"{total - done} runs were not reported; a worker process died"))
+    with progress, ticking(progress.heartbeat, heartbeat_s):
+        if jobs <= 1 or len(units) <= 1:
+            if threads is not None:
+                torch.set_num_threads(threads)
+            inner: Echo = (lambda s: say(f"  {s}")) if verbose else _silent
+            for unit in units:
+                if batched:
+                    train_stack(unit, say)
+                for g in unit:
+                    for r in g.pending:
+                        report(str(r.out), *_run_one(r, inner))
+        else:
+            import multiprocessing as mp
+            ctx = mp.get_context("spawn")  # CUDA cannot be forked; spawn is safe on every platform
+            q = ctx.Queue()
+            cost = lambda u: sum(projected[g.key] for g in u)  # noqa: E731
+            shards = split_groups(units, jobs, cost)  # whole units: a stack trains in one worker
+            per = threads if threads is not None else max(1, (os.cpu_count() or 1) // len(shards))
+            procs = [ctx.Process(target=_worker, args=(s, per, q, verbose, batched), daemon=False) for s in shards]
+            for p in procs:
+                p.start()
+            alive = len(procs)
+            while alive:
+                try:
+                    msg = q.get(timeout=5)
+                except queue.Empty:
+                    if not any(p.is_alive() for p in procs):
+                        break
+                    continue
+                if msg is None:
+                    alive -= 1
+                else:
+                    report(*msg)
+            for p in procs:
+                p.join()
+    done = progress.n
+    if done < total and jobs > 1 and len(units) > 1:
+        failed.append(("(worker)", f"{total - done} runs were not reported; a worker process died"))
     return {"runs": total, "done": done, "failed": failed, "seconds": time.perf_counter() - t0}
 
 
@@ -410,124 +577,6 @@ def print_plan(groups: list[Group], echo: Echo) -> None:
          f"{n_runs - n_done} to run; {n_s1} stage-1 trainings needed")
     for g in groups:
         ds, imb, seed, mode, _ = g.key
-        tag = f"{ds}" + (f"-if{imb}" if imb is not None else "")
+        tag = g.runs[0].cfg.dataset_tag
         state = "done" if not g.pending else ("stage 1 cached" if g.stage1_cached else "stage 1 to train")
         echo(f"  {tag:<18} seed{seed} {mode:<3}  {len(g.runs) - len(g.pending)}/{len(g.runs)} done  ({state})")
-
-
-def _csv(kind: type, text: str) -> list:
-    try:
-        return [kind(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise LtbenchError(f"cannot parse {text!r} as a comma-separated list of {kind.__name__}") from None
-
-
-def register(cli: click.Group) -> None:
-    """Add the ``grid`` command to the ``bench.py`` click group."""
-
-    @cli.command()
-    @click.option("--datasets", default=",".join(DEFAULT_DATASETS), show_default=True)
-    @click.option("--imbalance", default=",".join(map(str, DEFAULT_IMBALANCE)), show_default=True,
-                  help="imbalance factors (ignored for the fixed tiny sets)")
-    @click.option("--seeds", type=SEEDS, default=",".join(map(str, DEFAULT_SEEDS)), show_default=True)
-    @click.option("--methods", default="", help="comma-separated methods (default: every registered method)")
-    @click.option("--epochs", type=int, default=None, help="stage-1 epochs (fewer than the preset's = reduced)")
-    @click.option("--stage2-epochs", type=int, default=None)
-    @click.option("--preset", default=None, help="preset for every dataset (default: each dataset's protocol)")
-    @click.option("--data-root", type=click.Path(file_okay=False), default=None)
-    @output_folder_option
-    @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-    @click.option("--jobs", type=int, default=1, show_default=True,
-                  help="concurrent worker processes (share one GPU; on CPU the cores are split)")
-    @click.option("--batched/--no-batched", default=None,
-                  help="train the stage-1 networks of one dataset and IF together as one stacked network "
-                       "(default: on for CUDA, off for CPU)")
-    @click.option("--stack-max", type=int, default=12, show_default=True,
-                  help="at most this many stage-1 networks in one stacked network (with --batched)")
-    @click.option("--calibration-steps", type=int, default=6, show_default=True,
-                  help="timed training steps for the projection (0: no projection)")
-    @click.option("--dry-run", is_flag=True, help="print the plan and the projection, run nothing")
-    @click.option("--verbose", is_flag=True, help="also show each run's own progress lines")
-    @click.option("--replace", is_flag=True,
-                  help="re-run and replace finished runs whose config differs (e.g. reduced runs in a full grid)")
-    def grid(datasets, imbalance, seeds, methods, epochs, stage2_epochs, preset, data_root, results, device, jobs,
-             batched, stack_max, calibration_steps, dry_run, verbose, replace) -> None:
-        """Plan, project and run the full protocol grid (resumable: run it again to continue)."""
-        from .runner import resolve_device
-
-        echo = lambda s: click.echo(s, err=True)  # noqa: E731
-        if jobs < 1:
-            raise LtbenchError("--jobs must be at least 1")
-        if stack_max < 1:
-            raise LtbenchError("--stack-max must be at least 1")
-        groups = build_plan(_csv(str, datasets), _csv(int, imbalance), seeds, epochs, stage2_epochs,
-                            preset, data_root, results, device, _csv(str, methods) or None)
-        print_plan(groups, echo)
-        conflicts = [r for g in groups for r in g.runs if r.conflict]
-        if conflicts:
-            for r in conflicts[:10]:
-                echo(f"  differs: {r.out}: {r.conflict}")
-            if len(conflicts) > 10:
-                echo(f"  ... and {len(conflicts) - 10} more")
-            if not replace and not dry_run:
-                raise LtbenchError(f"{len(conflicts)} finished run folder(s) hold a run with a different config than "
-                                   "this grid's (listed above); pass --replace to re-run and replace them, or "
-                                   "--results DIR to write the grid elsewhere")
-        dev = resolve_device(device)
-        batched = dev.type == "cuda" if batched is None else batched
-        projected: dict[tuple, float] = {g.key: 0.0 for g in groups}
-        todo = [g for g in groups if g.pending]
-        if todo and calibration_steps > 0:
-            rates: dict[tuple, Throughput] = {}
-            sizes: dict[tuple, tuple[int, int]] = {}
-            for g in todo:
-                cfg = g.runs[0].cfg
-                spec = get_dataset(cfg.dataset)
-                # throughput depends on the network and batch, not on the imbalance factor: calibrate once each
-                rk = (cfg.stage1.arch, cfg.stage1.batch_size, spec.num_classes)
-                sk = (cfg.dataset, cfg.imbalance)
-                if rk not in rates or sk not in sizes:
-                    data = spec.load(cfg.data_root, cfg.imbalance)
-                    sizes[sk] = (len(data.train_labels), len(data.test_labels))
-                    if rk not in rates:
-                        tp = rates[rk] = calibrate(cfg, data, dev, steps=calibration_steps)
-                        echo(f"calibration {cfg.stage1.arch} {spec.num_classes} classes on {tp.device}: "
-                             f"{tp.train_img_s:,.0f} train img/s, {tp.eval_img_s:,.0f} eval img/s ({tp.how})")
-                projected[g.key] = project_group_seconds(g, *sizes[sk], rates[rk])
-            if batched:  # stage 1 of a stack: each network at the stack's aggregate rate
-                stacked: dict[tuple, float] = {}
-                for unit in stage1_stacks(todo, stack_max):
-                    pend = [g for g in unit if not g.stage1_cached]
-                    if len(pend) < 2:
-                        continue
-                    cfg = pend[0].runs[0].cfg
-                    spec = get_dataset(cfg.dataset)
-                    rk = (cfg.stage1.arch, cfg.stage1.batch_size, spec.num_classes)
-                    sk = (cfg.dataset, cfg.imbalance)
-                    if rk + (len(pend),) not in stacked:
-                        data = spec.load(cfg.data_root, cfg.imbalance)
-                        agg = stacked[rk + (len(pend),)] = calibrate_stacked(cfg, data, dev, len(pend),
-                                                                             calibration_steps)
-                        echo(f"calibration: {len(pend)} stacked {cfg.stage1.arch} on {dev}: {agg:,.0f} train img/s "
-                             f"together ({agg / rates[rk].train_img_s:.2f}x one network's)")
-                    for g in pend:
-                        projected[g.key] = project_group_seconds(
-                            g, *sizes[sk], dataclasses.replace(rates[rk], train_img_s=stacked[rk + (len(pend),)]))
-            serial = sum(projected.values())
-            echo(f"projected wall time: {fmt_s(serial)} for one process"
-                 + (f"; with --jobs {jobs}, at best {fmt_s(serial / jobs)} if the device scales "
-                    f"(it may not: measure)" if jobs > 1 else ""))
-        if dry_run or not todo:
-            if not todo:
-                echo("nothing to run: every run of the grid is complete")
-            return
-        if batched:
-            echo(f"stage 1: batched (stacks of up to {stack_max} networks of one dataset and IF)")
-        res = run_grid(groups, jobs, projected, echo, verbose, batched, stack_max)
-        echo(f"grid finished: {res['done']}/{res['runs']} runs in {fmt_s(res['seconds'])}"
-             + (f", {len(res['failed'])} failed" if res["failed"] else ""))
-        for out, err in res["failed"]:
-            echo(f"  failed: {out}: {err}")
-        if res["failed"]:
-            raise LtbenchError(f"{len(res['failed'])} grid runs failed; fix the cause and run the same command "
-                               "again (finished runs are skipped)")

@@ -80,8 +80,6 @@ def test_compare_differences(tmp_path):
 
 def test_compare_cli(tmp_path):
     import bench
-    from ltbench.report.cli import register
-    register(bench.cli)
     build_results(tmp_path)
     shutil.copy(default_baselines_path(), tmp_path / "baselines.csv")
     out = tmp_path / "cmp.md"

@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_tiny_grid_batched(tmp_path):
-    cmd = [sys.executable, str(REPO / "bench.py"), "grid", "--datasets", "cifar10-lt-tiny", "--seeds", "0",
-           "--methods", "ce", "--epochs", "2", "--stage2-epochs", "1", "--results", str(tmp_path / "res"),
+    cmd = [sys.executable, str(REPO / "bench.py"), "grid", "--dataset", "cifar10-lt-tiny", "--seed", "0",
+           "--method", "ce", "--epochs", "2", "--stage2-epochs", "1", "--results", str(tmp_path / "res"),
            "--device", "cpu", "--calibration-steps", "1", "--batched"]
     env = dict(os.environ, LTBENCH_CACHE=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=900)

@@ -138,3 +138,66 @@ def test_runs_go_to_outputs_not_the_committed_store(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "mine/runs/cifar10-lt-tiny/sgd-ce/seed0/metrics.json").is_file()
+
+
+# ------------------------------------------------------------------------ one package, one error format (issue 15)
+
+
+def test_help_imports_no_torch():
+    """`bench.py --help`, `run --help` and `grid --help` answer without importing torch (or numpy): the commands
+    import their libraries when they run."""
+    code = ("import sys, runpy\n"
+            "sys.argv = ['bench.py', *sys.argv[1:]]\n"
+            "try:\n    runpy.run_path('bench.py', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+            "heavy = sorted(m for m in ('torch', 'numpy', 'pandas', 'matplotlib') if m in sys.modules)\n"
+            "print('HEAVY', heavy)\n")
+    for args in (["--help"], ["run", "--help"], ["grid", "-h"], ["results", "check", "-h"]):
+        res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO)
+        assert res.returncode == 0, res.stderr
+        assert "Usage:" in res.stdout and res.stdout.strip().endswith("HEAVY []"), (args, res.stdout[-300:])
+
+
+def test_every_command_is_attached():
+    """The group holds every command; each comes from its own module under ltbench/cli/."""
+    import ltbench.cli as pkg
+    assert sorted(pkg.cli.commands) == ["compare", "data", "grid", "leaderboard", "list", "plot", "results", "run",
+                                        "site", "stats", "table"]
+    assert cli is pkg.cli
+    for name, cmd in pkg.cli.commands.items():
+        assert cmd.callback.__module__.startswith("ltbench.cli."), (name, cmd.callback.__module__)
+
+
+@pytest.mark.parametrize("args,command,names", [
+    (["run", "--method", "ce", "--dataset", "cifar10-lt-tiny", "--seed", "-5"], "run", "--seed"),
+    (["run", "--method", "ce", "--dataset", "cifar10-lt-tiny", "--seed", str(2 ** 32)], "run", "--seed"),
+    (["run", "--dataset", "cifar10-lt-tiny"], "run", "--method"),                       # missing required option
+    (["run", "--method", "ce", "--dataset", "cifar10-lt-tiny", "--bogus"], "run", "--bogus"),  # unknown option
+    (["run", "--method", "ce", "--dataset", "cifar10-lt-tiny", "--stage1", "adam"], "run", "--stage1"),
+    (["results", "check", "--tol", "nan"], "results check", "--tol"),
+    (["grid", "--dataset", "cifar10-lt-tiny", "--seed", "", "--dry-run"], "grid", "--seed"),  # empty seed list
+    (["grid", "--dataset", "cifar10-lt-tiny", "--seed", "0,0", "--dry-run"], "grid", "--seed"),
+    (["grid", "--dataset", "cifar10-lt-tiny", "--seeds", "0", "--dry-run"], "grid", "--seeds"),  # the old spelling
+    (["grid", "--dataset", "cifar10-lt-tiny", "--stage1", "sgd,adam", "--dry-run"], "grid", "--stage1"),
+    (["grid", "--dataset", "cifar10-lt-tiny", "--imbalance", "ten", "--dry-run"], "grid", "--imbalance"),
+    (["tabel"], "", "tabel"),                                                           # unknown command
+])
+def test_usage_errors_are_one_error_line(tmp_path, args, command, names):
+    """Click's usage errors look like every other bad input: one `error:` line on stderr naming the option, where
+    to read more, exit status 2, no usage block; nothing written."""
+    res = CliRunner().invoke(cli, args, env={"LTBENCH_RESULTS": str(tmp_path / "res")}, prog_name="bench.py")
+    assert res.exit_code == 2, (res.exit_code, res.output)
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert names in lines[0] and lines[0].endswith(f"; see 'bench.py{' ' + command if command else ''} -h'"), lines[0]
+    assert "Usage:" not in res.output and "Try " not in res.output and res.stdout == ""
+    assert not (tmp_path / "res").exists()
+
+
+def test_usage_error_from_the_real_script():
+    """The same line through the script itself (prog name from argv), as a user sees it."""
+    res = subprocess.run([sys.executable, str(REPO / "bench.py"), "run", "--method", "ce", "--dataset",
+                          "cifar10-lt-tiny", "--seed", "-5"], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.splitlines() == ["error: invalid value for '--seed': seed -5 is outside [0, 2^32 - 1]; seeds "
+                                       "are non-negative 32-bit integers; see 'bench.py run -h'"], res.stderr

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from conftest import SHARED_DATA
 from jpeg_fixture import TEST_PER_CLASS, TRAIN_COUNTS, make_tree
-from ltbench.data.cli import register
+from ltbench.cli.data import data_group
 from ltbench.data.file_lists import (decode_batch_tensor, eval_view, read_list, rrc_params, train_view)
 from ltbench.errors import LtbenchError
 from ltbench.registry import get_dataset
@@ -24,7 +24,7 @@ SAMPLE = SHARED_DATA / "imagenet-lt-sample"  # honours $LTBENCH_SHARED, like the
 def cli() -> click.Group:
     @click.group()
     def g() -> None: ...
-    register(g)
+    g.add_command(data_group)
     return g
 
 

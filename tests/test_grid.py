@@ -72,11 +72,11 @@ def test_split_groups_balances_and_keeps_groups_whole():
 
 
 def _tiny_grid(tmp_path, methods: list[str] | None, n: int, jobs: int = 1):
-    cmd = [sys.executable, str(REPO / "bench.py"), "grid", "--datasets", "cifar10-lt-tiny", "--seeds", "0",
+    cmd = [sys.executable, str(REPO / "bench.py"), "grid", "--dataset", "cifar10-lt-tiny", "--seed", "0",
            "--epochs", "2", "--stage2-epochs", "1", "--results", str(tmp_path / "res"), "--device", "cpu",
-           "--calibration-steps", "2", "--jobs", str(jobs)]
+           "--calibration-steps", "2", "--jobs", str(jobs), "--threads", "1", "--deterministic"]
     if methods:
-        cmd += ["--methods", ",".join(methods)]
+        cmd += ["--method", ",".join(methods)]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"grid: {n} runs in 2 stage-1 groups; 0 already complete" in res.stderr
@@ -86,6 +86,7 @@ def _tiny_grid(tmp_path, methods: list[str] | None, n: int, jobs: int = 1):
     assert len(folders) == n
     cfg = json.loads((folders[0].parent / "config.json").read_text())
     assert cfg["stage1"]["epochs"] == 2 and cfg["reduced"] is True
+    assert cfg["environment"]["cpu_threads"] == 1 and cfg["deterministic"] is True  # --threads, --deterministic
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"{n} already complete (skipped), 0 to run" in again.stderr
@@ -111,6 +112,143 @@ def test_unknown_method_in_grid(tmp_path):
 
 def test_grid_rejects_bad_jobs(tmp_path):
     from bench import cli
-    res = CliRunner().invoke(cli, ["grid", "--datasets", "cifar10-lt-tiny", "--jobs", "0", "--dry-run",
+    res = CliRunner().invoke(cli, ["grid", "--dataset", "cifar10-lt-tiny", "--jobs", "0", "--dry-run",
                                    "--results", str(tmp_path)])
     assert res.exit_code == 2 and "--jobs" in res.output
+
+
+# ------------------------------------------------------------------- one vocabulary with `run` (issue 17)
+
+
+def _dry(tmp_path, *args: str):
+    from bench import cli
+    return CliRunner().invoke(cli, ["grid", "--results", str(tmp_path / "res"), "--dry-run", "--calibration-steps",
+                                    "0", *args])
+
+
+def _plan_lines(output: str) -> list[str]:
+    return [line.strip() for line in output.splitlines() if line.startswith("  ") and " done  (" in line]
+
+
+def test_grid_list_options_repeat_or_take_comma_lists(tmp_path):
+    """`--seed 0 --seed 1` plans what `--seed 0,1` plans; the same for --dataset, --method and --stage1."""
+    a = _dry(tmp_path, "--dataset", "cifar10-lt-tiny", "--dataset", "cifar100-lt-tiny", "--seed", "0", "--seed", "1",
+             "--method", "ce", "--method", "crt")
+    b = _dry(tmp_path, "--dataset", "cifar10-lt-tiny,cifar100-lt-tiny", "--seed", "0,1", "--method", "ce,crt")
+    assert a.exit_code == 0 and b.exit_code == 0, (a.output, b.output)
+    # 2 datasets x 2 seeds x 2 extractors = 8 groups of 2 methods
+    assert "grid: 16 runs in 8 stage-1 groups" in a.output
+    assert _plan_lines(a.output) == _plan_lines(b.output) and len(_plan_lines(a.output)) == 8
+
+
+def test_grid_stage1_restricts_the_extractors(tmp_path):
+    sgd = _dry(tmp_path, "--dataset", "cifar10-lt-tiny", "--seed", "0", "--stage1", "sgd")
+    assert sgd.exit_code == 0, sgd.output
+    lines = _plan_lines(sgd.output)
+    assert len(lines) == 1 and " sgd " in lines[0]
+    n_sgd = sum(1 for _, s in method_grid() if s == "sgd")
+    assert f"grid: {n_sgd} runs in 1 stage-1 groups" in sgd.output
+    assert method_grid(["ce", "srepr"], ["swa"]) == [("ce", "swa"), ("srepr", "swa")]
+    assert method_grid(["all"], ["sgd"]) == method_grid(None, ["sgd"])
+    # a method named explicitly that runs on none of the chosen extractors is an error, not an empty plan
+    bad = _dry(tmp_path, "--dataset", "cifar10-lt-tiny", "--method", "srepr", "--stage1", "sgd")
+    assert bad.exit_code == 2 and "--stage1 swa" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_grid_options_go_to_the_methods_that_declare_them(tmp_path):
+    """--option follows run's rule: each selected method that declares the key gets it (typed), the others do not;
+    a key no selected method declares is an error before any compute."""
+    from ltbench.cli.options import options_for_methods
+    pairs = method_grid(["ce", "logit_adjust"], ["sgd"])
+    per = options_for_methods(("tau=0.5",), sorted({m for m, _ in pairs}))
+    groups = build_plan(["cifar10-lt-tiny"], [], [0], results=str(tmp_path), methods=["ce", "logit_adjust"],
+                        stage1_modes=["sgd"], method_options=per, deterministic=True)
+    cfgs = {r.cfg.method: r.cfg for g in groups for r in g.runs}
+    assert set(cfgs) == {"ce", "logit_adjust"}
+    assert cfgs["logit_adjust"].method_options["tau"] == 0.5 and "tau" not in cfgs["ce"].method_options
+    assert all(c.deterministic for c in cfgs.values())
+    bad = _dry(tmp_path, "--dataset", "cifar10-lt-tiny", "--method", "ce", "--option", "tau=0.5")
+    assert bad.exit_code == 2 and "--option tau" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    typed = _dry(tmp_path, "--dataset", "cifar10-lt-tiny", "--method", "logit_adjust", "--option", "tau=-1")
+    assert typed.exit_code == 2 and "tau" in typed.stderr
+    ok = _dry(tmp_path, "--dataset", "cifar10-lt-tiny", "--method", "ce,logit_adjust", "--option", "tau=0.5")
+    assert ok.exit_code == 0, ok.output
+    assert not (tmp_path / "res").exists()  # a dry run writes nothing
+
+
+def test_grid_quiet_dry_run_still_prints_the_plan(tmp_path):
+    r = _dry(tmp_path, "--dataset", "cifar10-lt-tiny", "--seed", "0", "--method", "ce", "--quiet")
+    assert r.exit_code == 0 and "grid: 2 runs in 2 stage-1 groups" in r.output
+
+
+# ------------------------------------------------------------------------------- live progress (issue 17)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_grid_progress_plain_lines():
+    """Not a terminal: one line per finished run ([i/N], its time, elapsed, ETA from the projected work left at the
+    pace so far) and, while a run goes on, a `grid: i/N runs done` line each `every_s` seconds (heartbeat)."""
+    import io
+    from ltbench.grid import GridProgress
+
+    clock, buf = _Clock(), io.StringIO()
+    p = GridProgress(4, projected_total=100.0, stream=buf, tty=False, clock=clock, every_s=30)
+    p.heartbeat()
+    clock.t = 31.0
+    p.heartbeat()                                              # 31 s with nothing finished: a line, ETA unknown
+    clock.t = 40.0
+    p.finished("cifar10-lt-tiny sgd-ce seed0", 40.0, None, projected_s=10.0)
+    clock.t = 50.0
+    p.heartbeat()                                              # 10 s after the last line: nothing
+    clock.t = 80.0
+    p.heartbeat()
+    clock.t = 90.0
+    p.finished("cifar10-lt-tiny sgd-crt seed0", 50.0, "boom", projected_s=40.0)
+    p.close()
+    # ETA = projected seconds left x (elapsed / projected seconds done): 90 x 40/10 = 360 s; 90 x 80/10 = 720 s;
+    # 50 x 90/50 = 90 s
+    assert buf.getvalue().splitlines() == [
+        "grid: 0/4 runs done, elapsed 31s, ETA ?",
+        "[1/4] cifar10-lt-tiny sgd-ce seed0  40.0s  elapsed 40s  ETA 6m00s",
+        "grid: 1/4 runs done, elapsed 1m20s, ETA 12m00s",
+        "[2/4] cifar10-lt-tiny sgd-crt seed0  FAILED: boom  elapsed 1m30s  ETA 1m30s",
+    ]
+    assert p.n == 2
+
+
+def test_grid_progress_without_projection_counts_runs_and_quiet_prints_nothing():
+    import io
+    from ltbench.grid import GridProgress
+
+    clock, buf = _Clock(), io.StringIO()
+    p = GridProgress(3, stream=buf, tty=False, clock=clock)
+    clock.t = 20.0
+    p.finished("a", 20.0, None)
+    assert buf.getvalue().splitlines() == ["[1/3] a  20.0s  elapsed 20s  ETA 40s"]  # 2 runs left x 20 s each
+    quiet, qbuf = GridProgress(3, stream=io.StringIO(), tty=False, clock=clock, quiet=True), None
+    clock.t = 100.0
+    quiet.finished("a", 1.0, None)
+    quiet.heartbeat()
+    quiet.close()
+    assert quiet.stream.getvalue() == "" and quiet.n == 1
+
+
+def test_grid_progress_on_a_terminal_is_a_bar():
+    import io
+    from ltbench.grid import GridProgress
+
+    clock, buf = _Clock(), io.StringIO()
+    p = GridProgress(2, stream=buf, tty=True, clock=clock)
+    clock.t = 5.0
+    p.finished("a", 5.0, None)
+    p.heartbeat()
+    p.close()
+    out = buf.getvalue()
+    assert p.bar is not None and "[1/2] a  5.0s" in out and "| 1/2 [00:05<00:05" in out and "grid: " in out

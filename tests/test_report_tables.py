@@ -27,8 +27,6 @@ def results(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def cli():
     import bench
-    from ltbench.report.cli import register
-    register(bench.cli)
     return bench.cli
 
 

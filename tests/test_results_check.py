@@ -10,14 +10,14 @@ from click.testing import CliRunner
 
 from ltbench.audit import check_all
 from ltbench.report.tables import collect_runs
-from ltbench.results_cli import register
+from ltbench.cli.results import results_group
 from report_fixtures import make_run
 
 
 def _cli() -> click.Group:
     @click.group()
     def g() -> None: ...
-    register(g)
+    g.add_command(results_group)
     return g
 
 

@@ -78,7 +78,7 @@ def test_grid_plans_a_differing_run_as_a_conflict_and_refuses_without_replace(tm
     assert again["swa-crt"].conflict and "option balanced" in again["swa-crt"].conflict
     assert again["swa-ce"].conflict is None and not again["swa-ce"].done  # nothing there yet
 
-    args = ["grid", "--datasets", "cifar10-lt-tiny", "--seeds", "0", "--methods", "ce,crt", "--results", str(res),
+    args = ["grid", "--dataset", "cifar10-lt-tiny", "--seed", "0", "--method", "ce,crt", "--results", str(res),
             "--calibration-steps", "0"]
     refused = CliRunner().invoke(cli, args)
     assert refused.exit_code == 2

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import bench
 from ltbench.audit import LOSS_RISE_BOUND, NLL_BOUND, check_run, schedule_problems, stability_flags
-from ltbench.cli_options import check_seed
+from ltbench.cli.options import check_seed
 from report_fixtures import make_run
 
 
@@ -140,9 +140,9 @@ def test_run_refuses_bad_seeds_before_any_compute(tmp_path, seed):
 @pytest.mark.parametrize("seeds,phrase", [("", "no seeds"), (" ", "no seeds"), ("0,-5", "outside"),
                                           ("0,,1", "empty entry"), (str(2 ** 32), "outside"), ("1,1", "repeats")])
 def test_grid_refuses_bad_seed_lists(tmp_path, seeds, phrase):
-    r = _bench("grid", "--datasets", "cifar10-lt-tiny", "--seeds", seeds, "--results", str(tmp_path / "res"),
+    r = _bench("grid", "--dataset", "cifar10-lt-tiny", "--seed", seeds, "--results", str(tmp_path / "res"),
                "--dry-run", "--calibration-steps", "0")
-    _usage_error(r, "--seeds", phrase)
+    _usage_error(r, "--seed", phrase)
     assert "complete" not in r.output
 
 
@@ -154,7 +154,7 @@ def test_seed_bounds():
 
 
 def test_largest_seed_is_accepted_by_the_grid_plan(tmp_path):
-    r = _bench("grid", "--datasets", "cifar10-lt-tiny", "--seeds", f"0,{2 ** 32 - 1}", "--methods", "ce",
+    r = _bench("grid", "--dataset", "cifar10-lt-tiny", "--seed", f"0,{2 ** 32 - 1}", "--method", "ce",
                "--results", str(tmp_path / "res"), "--dry-run", "--calibration-steps", "0")
     assert r.exit_code == 0 and f"seed{2 ** 32 - 1}" in r.output, r.output
 

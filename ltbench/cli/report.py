@@ -1,11 +1,10 @@
-"""Report commands for ``bench.py``: table, compare, plot, leaderboard (added by ``register``)."""
+"""Report commands of ``bench.py``: table, compare, plot, leaderboard, stats, site (over the run folders)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
 
-from ..checkpoint import atomic_write_bytes
 from ..config import default_output_dir
 from ..errors import LtbenchError
 
@@ -39,8 +38,8 @@ def _boot_opts(f):
 
 def _compare_paired(results: str, datasets: tuple[str, ...], names: tuple[str, str], bootstrap: int, boot_seed: int,
                     output: str | None) -> None:
-    from .stats import paired, render_text
-    from .tables import exclusion_lines, load_table
+    from ..report.stats import paired, render_text
+    from ..report.tables import exclusion_lines, load_table
 
     a, b = names
     if a == b:
@@ -67,6 +66,12 @@ def _compare_paired(results: str, datasets: tuple[str, ...], names: tuple[str, s
         click.echo(f"wrote {output}", err=True)
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """``checkpoint.atomic_write_bytes``, imported on use (it imports torch, which ``--help`` should not)."""
+    from ..checkpoint import atomic_write_bytes as write
+    write(path, data)
+
+
 def _warn(lines: list[str]) -> None:
     for line in lines:
         click.secho(line, fg="yellow", err=True)
@@ -88,7 +93,7 @@ def _emit(text: str, output: str | None) -> None:
 @click.option("--cost", is_flag=True, help="also stage-1 / stage-2 wall time (mean over seeds) and device per setting")
 def table(results: str, datasets: tuple[str, ...], fmt: str, output: str | None, cost: bool) -> None:
     """Mean ± std over seeds per stage-1 extractor x method, one column group per dataset."""
-    from .tables import FORMATS, exclusion_lines, load_table, render
+    from ..report.tables import FORMATS, exclusion_lines, load_table, render
 
     if fmt not in FORMATS:
         raise LtbenchError(f"unknown --format {fmt!r}; valid formats: {', '.join(FORMATS)}")
@@ -114,8 +119,8 @@ def compare(results: str, datasets: tuple[str, ...], baselines: str | None, fmt:
     With --paired A B: A - B over the seeds both have (mean, std, 95% t-interval, seeds agreeing in sign) and a
     paired bootstrap over the test examples (accuracy, NLL, ECE), for every setting that has both.
     """
-    from . import baselines as bl
-    from .tables import exclusion_lines, load_table
+    from ..report import baselines as bl
+    from ..report.tables import exclusion_lines, load_table
 
     if paired:
         _compare_paired(results, datasets, paired, bootstrap, boot_seed, output)
@@ -146,8 +151,8 @@ def compare(results: str, datasets: tuple[str, ...], baselines: str | None, fmt:
               "(default: <results>/plots)")
 def plot(results: str, datasets: tuple[str, ...], out: str | None) -> None:
     """Reliability diagrams (per method, overlaid), per-class accuracy vs. class frequency, accuracy vs. ECE."""
-    from .plots import plot_all
-    from .tables import exclusion_lines, load_table
+    from ..report.plots import plot_all
+    from ..report.tables import exclusion_lines, load_table
 
     agg, col = load_table(results, datasets or None)
     _warn(exclusion_lines(col))
@@ -164,7 +169,7 @@ def plot(results: str, datasets: tuple[str, ...], out: str | None) -> None:
               help="also write the static site to DIR (as `bench.py site --out DIR`)")
 def leaderboard(results: str, baselines: str | None, no_plots: bool, html_dir: str | None) -> None:
     """Regenerate <results>/README.md, <results>/tables/ and <results>/plots/ from the run folders."""
-    from .leaderboard import build_leaderboard
+    from ..report.leaderboard import build_leaderboard
 
     if baselines is None and (Path(results) / "baselines.csv").is_file():
         baselines = str(Path(results) / "baselines.csv")
@@ -172,7 +177,7 @@ def leaderboard(results: str, baselines: str | None, no_plots: bool, html_dir: s
     written = build_leaderboard(results, baselines, plots=not no_plots, echo=echo)
     click.echo(f"wrote {len(written)} files; leaderboard: {Path(results) / 'README.md'}")
     if html_dir:
-        from .site import build_site
+        from ..report.site import build_site
 
         site_files = build_site(results, Path(html_dir), baselines, echo=echo)
         click.echo(f"wrote {len(site_files)} site files; open {Path(html_dir) / 'index.html'}")
@@ -185,8 +190,8 @@ def leaderboard(results: str, baselines: str | None, no_plots: bool, html_dir: s
 @_boot_opts
 def stats(results: str, reference: str, bootstrap: int, boot_seed: int) -> None:
     """Write <results>/stats.md and stats.csv: paired differences (seeds and bootstrap) for every setting."""
-    from .stats import all_comparisons, write_stats
-    from .tables import exclusion_lines, load_table
+    from ..report.stats import all_comparisons, write_stats
+    from ..report.tables import exclusion_lines, load_table
 
     _, col = load_table(results)
     _warn(exclusion_lines(col))
@@ -211,7 +216,7 @@ def site(results: str, out: str | None, baselines: str | None, reference: str, b
     diagrams are linked relatively from <results>/plots and the run folders (run `bench.py leaderboard` first
     so that the figures exist).
     """
-    from .site import build_site
+    from ..report.site import build_site
 
     if baselines is None and (Path(results) / "baselines.csv").is_file():
         baselines = str(Path(results) / "baselines.csv")
@@ -220,8 +225,3 @@ def site(results: str, out: str | None, baselines: str | None, reference: str, b
     index = (Path(out) if out else Path(results) / "site") / "index.html"
     click.echo(f"wrote {len(written)} files; open {index}")
 
-
-def register(cli: click.Group) -> None:
-    """Add the report commands to the ``bench.py`` group (called from ``ltbench.cli_extra``)."""
-    for cmd in (table, compare, plot, leaderboard, stats, site):
-        cli.add_command(cmd)

@@ -11,19 +11,13 @@ from pathlib import Path
 
 import click
 
-from .audit import check_all, is_leftover
-from .cli_options import FiniteFloatType
-from .errors import LtbenchError
+from ..errors import LtbenchError
+from .options import FiniteFloatType
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
     """``1 run``, ``2 runs``, ``1 entry``, ``0 entries``."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
-
-
-def register(cli: click.Group) -> None:
-    """Add the ``results`` command group to ``cli``."""
-    cli.add_command(results_group)
 
 
 @click.group(name="results")
@@ -43,6 +37,8 @@ def results_group() -> None:
 def check(results: str, tol: float, clean: bool, quiet: bool) -> None:
     """Check every run folder: files present, schema, metrics recomputed from predictions.npz, config
     consistent with the folder name. Prints one line per problem; exit status 1 if there is any."""
+    from ..audit import check_all, is_leftover
+
     root = Path(results)
     if not root.is_dir():  # a typo must not pass as "nothing to check"
         raise LtbenchError(f"results folder {root} does not exist; pass --results DIR of a folder that holds runs/")
