@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -66,6 +67,11 @@ class Stage1Config:
             self.protocol_epochs = self.epochs
         if self.preset_epochs is None:
             self.preset_epochs = self.epochs
+
+    def scaled_swa_start(self, epochs: int) -> int:
+        """The preset's SWA start scaled to a run of ``epochs`` epochs (leaving at least one averaging epoch)."""
+        ratio = epochs / self.preset_epochs  # as stage1_schedule: the same float, the same rounding
+        return max(min(int(round(self.swa_start * ratio)), epochs - 1), 0)
 
 
 @dataclass
@@ -138,8 +144,7 @@ class RunConfig:
         """Warm-up and SWA start scaled to the actual number of epochs (at least one averaging epoch)."""
         s = self.stage1
         ratio = s.epochs / s.preset_epochs
-        swa_start = min(int(round(s.swa_start * ratio)), s.epochs - 1)
-        return {"warmup_epochs": float(s.warmup_epochs) * ratio, "swa_start": max(swa_start, 0)}
+        return {"warmup_epochs": float(s.warmup_epochs) * ratio, "swa_start": s.scaled_swa_start(s.epochs)}
 
     @property
     def swa_snapshots(self) -> int:
@@ -156,12 +161,13 @@ class RunConfig:
             device = torch.device(name)
         return resolve_precision(self.stage1.precision, torch.device(device))
 
-    def stage1_key(self) -> str:
+    def stage1_key(self, precision: str | None = None) -> str:
         """Hash of everything stage 1 depends on: runs that share it share one cached stage-1 artifact.
 
-        The precision enters resolved (``auto`` is bf16 on one machine and fp32 on another: different networks)."""
+        The precision enters resolved (``auto`` is bf16 on one machine and fp32 on another: different networks);
+        ``precision`` passes the resolved value when the caller has it already."""
         s = {k: v for k, v in asdict(self.stage1).items() if k not in STAGE1_EXECUTION_OPTIONS}
-        s["precision"] = self.stage1_precision()
+        s["precision"] = precision if precision is not None else self.stage1_precision()
         payload = {"dataset": self.dataset, "imbalance": self.imbalance, "mode": self.stage1_mode,
                    "seed": self.seed, "stage1": s, "schedule": self.stage1_schedule(),
                    "deterministic": self.deterministic}
@@ -176,8 +182,9 @@ class RunConfig:
         d["reduced"] = self.reduced
         d["dataset_tag"] = self.dataset_tag
         d["stage1_schedule"] = self.stage1_schedule()
-        d["stage1_key"] = self.stage1_key()
-        d["stage1_precision"] = self.stage1_precision()
+        precision = self.stage1_precision()  # resolved once: it looks at the device
+        d["stage1_key"] = self.stage1_key(precision)
+        d["stage1_precision"] = precision
         d["swa_snapshots"] = self.swa_snapshots
         return d
 
@@ -341,16 +348,23 @@ def validate(cfg: RunConfig) -> None:
     if cfg.stage1_mode == "swa":
         n = cfg.swa_snapshots
         if cls.requires_swag and n < 2:
+            fewest = epochs_for_two_snapshots(s1)
+            fix = (f"Use more --epochs (at least {fewest})" if fewest is not None else
+                   f"No --epochs helps: SWA starts at epoch {s1.swa_start} of the preset's {s1.preset_epochs}; "
+                   "lower [stage1] swa_start in the preset")
             raise LtbenchError(f"method {cfg.method!r} samples from SWAG, which needs at least 2 SWA snapshots; "
                                f"this schedule collects {n} ({s1.epochs} epochs, SWA from epoch "
-                               f"{cfg.stage1_schedule()['swa_start']}). Use more --epochs (at least "
-                               f"{_epochs_for_two_snapshots(cfg)}).")
+                               f"{cfg.stage1_schedule()['swa_start']}). {fix}.")
 
 
-def _epochs_for_two_snapshots(cfg: RunConfig) -> int:
-    """The fewest ``--epochs`` whose scaled SWA schedule collects two snapshots."""
-    for e in range(2, 10_000):
-        trial = dataclasses.replace(cfg, stage1=dataclasses.replace(cfg.stage1, epochs=e))
-        if trial.swa_snapshots >= 2:
-            return e
-    return 10_000
+def epochs_for_two_snapshots(stage1: Stage1Config) -> int | None:
+    """The fewest ``--epochs`` whose scaled SWA schedule collects two snapshots; None when none does.
+
+    With a = swa_start / preset_epochs < 1, a run of E epochs collects E - round(a E) >= E (1 - a) - 0.5 snapshots,
+    so every E >= 2.5 / (1 - a) collects two: the search stops there. With a >= 1 the start is clipped to the
+    last epoch for every E: one snapshot at most."""
+    a = stage1.swa_start / stage1.preset_epochs
+    if a >= 1:
+        return None
+    bound = max(2, math.ceil(2.5 / (1 - a)))
+    return next(e for e in range(2, bound + 1) if e - stage1.scaled_swa_start(e) >= 2)
