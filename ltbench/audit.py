@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import compute_metrics
-from .paths import parse_dataset_tag, parse_run_name, parse_seed_name, run_path_of_config, runs_root
+from .paths import parse_dataset_tag, parse_run_name, parse_seed_name, run_path_of_config, run_path_of_dir, runs_root
 from .store import PREDICTION_KEYS
 
 METRIC_KEYS = ("acc", "acc_many", "acc_medium", "acc_few", "nll", "ece", "brier", "n_train", "n_test")
@@ -137,7 +137,7 @@ def check_run(d: Path, tol: float = 1e-6) -> list[str]:
     if isinstance(sub, bool) or not isinstance(sub, int) or sub < 0:
         return problems + [f"config.json's subset_seed {sub!r} is not a non-negative integer"]
     want = run_path_of_config(config)
-    have = (d.parent.parent.name, d.parent.name, d.name)
+    have = run_path_of_dir(d)
     if want != have:
         problems.append(f"folder {'/'.join(have)} does not match its config ({'/'.join(want)})")
     try:

@@ -136,6 +136,13 @@ def run_path_of_config(config: dict) -> tuple[str, str, str]:
     return tag, run_name(config["stage1_mode"], config["method"]), seed_name(config["seed"])
 
 
+def run_path_of_dir(d: Path | str) -> tuple[str, str, str]:
+    """(dataset tag, run name, seed folder) of a run folder as named on disk (compared with
+    :func:`run_path_of_config` by the audit)."""
+    d = Path(d)
+    return d.parent.parent.name, d.parent.name, d.name
+
+
 def config_dataset_tag(config: dict) -> str:
     """The dataset tag of a recorded ``config.json`` (computed, not trusted from its ``dataset_tag`` field)."""
     return run_path_of_config(config)[0]
