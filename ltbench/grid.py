@@ -35,6 +35,7 @@ from typing import Callable
 import torch
 
 from .config import STAGE1_MODES, RunConfig, default_output_dir, resolve
+from .data.load import load_run_data
 from .errors import LtbenchError
 from .paths import run_dir_for, stage1_cached
 from .progress import EVERY_S, Progress
@@ -268,7 +269,7 @@ def project_grid(groups: list[Group], dev: torch.device, steps: int, batched: bo
         rk = (cfg.stage1.arch, cfg.stage1.batch_size, spec.num_classes)
         sk = (cfg.dataset, cfg.imbalance, cfg.subset_seed)
         if rk not in rates or sk not in sizes:
-            data = _load(cfg)
+            data = load_run_data(cfg)
             sizes[sk] = (len(data.train_labels), len(data.test_labels))
             if rk not in rates:
                 tp = rates[rk] = calibrate(cfg, data, dev, steps=steps)
@@ -286,22 +287,14 @@ def project_grid(groups: list[Group], dev: torch.device, steps: int, batched: bo
             rk = (cfg.stage1.arch, cfg.stage1.batch_size, spec.num_classes)
             sk = (cfg.dataset, cfg.imbalance, cfg.subset_seed)
             if rk + (len(pend),) not in stacked:
-                agg = stacked[rk + (len(pend),)] = calibrate_stacked(cfg, _load(cfg), dev, len(pend), steps)
+                agg = calibrate_stacked(cfg, load_run_data(cfg), dev, len(pend), steps)
+                stacked[rk + (len(pend),)] = agg
                 echo(f"calibration: {len(pend)} stacked {cfg.stage1.arch} on {dev}: {agg:,.0f} train img/s "
                      f"together ({agg / rates[rk].train_img_s:.2f}x one network's)")
             for g in pend:
                 projected[g.key] = project_group_seconds(
                     g, *sizes[sk], dataclasses.replace(rates[rk], train_img_s=stacked[rk + (len(pend),)]))
     return projected
-
-
-def _load(cfg: RunConfig):
-    """The dataset of ``cfg`` as its run loads it (preset data settings and subset seed included)."""
-    spec = get_dataset(cfg.dataset)
-    kw = dict(cfg.data or {})
-    if cfg.subset_seed:
-        kw["subset_seed"] = cfg.subset_seed
-    return spec.load(cfg.data_root, cfg.imbalance, **kw)
 
 
 # ----------------------------------------------------------------------------------------------- execution
@@ -422,7 +415,8 @@ def _run_one(r: PlannedRun, echo: Echo) -> tuple[float, str | None]:
     return time.perf_counter() - t0, err
 
 
-def _worker(units: list[list[Group]], threads: int, q, verbose: bool, batched: bool = False) -> None:
+def _worker(units: list[list[Group]], threads: int, q, verbose: bool, batched: bool = False,
+            quiet: bool = False) -> None:
     """Worker process for ``--jobs``: run its units of groups (training a unit's stage 1 together when
     ``batched``) and report each finished run on ``q``."""
     if threads > 0:
@@ -432,7 +426,8 @@ def _worker(units: list[list[Group]], threads: int, q, verbose: bool, batched: b
     pid = os.getpid()
 
     def say(s: str) -> None:
-        print(f"  [pid {pid}] {s}", file=sys.stderr, flush=True)
+        if not quiet:
+            print(f"  [pid {pid}] {s}", file=sys.stderr, flush=True)
 
     echo = say if verbose else _silent
     for unit in units:
@@ -496,7 +491,7 @@ def train_stack(unit: list[Group], echo: Echo) -> None:
     c = cfgs[0]
     t0 = time.perf_counter()
     try:
-        data = _load(c)
+        data = load_run_data(c)
         set_determinism(c.seed, c.deterministic)
         train_stage1_batched(cfgs, data, resolve_device(c.device), echo)
     except LtbenchError as e:
@@ -546,7 +541,8 @@ def run_grid(groups: list[Group], jobs: int, projected: dict[tuple, float], echo
             cost = lambda u: sum(projected[g.key] for g in u)  # noqa: E731
             shards = split_groups(units, jobs, cost)  # whole units: a stack trains in one worker
             per = threads if threads is not None else max(1, (os.cpu_count() or 1) // len(shards))
-            procs = [ctx.Process(target=_worker, args=(s, per, q, verbose, batched), daemon=False) for s in shards]
+            procs = [ctx.Process(target=_worker, args=(s, per, q, verbose, batched, quiet),
+                                 daemon=False) for s in shards]
             for p in procs:
                 p.start()
             alive = len(procs)

@@ -252,3 +252,19 @@ def test_grid_progress_on_a_terminal_is_a_bar():
     p.close()
     out = buf.getvalue()
     assert p.bar is not None and "[1/2] a  5.0s" in out and "| 1/2 [00:05<00:05" in out and "grid: " in out
+
+
+def test_grid_subset_seed_names_the_runs_and_is_checked(tmp_path):
+    """--subset-seed (as on run): the plan's run folders carry -subset<K>; a fixed subset refuses it; seeds are
+    checked like --seed."""
+    r = _dry(tmp_path, "--dataset", "cifar10-lt", "--imbalance", "100", "--seed", "0", "--method", "ce",
+             "--stage1", "sgd", "--subset-seed", "3")
+    assert r.exit_code == 0 and "cifar10-lt-if100-subset3 seed0 sgd" in r.output, r.output
+    groups = build_plan(["cifar10-lt"], [100], [0], results=str(tmp_path), methods=["ce"], stage1_modes=["sgd"],
+                        subset_seed=3)
+    (run,) = [r for g in groups for r in g.runs]
+    assert run.cfg.subset_seed == 3 and run.out == tmp_path / "runs" / "cifar10-lt-if100-subset3" / "sgd-ce" / "seed0"
+    tiny = _dry(tmp_path, "--dataset", "cifar10-lt-tiny", "--method", "ce", "--subset-seed", "3")
+    assert tiny.exit_code == 2 and "--subset-seed" in tiny.stderr and len(tiny.stderr.splitlines()) == 1
+    bad = _dry(tmp_path, "--dataset", "cifar10-lt", "--subset-seed", "-1")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: invalid value for '--subset-seed'")
