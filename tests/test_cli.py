@@ -201,3 +201,16 @@ def test_usage_error_from_the_real_script():
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.splitlines() == ["error: invalid value for '--seed': seed -5 is outside [0, 2^32 - 1]; seeds "
                                        "are non-negative 32-bit integers; see 'bench.py run -h'"], res.stderr
+
+
+def test_run_subset_seed_reaches_the_loader(tmp_path):
+    """--subset-seed is checked like --seed and passed on: a non-zero one on a fixed subset is refused, and on
+    CIFAR-LT it asks for the official train pickles (the seed-0 npz cannot draw another subset)."""
+    (tmp_path / "empty").mkdir()
+    res, _ = _run(["--method", "ce", "--dataset", "cifar10-lt", "--imbalance", "100", "--subset-seed", "3",
+                   "--data-root", str(tmp_path / "empty")], tmp_path)
+    assert res.exit_code == 2 and "subset seed 3 needs the official train pickles" in res.stderr, res.output
+    res, _ = _run(["--method", "ce", "--dataset", "cifar10-lt-tiny", "--subset-seed", "3"], tmp_path)
+    assert res.exit_code == 2 and "drop --subset-seed" in res.stderr and len(res.stderr.splitlines()) == 1
+    res, _ = _run(["--method", "ce", "--dataset", "cifar10-lt-tiny", "--subset-seed", "-1"], tmp_path)
+    assert res.exit_code == 2 and res.stderr.startswith("error: invalid value for '--subset-seed'")
