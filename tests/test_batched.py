@@ -66,7 +66,7 @@ def float64(monkeypatch):
     torch.set_default_dtype(old)
 
 
-def test_batched_equals_alone_in_float64(float64, tmp_path):
+def test_batched_equals_alone_in_float64(float64, tmp_path, capsys):
     cfgs, data = _cfgs(), _data()
     assert len({batch_key(c) for c in cfgs}) == 1
     assert cfgs[1].stage1_schedule()["swa_start"] == 1 and cfgs[0].stage1.lr != cfgs[0].stage1.swa_lr
@@ -74,8 +74,14 @@ def test_batched_equals_alone_in_float64(float64, tmp_path):
     for i, c in enumerate(cfgs):
         train_stage1(c, data, CPU, tmp_path / f"alone{i}", echo=lambda s: None)
         alone.append(load_checkpoint(tmp_path / f"alone{i}" / "final.pt"))
+    # live progress (stderr is not a terminal here: plain lines): each SWA network's BN pass closes with its count
+    err = capsys.readouterr().err.splitlines()
+    assert sum(line.startswith("stage 1: SWA BN pass: done, 24 img in ") for line in err) == 2
     lines: list[str] = []
     dirs = train_stage1_batched(cfgs, data, CPU, echo=lines.append)
+    err = capsys.readouterr().err.splitlines()
+    for seed in (1, 0):
+        assert sum(line.startswith(f"stage 1 [swa/seed{seed}]: SWA BN pass: done, 24 img in ") for line in err) == 1
     assert dirs == [stage1_dir(c, data) for c in cfgs]
     assert sum("epoch" in s for s in lines) == EPOCHS
     for c, a, d in zip(cfgs, alone, dirs):

@@ -35,6 +35,7 @@ from .loop import autocast_for
 from .stacked import StackedResNet32, stackable
 from .stacked_sgd import StackedSGD
 from ..paths import stage1_dir
+from ..progress import track
 from .stage1 import build_network, invalidate_derived, lr_function, remove_stale_partials
 from .swag import Swag, network_with_weights
 
@@ -125,9 +126,11 @@ def _train(cfgs: tuple, dirs: tuple, cks: tuple, data, device: torch.device, ech
     names = " ".join(f"{c.stage1_mode}/seed{c.seed}" for c in cfgs)
     if start < s.epochs:
         echo(f"stage 1 batched: {m} networks ({names}) as one stacked {s.arch}, precision {precision}")
+    quiet = bool(getattr(echo, "quiet", False))
     for epoch in range(start, s.epochs):
         wide.train()
-        rows = _epoch(model, opt, data, gens, lr_at, epoch, steps, s, device, precision, cfgs)
+        rows = _epoch(model, opt, data, gens, lr_at, epoch, steps, s, device, precision, cfgs,
+                      progress=None if quiet else f"stage 1 batched [{m}] {epoch + 1}/{s.epochs}")
         flat = None
         for i, row in enumerate(rows):
             if swags[i] is not None and epoch + 1 > swa_start[i]:
@@ -158,7 +161,10 @@ def _train(cfgs: tuple, dirs: tuple, cks: tuple, data, device: torch.device, ech
             t0 = time.perf_counter()
             echo(f"stage 1 [{c.stage1_mode}/seed{c.seed}]: SWA average of {swags[i].n} snapshots; "
                  "recomputing BN statistics")
-            net = network_with_weights(net, swags[i].mean, data.train_batches(s.batch_size, gens[i], device))
+            bn_batches = track(data.train_batches(s.batch_size, gens[i], device), total=n, unit="img",
+                               desc=f"stage 1 [{c.stage1_mode}/seed{c.seed}]: SWA BN pass", quiet=quiet,
+                               weight=lambda b: len(b[-1]))
+            net = network_with_weights(net, swags[i].mean, bn_batches)
             seconds[i] += time.perf_counter() - t0
         invalidate_derived(d)
         atomic_torch_save(d / "final.pt", {
@@ -169,8 +175,11 @@ def _train(cfgs: tuple, dirs: tuple, cks: tuple, data, device: torch.device, ech
 
 
 def _epoch(model, opt: StackedSGD, data, gens: list[torch.Generator], lr_at: list, epoch: int, steps: int, s,
-           device: torch.device, precision: str, cfgs) -> list[dict]:
-    """One epoch of all M networks; one log row per network (as ``train_one_epoch`` writes, plus group fields)."""
+           device: torch.device, precision: str, cfgs, progress: str | None = None) -> list[dict]:
+    """One epoch of all M networks; one log row per network (as ``train_one_epoch`` writes, plus group fields).
+
+    ``progress``: a description to show live progress under (images of all M networks, as stage 1 alone does:
+    a bar on a terminal, a plain line every 30 s otherwise, none at the end: the caller prints the epoch line)."""
     m = len(gens)
     t0 = time.perf_counter()
     # every step's lr of every network, computed as alone (lr_at(epoch + i / steps)), moved once per epoch
@@ -180,7 +189,11 @@ def _epoch(model, opt: StackedSGD, data, gens: list[torch.Generator], lr_at: lis
     correct = torch.zeros(m, dtype=torch.float64, device=device)
     seen = 0
     its = [data.train_batches(s.batch_size, g, device) for g in gens]
-    for i, batches in enumerate(zip(*its)):
+    steps_iter = zip(*its)
+    if progress is not None:
+        steps_iter = track(steps_iter, total=m * len(data.train_labels), desc=progress, unit="img",
+                           weight=lambda bs: sum(len(b[-1]) for b in bs), every_frac=1.0, closing_line=False)
+    for i, batches in enumerate(steps_iter):
         x = torch.cat([b[0] for b in batches], 1)
         y = torch.stack([b[1] for b in batches])
         if s.channels_last:
