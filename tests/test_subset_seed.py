@@ -158,3 +158,18 @@ def test_audit_and_tables_treat_a_subset_as_its_own_setting(tmp_path):
     target.parent.mkdir(parents=True)
     d.rename(target)
     assert any("does not match its config" in p for p in check_run(target))
+
+
+def test_a_finished_run_of_another_subset_is_another_run(tmp_path):
+    """runner.finished_run_differs: a config without subset_seed (written before it existed) is subset 0."""
+    import json
+
+    from ltbench.runner import finished_run_differs
+    cfg = resolve("ce", "cifar10-lt", 100, "sgd", 0, "cifar", epochs=2, results=str(tmp_path))
+    old = json.loads(json.dumps(cfg.to_dict(), default=str))
+    del old["subset_seed"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert finished_run_differs(cfg, tmp_path) is None
+    old["subset_seed"] = 3
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert finished_run_differs(cfg, tmp_path) == "another run: subset_seed 3 there, 0 asked"
