@@ -101,9 +101,13 @@ def test_smoke_run_writes_an_auditable_folder(tmp_path, dataset):
 
 
 def test_console_script_is_bench_cli():
-    from importlib.metadata import entry_points
+    import tomllib
+    from importlib.metadata import EntryPoint, entry_points
     (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "ltbench"]
     assert ep.load() is cli
+    # what pyproject declares (the installed metadata may predate it): the package's group, the same object
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["ltbench"]
+    assert declared == "ltbench.cli:cli" and EntryPoint("ltbench", declared, "console_scripts").load() is cli
 
 
 @pytest.mark.slow
