@@ -4,9 +4,14 @@ Both train the same ResNet-32 (same init per seed, SGD + Nesterov, cosine lr, ba
 same class-balanced subset of real CIFAR-10 (from the CIFAR-10-LT IF10 set) and are evaluated on the same test
 images. Ours: ``TensorLTData.train_batches`` (tensor augmentation) + channels_last (+ bf16 on CUDA). Reference:
 torchvision CIFAR + PIL transforms + DataLoader, fp32 NCHW. The claim checked: |mean_ours - mean_ref| is within the
-seed noise (2 x the standard error of the difference of means). Writes a JSON next to the benchmark results.
+seed noise (2 x the standard error of the difference of means). Writes a JSON under outputs/benchmarks/.
+
+``--compare precision`` checks the stage-1 precision instead: our pipeline in fp32 against our pipeline under bf16
+autocast (the ``precision = "auto"`` choice on CUDA and on CPUs with native bf16), same seeds, same data. On a CPU
+without native bf16 the bf16 side is emulated by oneDNN: slower, but the same autocast numerics.
 
     python benchmarks/equivalence.py --per-class 100 --epochs 5 --seeds 0,1,2
+    python benchmarks/equivalence.py --compare precision --per-class 200 --epochs 8 --seeds 0,1,2
 """
 from __future__ import annotations
 
@@ -24,11 +29,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import SHARED_DATA, bench_device  # noqa: E402
+from common import SHARED_DATA, bench_device, result_path  # noqa: E402
 from reference import InMemoryCIFAR, eval_loader, train_transform  # noqa: E402
 from ltbench.models import create_network  # noqa: E402
 from ltbench.registry import get_dataset  # noqa: E402
-from ltbench.train.loop import autocast_for, cross_entropy_step  # noqa: E402
+from ltbench.train.loop import autocast_for, cross_entropy_step, resolve_precision  # noqa: E402
 from ltbench.train.schedules import warmup_cosine  # noqa: E402
 
 
@@ -55,7 +60,9 @@ def accuracy(net, batches, dev, channels_last: bool) -> float:
     return 100.0 * correct / total
 
 
-def train(data, seed: int, epochs: int, side: str, dev: torch.device, bs: int = 64, lr: float = 0.05) -> float:
+def train(data, seed: int, epochs: int, side: str, dev: torch.device, precision: str = "fp32", bs: int = 64,
+          lr: float = 0.05) -> float:
+    """Test accuracy after ``epochs``; ``side`` is ``ours`` (under ``precision``) or ``reference`` (always fp32)."""
     torch.manual_seed(seed)
     net = create_network("resnet32", data.num_classes).to(dev)
     cl = side == "ours"
@@ -79,7 +86,7 @@ def train(data, seed: int, epochs: int, side: str, dev: torch.device, bs: int = 
         for i, b in enumerate(epoch_batches()):
             for g in opt.param_groups:
                 g["lr"] = warmup_cosine(e + i / steps, lr, epochs, 1.0, 0.0)
-            with autocast_for(dev, side == "ours"):
+            with autocast_for(dev, precision if side == "ours" else "fp32"):
                 loss, _, _ = step(b)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -95,28 +102,43 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--compare", choices=("reference", "precision"), default="reference",
+                    help="reference: ours (precision auto) vs the reference pipeline; precision: ours fp32 vs bf16")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     dev = bench_device()
     data = subset(a.per_class, a.test)
     seeds = [int(s) for s in a.seeds.split(",")]
-    res: dict[str, list[float]] = {"ours": [], "reference": []}
+    if a.compare == "precision":  # (label, side, precision); the first is compared against the second
+        arms = [("bf16", "ours", "bf16"), ("fp32", "ours", "fp32")]
+    else:
+        arms = [("ours", "ours", resolve_precision("auto", dev)), ("reference", "reference", "fp32")]
+    res: dict[str, list[float]] = {label: [] for label, _, _ in arms}
+    secs: dict[str, float] = {label: 0.0 for label, _, _ in arms}
     t0 = time.perf_counter()
     for seed in seeds:
-        for side in ("ours", "reference"):
-            acc = train(data, seed, a.epochs, side, dev)
-            res[side].append(acc)
-            print(f"seed {seed} {side:<9} test acc {acc:.2f}%  ({time.perf_counter() - t0:.0f}s)", flush=True)
+        for label, side, precision in arms:
+            t = time.perf_counter()
+            acc = train(data, seed, a.epochs, side, dev, precision)
+            secs[label] += time.perf_counter() - t
+            res[label].append(acc)
+            print(f"seed {seed} {label:<9} test acc {acc:.2f}%  ({time.perf_counter() - t0:.0f}s)", flush=True)
+    (x, _, _), (y, _, _) = arms
     m = {k: float(np.mean(v)) for k, v in res.items()}
     sd = {k: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan") for k, v in res.items()}
-    se_diff = math.sqrt(sd["ours"] ** 2 / len(seeds) + sd["reference"] ** 2 / len(seeds))
-    diff = m["ours"] - m["reference"]
-    out = {"date": dt.datetime.now().isoformat(timespec="seconds"), "device": str(dev),
+    se_diff = math.sqrt(sd[x] ** 2 / len(seeds) + sd[y] ** 2 / len(seeds))
+    diff = m[x] - m[y]
+    paired = [p - q for p, q in zip(res[x], res[y])]
+    from ltbench.runner import cpu_model
+    out = {"date": dt.datetime.now().isoformat(timespec="seconds"), "device": str(dev), "compare": a.compare,
+           "arms": {label: {"side": side, "precision": precision} for label, side, precision in arms},
+           "cpu_model": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
            "train_images": len(data.train_labels), "test_images": len(data.test_labels), "epochs": a.epochs,
            "seeds": seeds, "acc": res, "mean": m, "seed_std": sd, "diff": diff, "se_diff": se_diff,
-           "within_seed_noise": bool(abs(diff) <= 2 * se_diff), "seconds": time.perf_counter() - t0}
+           "paired_diffs": paired, "within_seed_noise": bool(abs(diff) <= 2 * se_diff),
+           "train_seconds": secs, "seconds": time.perf_counter() - t0}
     print(json.dumps(out, indent=2))
-    path = Path(a.out or Path(__file__).parent / "results" / f"equivalence-{dev.type}-{dt.date.today()}.json")
+    path = Path(a.out) if a.out else result_path(f"equivalence-{a.compare}-{dev.type}-{dt.date.today()}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
 
