@@ -23,7 +23,7 @@ SEED_LIMIT = 2 ** 32  # numpy's and CUDA's seeds are 32-bit; torch wraps larger 
 
 
 def check_seed(value: object, what: str = "seed") -> int:
-    """A seed as an int in [0, 2^32), or ValueError saying why not: one rule for ``--seed``, ``--seeds``,
+    """A seed as an int in [0, 2^32), or ValueError saying why not: one rule for ``--seed`` (run and grid),
     ``--subset-seed`` and configs (torch- and click-free, so the CLI's option types can use it too)."""
     if isinstance(value, bool):
         raise ValueError(f"{what} {value!r} is not an integer")

@@ -108,6 +108,11 @@ def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epo
     method_options = method_options or {}
     from .runner import finished_run_differs
 
+    if subset_seed:  # a subset seed the data root cannot serve is refused before the plan is shown
+        for ds in datasets:
+            check = getattr(get_dataset(ds), "check_subset_seed", None)
+            if check is not None:
+                check(data_root, subset_seed)
     groups: dict[tuple, Group] = {}
     for ds in datasets:
         spec = get_dataset(ds)

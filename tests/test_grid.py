@@ -256,15 +256,27 @@ def test_grid_progress_on_a_terminal_is_a_bar():
 
 def test_grid_subset_seed_names_the_runs_and_is_checked(tmp_path):
     """--subset-seed (as on run): the plan's run folders carry -subset<K>; a fixed subset refuses it; seeds are
-    checked like --seed."""
+    checked like --seed; a data root without the official train pickles is refused before the plan is shown."""
+    from test_subset_seed import _write_pickles
+
+    root = tmp_path / "data"
+    _write_pickles(root)  # the files a non-zero subset seed draws from (names only matter to the plan)
     r = _dry(tmp_path, "--dataset", "cifar10-lt", "--imbalance", "100", "--seed", "0", "--method", "ce",
-             "--stage1", "sgd", "--subset-seed", "3")
+             "--stage1", "sgd", "--subset-seed", "3", "--data-root", str(root))
     assert r.exit_code == 0 and "cifar10-lt-if100-subset3 seed0 sgd" in r.output, r.output
     groups = build_plan(["cifar10-lt"], [100], [0], results=str(tmp_path), methods=["ce"], stage1_modes=["sgd"],
-                        subset_seed=3)
+                        subset_seed=3, data_root=str(root))
     (run,) = [r for g in groups for r in g.runs]
     assert run.cfg.subset_seed == 3 and run.out == tmp_path / "runs" / "cifar10-lt-if100-subset3" / "sgd-ce" / "seed0"
     tiny = _dry(tmp_path, "--dataset", "cifar10-lt-tiny", "--method", "ce", "--subset-seed", "3")
     assert tiny.exit_code == 2 and "--subset-seed" in tiny.stderr and len(tiny.stderr.splitlines()) == 1
     bad = _dry(tmp_path, "--dataset", "cifar10-lt", "--subset-seed", "-1")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: invalid value for '--subset-seed'")
+    npz_only = tmp_path / "npz-only"
+    npz_only.mkdir()
+    (npz_only / "cifar10_train_lt_if10.npz").write_bytes(b"")  # never opened: the check looks for files only
+    refused = _dry(tmp_path, "--dataset", "cifar10-lt", "--imbalance", "100", "--method", "ce", "--stage1", "sgd",
+                   "--subset-seed", "3", "--data-root", str(npz_only))
+    assert refused.exit_code == 2 and "grid:" not in refused.output, refused.output
+    assert "subset seed 3 needs the official train pickles" in refused.stderr
+    assert "npz there holds only the seed-0 subsets' images" in refused.stderr

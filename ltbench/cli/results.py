@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from .. import paths
 from ..errors import LtbenchError
 from .options import FiniteFloatType
 
@@ -42,8 +43,8 @@ def check(results: str, tol: float, clean: bool, quiet: bool) -> None:
     root = Path(results)
     if not root.is_dir():  # a typo must not pass as "nothing to check"
         raise LtbenchError(f"results folder {root} does not exist; pass --results DIR of a folder that holds runs/")
-    if not (root / "runs").is_dir():
-        click.echo(f"no runs under {root / 'runs'}")
+    if not paths.runs_root(root).is_dir():
+        click.echo(f"no runs under {paths.runs_root(root)}")
         return
     report = check_all(root, tol)
     bad_runs = cleaned = problems = 0

@@ -176,6 +176,14 @@ class CifarLTSpec:
             data_root = default_data_root()
         return _load_cifar_lt(self, Path(data_root).expanduser().resolve(), imbalance, bool(verify), subset_seed)
 
+    def check_subset_seed(self, data_root: Path | str | None, subset_seed: int) -> None:
+        """Before any work (the grid's plan): the files a non-zero ``subset_seed`` needs are there, or the same
+        error :meth:`load` would give. Cheap: looks for files, reads none."""
+        if data_root is None:
+            from .base import default_data_root
+            data_root = default_data_root()
+        _require_pickles_for_subset(self, Path(data_root).expanduser().resolve(), subset_seed)
+
 
 def _missing(spec: CifarLTSpec, root: Path, what: str, tried: list[Path]) -> LtbenchError:
     where = ", ".join(str(p) for p in tried)
@@ -216,6 +224,22 @@ def _verify_test(spec: CifarLTSpec, path: Path, labels: np.ndarray) -> None:
                            f"the file was modified or comes from another source. {_fix(spec)}")
 
 
+def _require_pickles_for_subset(spec: "CifarLTSpec", root: Path, subset_seed: int) -> None:
+    """A non-zero subset seed draws from all 50,000 official train images: refuse it, naming the missing files,
+    when the data root has only the superset npz (which holds the seed-0 subsets' images). Reads nothing."""
+    if not subset_seed:
+        return
+    if all(spec._find(root, f"{spec.tv_dir}/{f}") is not None for f in spec.train_files):
+        return
+    npz_path = spec._find(root, spec.npz_name)
+    where = " and ".join(str(b / spec.tv_dir) for b in spec._candidates(root))
+    raise LtbenchError(
+        f"{spec.name}: subset seed {subset_seed} needs the official train pickles (all 50,000 images: "
+        f"{', '.join(spec.train_files)}), not found in {where}"
+        + (f"; {npz_path.name} there holds only the seed-0 subsets' images" if npz_path is not None else "")
+        + f". Put them there, or drop --subset-seed. {GET_DATA_HELP}")
+
+
 @lru_cache(maxsize=4)
 def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int, verify: bool = True,
                    subset_seed: int = 0) -> TensorLTData:
@@ -226,13 +250,7 @@ def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int, verify: bool =
     npz_path = spec._find(root, spec.npz_name)
     pickle_paths = [spec._find(root, f"{spec.tv_dir}/{f}") for f in spec.train_files]
     have_pickles = all(p is not None for p in pickle_paths)
-    if subset_seed and not have_pickles:
-        where = " and ".join(str(b / spec.tv_dir) for b in spec._candidates(root))
-        raise LtbenchError(
-            f"{spec.name}: subset seed {subset_seed} needs the official train pickles (all 50,000 images: "
-            f"{', '.join(spec.train_files)}), not found in {where}"
-            + (f"; {npz_path.name} there holds only the seed-0 subsets' images" if npz_path is not None else "")
-            + f". Put them there, or drop --subset-seed. {GET_DATA_HELP}")
+    _require_pickles_for_subset(spec, root, subset_seed)
     # --- test set: the official balanced pickle
     test_rel = f"{spec.tv_dir}/{spec.test_file}"
     test_path = spec._find(root, test_rel)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..checkpoint import atomic_write_bytes
+from .. import paths
 from ..errors import LtbenchError
 from .baselines import compare, default_baselines_path, load_baselines, render_compare_csv, render_compare_markdown
 from .plots import plot_all
@@ -60,10 +61,10 @@ def build_leaderboard(results: Path | str, baselines: Path | str | None = None, 
                       echo: Callable[[str], None] = print) -> list[Path]:
     """Write README.md, tables/ and plots/ under ``results``; return the files written."""
     results = Path(results)
-    if not (results / "runs").is_dir():  # not a results store: never overwrite someone's README.md (issue 15)
+    if not paths.runs_root(results).is_dir():  # not a results store: never overwrite someone's README.md (issue 15)
         raise LtbenchError(f"{results} has no runs/ folder, so it is not a results store; nothing was written (its "
                            "README.md is left alone). Pass --results DIR of a folder that holds runs/, or create "
-                           f"{results / 'runs'} to start an empty store.")
+                           f"{paths.runs_root(results)} to start an empty store.")
     if baselines is None and (results / "baselines.csv").is_file():  # as the CLI does: the store's own file first
         baselines = results / "baselines.csv"
     col = collect_runs(results)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..audit import LOSS_RISE_BOUND, NLL_BOUND, check_run, stability_flags
 from ..errors import LtbenchError
+from .. import paths
 from ..paths import config_dataset_tag
 from ..store import iter_run_dirs, read_run
 
@@ -403,7 +404,7 @@ def load_table(results: Path | str, datasets=None) -> tuple[pd.DataFrame, Collec
     """Collect and aggregate, with a clear error when nothing usable is there."""
     col = collect_runs(results, datasets)
     if col.runs.empty:
-        where = Path(results) / "runs"
+        where = paths.runs_root(results)
         what = f" for dataset(s) {', '.join(datasets)}" if datasets else ""
         bad = f"; {len(col.excluded)} run(s) failed the audit" if col.excluded else ""
         raise LtbenchError(f"no sound runs found under {where}{what}{bad}. Run `bench.py run ...` first "

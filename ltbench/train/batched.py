@@ -159,7 +159,7 @@ def _train(cfgs: tuple, dirs: tuple, cks: tuple, data, device: torch.device, ech
         net.load_state_dict(wide.network_state(i))
         if swags[i] is not None:
             t0 = time.perf_counter()
-            echo(f"stage 1 [{c.stage1_mode}/seed{c.seed}]: SWA average of {swags[i].n} snapshots; "
+            echo(f"stage 1 [{c.stage1_mode}/seed{c.seed}]: SWA average of {swags[i].n} snapshot{'' if swags[i].n == 1 else 's'}; "
                  "recomputing BN statistics")
             bn_batches = track(data.train_batches(s.batch_size, gens[i], device), total=n, unit="img",
                                desc=f"stage 1 [{c.stage1_mode}/seed{c.seed}]: SWA BN pass", quiet=quiet,
