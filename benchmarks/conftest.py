@@ -76,6 +76,14 @@ def pytest_addoption(parser) -> None:
                           "(default: outputs/benchmarks/, git-ignored; LTBENCH_BENCH_OUT names a file)")
 
 
+def pytest_configure(config) -> None:
+    """pytest-benchmark opens ``--benchmark-json PATH`` without creating its folder: create it, so the documented
+    ``--benchmark-json=outputs/benchmarks/...`` (git-ignored) works on a fresh clone."""
+    path = config.getoption("benchmark_json", default=None)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
 def ratio_path(device: str, record: bool = False, env: dict | None = None, today: str | None = None) -> Path:
     """Where the speed-up summary goes: $LTBENCH_BENCH_OUT, else benchmarks/results/ with ``record`` (a record
     meant to be committed), else the git-ignored outputs/benchmarks/."""

@@ -58,6 +58,8 @@ def unstable_bound_text() -> str:
     """The stated bounds, as every footnote words them."""
     return (f"the last stage-2 epoch's training loss above {LOSS_RISE_BOUND:g}x the first's, or test NLL above "
             f"{NLL_BOUND:g} x log C")
+
+
 def _declared_methods() -> tuple[dict[str, str], dict[str, int]]:
     """Labels and table order as each method declares them (``Method.label`` / ``Method.order``)."""
     from ..registry import get_method, method_names
