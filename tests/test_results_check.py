@@ -65,3 +65,36 @@ def test_results_check_lists_every_problem(tmp_path):
 def test_results_check_without_runs(tmp_path):
     r = CliRunner().invoke(_cli(), ["results", "check", "--results", str(tmp_path)])
     assert r.exit_code == 0 and "no runs" in r.output
+
+
+def test_results_replot_redraws_sound_runs_only(tmp_path):
+    """`results replot` writes a fresh diagram (with the count strip: a taller figure than a single axes) for each
+    sound run, leaves every other file byte-identical, and leaves a run that fails the audit alone."""
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    res = tmp_path / "results"
+    good, _ = make_run(res, "ce", "sgd", 0, 60.0)
+    bad, _ = make_run(res, "crt", "sgd", 0, 50.0)
+    m = json.loads((bad / "metrics.json").read_text())
+    m["acc"] += 1.0
+    (bad / "metrics.json").write_text(json.dumps(m))
+    for d in (good, bad):
+        (d / "reliability.png").write_bytes(b"old figure")
+
+    def digests(d):
+        return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in d.iterdir() if f.name != "reliability.png"}
+
+    before = digests(good)
+    r = CliRunner().invoke(_cli(), ["results", "replot", "--results", str(res)])
+    assert r.exit_code == 0, r.output
+    assert "1 reliability diagram redrawn" in r.output and "1 run left alone" in r.output
+    assert "skip  runs/" in r.output and "crt" in r.output.split("skip  ")[1]
+    img = Image.open(io.BytesIO((good / "reliability.png").read_bytes()))
+    assert img.format == "PNG" and img.height > img.width  # diagram + count strip beneath it
+    assert digests(good) == before
+    assert (bad / "reliability.png").read_bytes() == b"old figure"
+    missing = CliRunner().invoke(_cli(), ["results", "replot", "--results", str(tmp_path / "typo")])
+    assert missing.exit_code != 0 and "does not exist" in str(missing.exception or missing.output)

@@ -1,8 +1,12 @@
-"""``bench.py results check``: audit every run folder under ``<results>/runs`` and list what is wrong.
+"""``bench.py results check`` and ``results replot``: the results store as a whole.
 
-The tables and the leaderboard already leave out runs that fail ``ltbench.audit.check_run``; this command shows
-the whole picture (including leftovers of killed writers and half-present folders) and exits 1 when anything is
-wrong, so it can gate CI or a merge of someone else's results.
+``check`` audits every run folder under ``<results>/runs`` and lists what is wrong. The tables and the leaderboard
+already leave out runs that fail ``ltbench.audit.check_run``; this command shows the whole picture (including
+leftovers of killed writers and half-present folders) and exits 1 when anything is wrong, so it can gate CI or a
+merge of someone else's results.
+
+``replot`` redraws each sound run's ``reliability.png`` from its ``predictions.npz`` with the current figure code,
+so runs recorded before a change of the figure read like new ones (the numbers are untouched).
 """
 from __future__ import annotations
 
@@ -12,8 +16,20 @@ from pathlib import Path
 import click
 
 from .. import paths
+from ..config import default_output_dir
 from ..errors import LtbenchError
 from .options import FiniteFloatType
+
+_store_option = click.option("--results", type=click.Path(file_okay=False), default=default_output_dir,
+                             show_default="$LTBENCH_RESULTS, else ./outputs",
+                             help="results folder holding runs/ (the committed store: --results results)")
+
+
+def _existing_store(results: str) -> Path:
+    root = Path(results)
+    if not root.is_dir():  # a typo must not pass as "nothing to check"
+        raise LtbenchError(f"results folder {root} does not exist; pass --results DIR of a folder that holds runs/")
+    return root
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
@@ -27,8 +43,7 @@ def results_group() -> None:
 
 
 @results_group.command(name="check")
-@click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True,
-              help="results folder holding runs/")
+@_store_option
 @click.option("--tol", type=FiniteFloatType(0.0), default=1e-6, show_default=True,
               help="relative tolerance between metrics.json and the metrics recomputed from predictions.npz")
 @click.option("--clean", is_flag=True,
@@ -40,9 +55,7 @@ def check(results: str, tol: float, clean: bool, quiet: bool) -> None:
     consistent with the folder name. Prints one line per problem; exit status 1 if there is any."""
     from ..audit import check_all, is_leftover
 
-    root = Path(results)
-    if not root.is_dir():  # a typo must not pass as "nothing to check"
-        raise LtbenchError(f"results folder {root} does not exist; pass --results DIR of a folder that holds runs/")
+    root = _existing_store(results)
     if not paths.runs_root(root).is_dir():
         click.echo(f"no runs under {paths.runs_root(root)}")
         return
@@ -71,3 +84,35 @@ def check(results: str, tol: float, clean: bool, quiet: bool) -> None:
                + (f"; {plural(cleaned, 'leftover')} removed" if cleaned else ""))
     if bad_runs:
         raise SystemExit(1)
+
+
+@results_group.command(name="replot")
+@_store_option
+@click.option("--quiet", is_flag=True, help="print only the summary")
+def replot(results: str, quiet: bool) -> None:
+    """Redraw every sound run's reliability.png from its predictions.npz with the current figure (counts per
+    bin, every bar in the legend). Runs that fail the audit are left alone and listed; numbers never change."""
+    from ..audit import check_run
+    from ..checkpoint import atomic_write_bytes
+    from ..report.reliability import reliability_png
+    from ..store import read_run
+
+    root = _existing_store(results)
+    done, skipped = 0, []
+    for d in paths.iter_run_dirs(root):
+        problems = check_run(d)
+        if problems:
+            skipped.append((d, problems[0]))
+            continue
+        run = read_run(d)
+        cfg = run["config"]
+        tag, name, seed = paths.run_path_of_config(cfg)
+        title = f"{tag} {name} {seed}" + (" (reduced)" if cfg.get("reduced") else "")
+        atomic_write_bytes(d / "reliability.png", reliability_png(run["predictions"], title))
+        done += 1
+        if not quiet:
+            click.echo(f"redrawn {d.relative_to(root)}/reliability.png")
+    for d, why in skipped:
+        click.echo(f"skip  {d.relative_to(root)}: fails the audit ({why})")
+    click.echo(f"{plural(done, 'reliability diagram')} redrawn under {paths.runs_root(root)}"
+               + (f"; {plural(len(skipped), 'run')} left alone (see above)" if skipped else ""))
