@@ -106,7 +106,7 @@ def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epo
     :func:`default_output_dir`, as on the command line."""
     results = results or default_output_dir()
     method_options = method_options or {}
-    from .runner import finished_run_differs
+    from .runner import finished_data_differs, finished_run_differs
 
     if subset_seed:  # a subset seed the data root cannot serve is refused before the plan is shown
         for ds in datasets:
@@ -130,7 +130,7 @@ def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epo
                     out = run_dir_for(cfg, results)
                     key = (ds, imb, seed, mode, cfg.stage1_key())
                     complete = is_complete(out)
-                    conflict = finished_run_differs(cfg, out) if complete else None
+                    conflict = (finished_run_differs(cfg, out) or finished_data_differs(cfg, out)) if complete else None
                     groups.setdefault(key, Group(key)).runs.append(
                         PlannedRun(cfg, out, complete and conflict is None, conflict))
     return list(groups.values())
@@ -574,8 +574,10 @@ def print_plan(groups: list[Group], echo: Echo) -> None:
     n_runs = sum(len(g.runs) for g in groups)
     n_done = sum(len(g.runs) - len(g.pending) for g in groups)
     n_s1 = sum(1 for g in groups if g.pending and not g.stage1_cached)
-    echo(f"grid: {n_runs} runs in {len(groups)} stage-1 groups; {n_done} already complete (skipped), "
-         f"{n_runs - n_done} to run; {n_s1} stage-1 trainings needed")
+    def n(k: int, word: str) -> str:
+        return f"{k} {word}" + ("" if k == 1 else "s")
+    echo(f"grid: {n(n_runs, 'run')} in {n(len(groups), 'stage-1 group')}; {n_done} already complete (skipped), "
+         f"{n_runs - n_done} to run; {n(n_s1, 'stage-1 training')} needed")
     for g in groups:
         ds, imb, seed, mode, _ = g.key
         tag = g.runs[0].cfg.dataset_tag

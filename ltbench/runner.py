@@ -103,6 +103,22 @@ _DATA_EXECUTION_OPTIONS = ("workers", "decode", "check_files")
 _ABSENT = object()
 
 
+def finished_data_differs(cfg: RunConfig, out: Path) -> str | None:
+    """How the training data of the finished run in ``out`` differs from what ``cfg`` loads now (None: the same,
+    or the run recorded no fingerprint). The config alone does not identify the data: a run written from a wrong
+    data root, since fixed, has this config but not this data, and must not be skipped as this run."""
+    try:
+        old = json.loads((Path(out) / "config.json").read_text()).get("train_data_fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None  # unreadable configs are reported by finished_run_differs
+    if not old:
+        return None
+    now = load_run_data(cfg).fingerprint()
+    if now == old:
+        return None
+    return f"train_data_fingerprint {old[:16]} there, {now[:16]} in the data loaded now"
+
+
 def finished_run_differs(cfg: RunConfig, out: Path) -> str | None:
     """Say how the finished run in ``out`` differs from ``cfg`` (run identity, schedule, hyperparameters, options).
 
@@ -192,6 +208,11 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
         if differs:
             raise LtbenchError(f"{out} already holds a finished run with a different config ({differs}). "
                                "Re-run with --force to replace it, or pass --results DIR to keep both.")
+        differs = finished_data_differs(cfg, out)
+        if differs:
+            raise LtbenchError(f"{out} already holds a finished run of this config trained on other data ({differs}). "
+                               "Re-run with --force to replace it with a run on this data, or pass --results DIR "
+                               "to keep both.")
         echo(f"skip: {out} is complete (use --force to run it again)")
         return out
     method_cls = get_method(cfg.method)
@@ -202,10 +223,10 @@ def execute(cfg: RunConfig, echo: Echo = print, force: bool = False) -> Path:
     device = init_from_env(cfg.device) if launched_by_torchrun() else resolve_device(cfg.device)
     if not is_main():
         echo = _silent
+    t0 = time.perf_counter()
+    data = load_run_data(cfg)  # before the write probe: a data error leaves no runs/ folder in a new store
     if is_main():
         check_writable(cfg.results)
-    t0 = time.perf_counter()
-    data = load_run_data(cfg)
     if cfg.imbalance is None and getattr(get_dataset(cfg.dataset), "default_imbalance", None) is not None:
         raise LtbenchError("internal: imbalance must be resolved before execute()")
     set_determinism(cfg.seed, cfg.deterministic)

@@ -127,6 +127,26 @@ def test_cifar10_labels_in_the_cifar100_file_are_refused(tmp_path):
         CIFAR100_LT.load(root, 100)
 
 
+@pytest.mark.parametrize("content, says", [
+    ({"data": np.zeros((10, 3072), np.uint8), "labels": list(range(10))}, "it has 'labels': a CIFAR-10 file"),
+    ([1, 2, 3], "holds a list, not a CIFAR batch"),
+])
+def test_a_test_pickle_of_another_kind_is_one_clear_error(tmp_path, content, says):
+    """CIFAR-10's test_batch (or something that is not a batch) under CIFAR-100's test name: an error naming the
+    file and what it is, never a KeyError / TypeError traceback; through the CLI, one `error:` line and exit 2."""
+    full = np.repeat(np.arange(100), 500)
+    root = _fake_cifar100_root(tmp_path, full, full[:50])
+    test = root / "cifar100" / "cifar-100-python" / "test"
+    test.write_bytes(pickle.dumps(content))
+    with pytest.raises(LtbenchError, match="the file is not a cifar100-lt file") as e:
+        CIFAR100_LT.load(root, 100)
+    assert says in str(e.value) and str(test) in str(e.value)
+    r = CliRunner().invoke(bench.cli, ["run", "--method", "ce", "--dataset", "cifar100-lt", "--imbalance", "100",
+                                       "--data-root", str(root), "--results", str(tmp_path / "res")])
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and len(r.stderr.splitlines()) == 1, r.output
+    assert not (tmp_path / "res" / "runs").exists() or not any((tmp_path / "res" / "runs").iterdir())
+
+
 def test_superset_of_the_wrong_size_is_refused(tmp_path):
     full = np.repeat(np.arange(100), 500)  # official full label counts, but only 100 superset rows
     root = _fake_cifar100_root(tmp_path, full, np.arange(100))

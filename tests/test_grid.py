@@ -147,7 +147,7 @@ def test_grid_stage1_restricts_the_extractors(tmp_path):
     lines = _plan_lines(sgd.output)
     assert len(lines) == 1 and " sgd " in lines[0]
     n_sgd = sum(1 for _, s in method_grid() if s == "sgd")
-    assert f"grid: {n_sgd} runs in 1 stage-1 groups" in sgd.output
+    assert f"grid: {n_sgd} runs in 1 stage-1 group;" in sgd.output
     assert method_grid(["ce", "srepr"], ["swa"]) == [("ce", "swa"), ("srepr", "swa")]
     assert method_grid(["all"], ["sgd"]) == method_grid(None, ["sgd"])
     # a method named explicitly that runs on none of the chosen extractors is an error, not an empty plan
@@ -280,3 +280,10 @@ def test_grid_subset_seed_names_the_runs_and_is_checked(tmp_path):
     assert refused.exit_code == 2 and "grid:" not in refused.output, refused.output
     assert "subset seed 3 needs the official train pickles" in refused.stderr
     assert "npz there holds only the seed-0 subsets' images" in refused.stderr
+
+
+def test_grid_plan_line_says_one_run_in_the_singular(tmp_path):
+    r = _dry(tmp_path, "--dataset", "cifar10-lt-tiny", "--seed", "0", "--method", "crt", "--stage1", "swa")
+    assert r.exit_code == 0, r.output
+    assert "grid: 1 run in 1 stage-1 group; 0 already complete (skipped), 1 to run; 1 stage-1 training needed" \
+        in r.output

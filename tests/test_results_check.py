@@ -63,8 +63,9 @@ def test_results_check_lists_every_problem(tmp_path):
 
 
 def test_results_check_without_runs(tmp_path):
+    """A folder without runs/ is not a store: an error (it used to pass as 'no runs', so a typo passed CI)."""
     r = CliRunner().invoke(_cli(), ["results", "check", "--results", str(tmp_path)])
-    assert r.exit_code == 0 and "no runs" in r.output
+    assert r.exit_code != 0 and "has no runs/ folder" in str(r.exception)
 
 
 def test_results_replot_redraws_sound_runs_only(tmp_path):

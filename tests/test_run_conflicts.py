@@ -157,3 +157,28 @@ def test_a_concurrent_writer_that_finished_first(tmp_path, monkeypatch, same):
         assert "stage2.lr 0.2 there, 0.1 asked" in r.stderr and "skip" not in r.output
         assert "98.76" not in r.stdout  # no results table with the other run's numbers
     assert json.loads((_folder(res) / "metrics.json").read_text())["acc"] == 98.76  # theirs, untouched
+
+
+def test_a_finished_run_on_other_training_data_is_not_skipped(tmp_path, monkeypatch):
+    """The config alone does not identify a run: one recorded from other training data (a wrong data root since
+    fixed) has this config but another train_data_fingerprint. `run` refuses to skip it (exit 2, untouched);
+    `grid` lists it as differing; --force replaces it with a run on the data loaded now."""
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    res = tmp_path / "res"
+    assert _run(res, "--epochs", "1").exit_code == 0
+    folder = res / "runs" / "cifar10-lt-tiny" / "sgd-ce" / "seed0"
+    cfg_file = folder / "config.json"
+    real = json.loads(cfg_file.read_text())["train_data_fingerprint"]
+    other = "0" * len(real) if real != "0" * len(real) else "1" * len(real)
+    cfg_file.write_text(cfg_file.read_text().replace(real, other))
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+
+    again = _run(res, "--epochs", "1")
+    assert again.exit_code == 2 and "trained on other data" in again.output, again.output
+    assert f"train_data_fingerprint {other[:16]} there, {real[:16]}" in again.output
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+    plan = build_plan(["cifar10-lt-tiny"], [], [0], epochs=1, results=str(res), methods=["ce"], stage1_modes=["sgd"])
+    (run,) = [r for g in plan for r in g.runs]
+    assert not run.done and "train_data_fingerprint" in (run.conflict or "")
+    assert _run(res, "--epochs", "1", "--force").exit_code == 0
+    assert json.loads(cfg_file.read_text())["train_data_fingerprint"] == real

@@ -199,3 +199,22 @@ def test_the_unstable_flag_in_config_is_audited(tmp_path):
     assert check_run(d) == []
     _rewrite(d, dict(cfg, stage2={"epochs": 3}, unstable=[]))  # the flag removed by hand
     assert any("unstable flags" in p for p in check_run(d)), check_run(d)
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_results_check_on_a_folder_without_runs_is_an_error(tmp_path, inside):
+    """An existing folder that is not a store (e.g. runs/ itself) must not pass as 'nothing to check'."""
+    make_run(tmp_path, "ce", "sgd", 0, 60.0)
+    where = tmp_path / "runs" if inside else tmp_path / "elsewhere"
+    where.mkdir(exist_ok=True)
+    _usage_error(_bench("results", "check", "--results", str(where)), "has no runs/ folder")
+    assert ("pass its parent" in _bench("results", "check", "--results", str(where)).output) == inside
+
+
+def test_a_data_error_leaves_no_runs_folder_in_a_new_store(tmp_path):
+    """Bad input leaves the store untouched: the data is loaded before the write probe creates runs/."""
+    res = tmp_path / "new-store"
+    r = _bench("run", "--method", "ce", "--dataset", "cifar10-lt", "--imbalance", "100",
+               "--data-root", str(tmp_path / "no-such-data"), "--results", str(res))
+    _usage_error(r, "does not exist")
+    assert not (res / "runs").exists()

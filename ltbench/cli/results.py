@@ -26,9 +26,15 @@ _store_option = click.option("--results", type=click.Path(file_okay=False), defa
 
 
 def _existing_store(results: str) -> Path:
+    """The store folder, which must exist and hold runs/: a typo (or runs/ itself) must not pass as "nothing to
+    check" in CI."""
     root = Path(results)
-    if not root.is_dir():  # a typo must not pass as "nothing to check"
+    if not root.is_dir():
         raise LtbenchError(f"results folder {root} does not exist; pass --results DIR of a folder that holds runs/")
+    if not paths.runs_root(root).is_dir():
+        raise LtbenchError(f"{root} has no runs/ folder, so it is not a results store"
+                           + (" (it is the runs/ folder of one: pass its parent)" if root.name == paths.RUNS else "")
+                           + "; pass --results DIR of a folder that holds runs/")
     return root
 
 
@@ -56,9 +62,6 @@ def check(results: str, tol: float, clean: bool, quiet: bool) -> None:
     from ..audit import check_all, is_leftover
 
     root = _existing_store(results)
-    if not paths.runs_root(root).is_dir():
-        click.echo(f"no runs under {paths.runs_root(root)}")
-        return
     report = check_all(root, tol)
     bad_runs = cleaned = problems = 0
     for path, probs in report.items():

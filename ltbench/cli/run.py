@@ -12,7 +12,7 @@ EXAMPLES = """
 Examples:
   bench.py run --method ce --dataset cifar100-lt-tiny
   bench.py run --method crt --dataset cifar100-lt --imbalance 100 --stage1 swa --data-root ../shared/data
-  bench.py run --method all --dataset cifar10-lt --imbalance 50 --seed 1
+  bench.py run --method all --dataset cifar10-lt --imbalance 50 --seed 1 --data-root ../shared/data
   bench.py list
 """
 
@@ -79,6 +79,9 @@ def run(method, dataset, imbalance, stage1_mode, seed, subset_seed, epochs, stag
                     data_root=data_root, results=results, device=device, deterministic=deterministic,
                     save_logits=save_logits) for m, s in grid]
     echo = _echo(quiet)
+    if len(cfgs) > 1:  # the data is checked once before the first of many runs (execute loads it again: cached)
+        from ..data.load import load_run_data
+        load_run_data(cfgs[0])
     outs = []
     for i, ((m, s), cfg) in enumerate(zip(grid, cfgs)):
         if len(grid) > 1:

@@ -110,6 +110,22 @@ def _check_class_counts(where: str, labels: np.ndarray, want: list[int], what: s
                            f"{sum(want):,} ({want[bad]} in class {bad}): it is not the official set. {fix}")
 
 
+def _pickle_arrays(spec: "CifarLTSpec", path: Path, obj: object) -> tuple[np.ndarray, np.ndarray]:
+    """(image rows, labels) of a CIFAR python pickle, or one clear error when the file is something else (another
+    CIFAR's file under this name: CIFAR-10 has ``labels``, CIFAR-100 ``fine_labels``; or not a batch at all)."""
+    if not isinstance(obj, dict):
+        raise LtbenchError(f"{path}: holds a {type(obj).__name__}, not a CIFAR batch (a dict with 'data' and "
+                           f"{spec.label_key!r}); the file is not a {spec.name} file. {_fix(spec)}")
+    missing = [k for k in ("data", spec.label_key) if k not in obj]
+    if missing:
+        other = " (it has 'labels': a CIFAR-10 file)" if "labels" in obj and spec.label_key != "labels" else \
+            " (it has 'fine_labels': a CIFAR-100 file)" if "fine_labels" in obj and spec.label_key != "fine_labels" \
+            else ""
+        raise LtbenchError(f"{path}: no {', '.join(map(repr, missing))} entry{other}; the file is not a "
+                           f"{spec.name} file. {_fix(spec)}")
+    return np.asarray(obj["data"]), np.asarray(obj[spec.label_key], dtype=np.int64)
+
+
 def _check_arrays(path: Path, images: np.ndarray, labels: np.ndarray, num_classes: int) -> None:
     if images.ndim != 2 or images.shape[1] != 3072 or images.dtype != np.uint8:
         raise LtbenchError(f"{path}: image rows must be uint8 [N, 3072], got {images.dtype} {images.shape}; "
@@ -257,7 +273,7 @@ def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int, verify: bool =
     if test_path is None:
         raise _missing(spec, root, "test set", [b / test_rel for b in spec._candidates(root)])
     t = _load_pickle(test_path)
-    test_rows, test_y = np.asarray(t["data"]), np.asarray(t[spec.label_key], dtype=np.int64)
+    test_rows, test_y = _pickle_arrays(spec, test_path, t)
     _check_arrays(test_path, test_rows, test_y, spec.num_classes)
 
     # --- train set: the LT superset npz, else the official train pickles (always them for a non-zero subset seed:
@@ -292,9 +308,9 @@ def _load_cifar_lt(spec: CifarLTSpec, root: Path, imbalance: int, verify: bool =
             tried = [b / spec.tv_dir / f for b in spec._candidates(root) for f in spec.train_files]
             tried += [b / spec.npz_name for b in spec._candidates(root)]
             raise _missing(spec, root, "training set", tried)
-        parts = [_load_pickle(p) for p in paths]
-        rows = np.concatenate([np.asarray(p["data"]) for p in parts])
-        labels = np.concatenate([np.asarray(p[spec.label_key], dtype=np.int64) for p in parts])
+        parts = [_pickle_arrays(spec, p, _load_pickle(p)) for p in paths]
+        rows = np.concatenate([r for r, _ in parts])
+        labels = np.concatenate([y for _, y in parts])
         _check_arrays(paths[0], rows, labels, spec.num_classes)
         if verify:
             _verify_full_train_labels(spec, paths[0].parent, labels)
