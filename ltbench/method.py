@@ -46,13 +46,14 @@ class TrainOnly:
     The evaluator alone holds the test split; a method that needs test features returns a ``FeaturePredictor``.
     """
 
-    _HIDDEN = ("test_x", "test_y", "test_labels", "with_test")
+    _HIDDEN = ("test_x", "test_y", "test_labels", "test_files", "with_test")
 
     def __init__(self, data: Any) -> None:
         object.__setattr__(self, "_data", data)
 
     def __getattr__(self, name: str) -> Any:
-        if name in TrainOnly._HIDDEN:
+        # every test_* attribute, present or future (images, labels, the file paths of a split-list dataset)
+        if name in TrainOnly._HIDDEN or name.startswith("test_"):
             raise AttributeError(f"stage-2 methods never see the test split ({name}); return a FeaturePredictor "
                                  "and let the evaluator apply it")
         return getattr(object.__getattribute__(self, "_data"), name)

@@ -85,7 +85,12 @@ def test_compare_cli(tmp_path):
     out = tmp_path / "cmp.md"
     res = CliRunner().invoke(bench.cli, ["compare", "--results", str(tmp_path), "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert "SGD + CE" in res.stdout and "70.36" in res.stdout and out.read_text() in res.stdout
+    assert res.stdout == "" and f"wrote {out}" in res.stderr  # as `table -o`: the file, not stdout
+    assert "SGD + CE" in out.read_text() and "70.36" in out.read_text()
+    shown = CliRunner().invoke(bench.cli, ["compare", "--results", str(tmp_path)])
+    assert shown.exit_code == 0 and shown.stdout == out.read_text()
+    csv = CliRunner().invoke(bench.cli, ["compare", "--results", str(tmp_path), "--format", "csv"])
+    assert csv.exit_code == 0 and csv.stdout.startswith("dataset_tag,") and "| " not in csv.stdout
     res = CliRunner().invoke(bench.cli, ["compare", "--results", str(tmp_path), "--dataset", "cifar100-lt-if50",
                                          "--baselines", str(_write(tmp_path, [_row()]))])
     assert res.exit_code == 2 and "no published number matches" in res.stderr

@@ -218,3 +218,18 @@ def test_run_subset_seed_reaches_the_loader(tmp_path):
     assert res.exit_code == 2 and "drop --subset-seed" in res.stderr and len(res.stderr.splitlines()) == 1
     res, _ = _run(["--method", "ce", "--dataset", "cifar10-lt-tiny", "--subset-seed", "-1"], tmp_path)
     assert res.exit_code == 2 and res.stderr.startswith("error: invalid value for '--subset-seed'")
+
+
+def test_threads_beyond_the_cores_warn_once(tmp_path, monkeypatch):
+    """--threads above os.cpu_count() is accepted (and recorded) with one warning; within the cores, none."""
+    import os
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    many = CliRunner().invoke(cli, ["grid", "--dataset", "cifar10-lt-tiny", "--seed", "0", "--method", "ce",
+                                    "--stage1", "sgd", "--threads", "999", "--dry-run", "--calibration-steps", "0",
+                                    "--results", str(tmp_path)])
+    assert many.exit_code == 0, many.output
+    assert many.stderr.count("warning: --threads 999 is more than this machine's 2 cores") == 1
+    few = CliRunner().invoke(cli, ["grid", "--dataset", "cifar10-lt-tiny", "--seed", "0", "--method", "ce",
+                                   "--stage1", "sgd", "--threads", "2", "--dry-run", "--calibration-steps", "0",
+                                   "--results", str(tmp_path)])
+    assert few.exit_code == 0 and "warning" not in few.stderr

@@ -44,8 +44,8 @@ def test_store_with_its_own_baselines_links_them(tmp_path):
     build_leaderboard(store, baselines=store / "baselines.csv", plots=False, echo=lambda s: None)
     text = (store / "README.md").read_text()
     assert "[baselines.csv](baselines.csv) holds" in text
-    assert "`python bench.py leaderboard --results results`" in text
-    assert "[`results/runs/`](runs/)" in text  # an absolute path outside the cwd is shown by its name only
+    assert f"`python bench.py leaderboard --results {store}`" in text  # outside the cwd: in full, runnable
+    assert f"[`{store}/runs/`](runs/)" in text
     for target in _links(store / "README.md"):
         assert (store / target.split("#")[0]).exists(), f"broken link {target}"
 

@@ -91,6 +91,18 @@ def test_a_method_cannot_reach_the_test_split():
             touch()
 
 
+def test_a_method_cannot_reach_the_test_files_of_a_split_list_dataset():
+    """ImageNet-LT / iNat data carry the test images' paths (test_files): hidden too, as is any test_* name."""
+    from types import SimpleNamespace
+
+    from ltbench.method import TrainOnly
+    view = TrainOnly(SimpleNamespace(train_files=["a.jpg"], test_files=["t.jpg"], test_anything=1, num_classes=2))
+    assert view.train_files == ["a.jpg"] and view.num_classes == 2
+    for name in ("test_files", "test_anything"):
+        with pytest.raises(AttributeError, match="never see"):
+            getattr(view, name)
+
+
 def _ctx(tmp_path, method: str, **opts) -> Stage2Context:
     """A stage-2 context on cifar10-lt-tiny with a randomly initialised 'stage 1' and synthetic SWAG moments."""
     data = get_dataset("cifar10-lt-tiny").load()

@@ -124,8 +124,18 @@ class FiniteFloatType(click.ParamType):
         return x
 
 
+def _warn_oversubscribed(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """More threads than cores is allowed (and recorded) but almost always slower: say so once."""
+    import os
+    cores = os.cpu_count() or 1
+    if value is not None and value > cores:
+        click.echo(f"warning: --threads {value} is more than this machine's {cores} cores; oversubscribed torch "
+                   "threads are usually slower (recorded as given)", err=True)
+    return value
+
+
 def threads_option(f):
-    return click.option("--threads", type=click.IntRange(min=1), default=None,
+    return click.option("--threads", type=click.IntRange(min=1), default=None, callback=_warn_oversubscribed,
                         help="CPU threads for torch (default: all cores); recorded as environment.cpu_threads")(f)
 
 

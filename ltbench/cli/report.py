@@ -137,11 +137,12 @@ def compare(results: str, datasets: tuple[str, ...], baselines: str | None, fmt:
         have = ", ".join(sorted(set(agg.dataset_tag)))
         raise LtbenchError(f"no published number matches the recorded settings ({have}); published numbers cover "
                            f"{', '.join(sorted(base.dataset.unique()))} (see bench.py compare --help)")
-    md = bl.render_compare_markdown(cmp)
-    click.echo(md, nl=False)
-    if output:
-        atomic_write_bytes(Path(output), (md if fmt == "markdown" else bl.render_compare_csv(cmp)).encode())
+    text = bl.render_compare_markdown(cmp) if fmt == "markdown" else bl.render_compare_csv(cmp)
+    if output:  # as `table`: the file in the asked format, or the asked format on stdout
+        atomic_write_bytes(Path(output), text.encode())
         click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
 
 
 @click.command(epilog=EXAMPLES)

@@ -38,13 +38,14 @@ def _prune(folder: Path, keep: set[Path]) -> list[Path]:
 
 def shown_path(path: Path) -> str:
     """A path as a reader of the generated README should see it: relative paths as given, absolute ones relative
-    to the working directory when inside it, else by their last component (no machine-specific prefix in git)."""
+    to the working directory when inside it (so the committed store, built from the checkout, names no
+    machine-specific prefix), else in full, so the command it appears in works as written."""
     if not path.is_absolute():
         return path.as_posix()
     try:
         return path.relative_to(Path.cwd()).as_posix()
     except ValueError:
-        return path.name
+        return path.as_posix()
 
 
 def _baselines_ref(results: Path, baselines: Path | str | None) -> str:
