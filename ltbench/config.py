@@ -218,6 +218,16 @@ PRESET_SECTIONS = ("description", "stage1", "stage2", "eval", "data", "methods")
 EVAL_KEYS = {"batch_size": "int"}
 
 
+_KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "a boolean (true or false, unquoted)",
+               "str": "a string"}
+
+
+def _expected(annotation: str) -> str:
+    """A field annotation in the user's words: ``int | None`` -> ``an integer`` (a preset cannot write None)."""
+    kinds = [a.strip() for a in str(annotation).split("|") if a.strip() != "None"]
+    return " or ".join(_KIND_WORDS.get(k, k) for k in kinds)
+
+
 def _check_value(value: Any, annotation: str, where: str) -> Any:
     """``value`` checked against a dataclass field annotation (``int``, ``float``, ``bool``, ``str``,
     ``int | None``...); ints are accepted for floats. A wrong type is an error, never a silent coercion."""
@@ -227,23 +237,37 @@ def _check_value(value: Any, annotation: str, where: str) -> Any:
     if "bool" in kinds and isinstance(value, bool):
         return value
     if isinstance(value, bool):
-        raise LtbenchError(f"{where} must be {annotation}, got the boolean {str(value).lower()}")
+        raise LtbenchError(f"{where} must be {_expected(annotation)}, got the boolean {str(value).lower()}")
     if "int" in kinds and isinstance(value, int):
         return value
     if "float" in kinds and isinstance(value, (int, float)):
         return float(value)
     if "str" in kinds and isinstance(value, str):
         return value
-    raise LtbenchError(f"{where} must be {annotation}, got {value!r} ({type(value).__name__})")
+    raise LtbenchError(f"{where} must be {_expected(annotation)}, got {value!r} ({type(value).__name__})")
 
 
-def _build(cls, values: dict, where: str):
+# epoch counts: a preset's value also becomes protocol_epochs / preset_epochs when --epochs shortens the run
+_EPOCH_KEYS = ("epochs", "protocol_epochs", "preset_epochs")
+
+
+def _check_table(cls, values: dict, where: str) -> dict:
+    """A preset's ``[stage1]`` / ``[stage2]`` table checked key by key, as the user wrote it: unknown keys, wrong
+    types and epoch counts below 1 are errors naming ``where`` (the preset file and table) and the user's key.
+    Runs before the command line's overrides, which copy ``epochs`` into internal fields (``preset_epochs``...)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(values) - set(fields)
     if unknown:
         raise LtbenchError(f"{where}: unknown keys {sorted(unknown)}; valid: {sorted(fields)}")
     checked = {k: _check_value(v, fields[k].type, f"{where} {k}") for k, v in values.items()}
-    return cls(**checked)
+    for k in _EPOCH_KEYS:
+        if k in checked and checked[k] is not None and checked[k] < 1:
+            raise LtbenchError(f"{where} {k} must be at least 1, got {checked[k]}")
+    return checked
+
+
+def _build(cls, values: dict, where: str):
+    return cls(**_check_table(cls, values, where))
 
 
 def _check_sections(raw: dict, path: str) -> None:
@@ -254,9 +278,44 @@ def _check_sections(raw: dict, path: str) -> None:
     for sec in ("stage1", "stage2", "eval", "data", "methods"):
         if sec in raw and not isinstance(raw[sec], dict):
             raise LtbenchError(f"preset {path}: [{sec}] must be a table")
+    if "description" in raw and not isinstance(raw["description"], str):
+        raise LtbenchError(f"preset {path}: description must be a string, got {raw['description']!r}")
     bad = sorted(set(raw.get("eval", {})) - set(EVAL_KEYS))
     if bad:
         raise LtbenchError(f"preset {path} [eval]: unknown keys {bad}; valid: {sorted(EVAL_KEYS)}")
+
+
+def _preset_option_type(option, value: Any, where: str) -> None:
+    """A preset's value for a method option must already have the declared type: TOML values are typed, so
+    ``balanced = "False"`` (a string) is an error, not a boolean. (``--option KEY=VALUE`` gets text and keeps
+    converting it, in ``Option.coerce``.) TOML has no null: a nullable option may be written ``"none"``."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = {"bool": isinstance(value, bool),
+          "int": isinstance(value, int) and not isinstance(value, bool),
+          "float": number,
+          "str": isinstance(value, str),
+          "floats": isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                    for v in value)}[option.type]
+    if ok or (option.nullable and isinstance(value, str) and value.strip().lower() in ("none", "null")):
+        return
+    expected = {"bool": "a boolean (true or false, unquoted)", "int": "an integer", "float": "a number",
+                "str": "a string", "floats": "a list of numbers (e.g. [0.5, 1.0])"}[option.type]
+    if option.type == "str" and option.choices:
+        expected += f" (one of {', '.join(option.choices)})"
+    if option.nullable:
+        expected += ' or "none"'
+    shown = str(value).lower() if isinstance(value, bool) else repr(value)
+    raise LtbenchError(f"{where} {option.name} must be {expected}, got {shown} ({type(value).__name__})")
+
+
+def _check_preset_options(option_specs, opts: dict, where: str) -> dict[str, Any]:
+    """A preset's ``[methods.<name>]`` table: declared options only, each of its declared type, then in range."""
+    from .options import resolve_options
+    by_name = {o.name: o for o in option_specs}
+    for key, value in opts.items():
+        if key in by_name:
+            _preset_option_type(by_name[key], value, where)
+    return resolve_options(option_specs, opts, where)
 
 
 def method_options_for(method: str, raw: dict, cli_options: dict[str, Any], where: str) -> dict[str, Any]:
@@ -266,18 +325,21 @@ def method_options_for(method: str, raw: dict, cli_options: dict[str, Any], wher
     from .options import resolve_options
     cls = get_method(method)
     preset_opts = dict(raw.get("methods", {}).get(method, {}))
-    resolve_options(cls.option_specs, preset_opts, f"{where} [methods.{method}]")
+    _check_preset_options(cls.option_specs, preset_opts, f"{where} [methods.{method}]")
     return resolve_options(cls.option_specs, {**preset_opts, **cli_options}, f"method {method!r}")
 
 
 def check_preset_methods(raw: dict, path: str) -> None:
-    """Every ``[methods.<name>]`` table names a registered method and only its declared options."""
-    from .options import resolve_options
-    from .registry import get_method
+    """Every ``[methods.<name>]`` table names a registered method and only its declared options, each of its
+    declared type; every error names the preset file and the table."""
+    from .registry import get_method, method_names
     for name, opts in raw.get("methods", {}).items():
         if not isinstance(opts, dict):
             raise LtbenchError(f"preset {path}: [methods.{name}] must be a table")
-        resolve_options(get_method(name).option_specs, opts, f"preset {path} [methods.{name}]")
+        if name not in method_names():
+            raise LtbenchError(f"preset {path}: [methods.{name}] names an unknown method {name!r}; "
+                               f"valid methods: {', '.join(method_names())}")
+        _check_preset_options(get_method(name).option_specs, opts, f"preset {path} [methods.{name}]")
 
 
 def resolve(method: str, dataset: str, imbalance: int | None, stage1_mode: str, seed: int, preset: str,
@@ -289,10 +351,12 @@ def resolve(method: str, dataset: str, imbalance: int | None, stage1_mode: str, 
     if stage1_mode not in STAGE1_MODES:
         raise LtbenchError(f"unknown --stage1 {stage1_mode!r}; valid: {', '.join(STAGE1_MODES)}")
     raw = load_preset(preset)
-    _check_sections(raw, str(preset))
-    check_preset_methods(raw, str(preset))
-    s1 = dict(raw.get("stage1", {}))
-    s2 = dict(raw.get("stage2", {}))
+    path = preset_path(preset)  # errors name the file, also for a built-in preset given by name
+    _check_sections(raw, str(path))
+    check_preset_methods(raw, str(path))
+    # the preset's own values are checked under the keys the user wrote, before --epochs copies them
+    s1 = _check_table(Stage1Config, dict(raw.get("stage1", {})), f"preset {path} [stage1]")
+    s2 = _check_table(Stage2Config, dict(raw.get("stage2", {})), f"preset {path} [stage2]")
     if epochs is not None:
         if epochs < 1:
             raise LtbenchError("--epochs must be at least 1")
@@ -304,12 +368,12 @@ def resolve(method: str, dataset: str, imbalance: int | None, stage1_mode: str, 
             raise LtbenchError("--stage2-epochs must be at least 1")
         s2.setdefault("protocol_epochs", s2.get("epochs", Stage2Config.epochs))
         s2["epochs"] = stage2_epochs
-    options = method_options_for(method, raw, kw.pop("method_options", None) or {}, f"preset {preset}")
-    eval_bs = _check_value(raw.get("eval", {}).get("batch_size", 256), "int", f"preset {preset} [eval] batch_size")
+    options = method_options_for(method, raw, kw.pop("method_options", None) or {}, f"preset {path}")
+    eval_bs = _check_value(raw.get("eval", {}).get("batch_size", 256), "int", f"preset {path} [eval] batch_size")
     cfg = RunConfig(
         method=method, dataset=dataset, imbalance=imbalance, stage1_mode=stage1_mode, seed=seed,
-        subset_seed=subset_seed, preset=str(preset), stage1=_build(Stage1Config, s1, f"preset {preset} [stage1]"),
-        stage2=_build(Stage2Config, s2, f"preset {preset} [stage2]"), method_options=options,
+        subset_seed=subset_seed, preset=str(preset), stage1=_build(Stage1Config, s1, f"preset {path} [stage1]"),
+        stage2=_build(Stage2Config, s2, f"preset {path} [stage2]"), method_options=options,
         eval_batch_size=eval_bs, data=dict(raw.get("data", {})), **kw,
     )
     validate(cfg)
