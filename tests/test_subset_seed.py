@@ -3,8 +3,6 @@
 Checked against an independent re-statement of LDAM-DRW's ``IMBALANCECIFAR10.gen_imbalanced_data`` loop on tiny
 generated CIFAR pickles; names and cache keys change only for a non-zero seed.
 """
-import pickle
-
 import numpy as np
 import pytest
 
@@ -17,24 +15,14 @@ from ltbench.paths import parse_run_dir, run_dir_for, stage1_dir
 from ltbench.registry import get_dataset
 from ltbench.report.tables import aggregate, collect_runs
 from report_fixtures import make_run
+from test_cifar_lt import _write_tv_cifar10
 
 PER_CLASS = 40  # a miniature CIFAR-10: 400 train images
 
 
 def _write_pickles(root, seed=1):
     """torchvision-layout CIFAR-10 (5 train batches + test batch) with random pixels and shuffled labels."""
-    rng = np.random.default_rng(seed)
-    d = root / "cifar-10-batches-py"
-    d.mkdir(parents=True)
-    labels = np.repeat(np.arange(10), PER_CLASS)
-    rng.shuffle(labels)
-    data = rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8)
-    for i, part in enumerate(np.array_split(np.arange(len(labels)), 5)):
-        with open(d / f"data_batch_{i + 1}", "wb") as f:
-            pickle.dump({"data": data[part], "labels": labels[part].tolist()}, f)
-    with open(d / "test_batch", "wb") as f:
-        pickle.dump({"data": data[:50], "labels": labels[:50].tolist()}, f)
-    return data, labels
+    return _write_tv_cifar10(root, per_class=PER_CLASS, seed=seed)
 
 
 def _ldam_drw(targets, imb_factor, rand_number, cls_num=10):

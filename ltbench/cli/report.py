@@ -137,12 +137,8 @@ def compare(results: str, datasets: tuple[str, ...], baselines: str | None, fmt:
         have = ", ".join(sorted(set(agg.dataset_tag)))
         raise LtbenchError(f"no published number matches the recorded settings ({have}); published numbers cover "
                            f"{', '.join(sorted(base.dataset.unique()))} (see bench.py compare --help)")
-    text = bl.render_compare_markdown(cmp) if fmt == "markdown" else bl.render_compare_csv(cmp)
-    if output:  # as `table`: the file in the asked format, or the asked format on stdout
-        atomic_write_bytes(Path(output), text.encode())
-        click.echo(f"wrote {output}", err=True)
-    else:
-        click.echo(text, nl=False)
+    # as `table`: the file in the asked format, or the asked format on stdout
+    _emit(bl.render_compare_markdown(cmp) if fmt == "markdown" else bl.render_compare_csv(cmp), output)
 
 
 @click.command(epilog=EXAMPLES)
