@@ -219,7 +219,7 @@ EVAL_KEYS = {"batch_size": "int"}
 
 
 _KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "a boolean (true or false, unquoted)",
-               "str": "a string"}
+               "str": "a string", "floats": "a list of numbers (e.g. [0.5, 1.0])"}
 
 
 def _expected(annotation: str) -> str:
@@ -298,8 +298,7 @@ def _preset_option_type(option, value: Any, where: str) -> None:
                                                     for v in value)}[option.type]
     if ok or (option.nullable and isinstance(value, str) and value.strip().lower() in ("none", "null")):
         return
-    expected = {"bool": "a boolean (true or false, unquoted)", "int": "an integer", "float": "a number",
-                "str": "a string", "floats": "a list of numbers (e.g. [0.5, 1.0])"}[option.type]
+    expected = _KIND_WORDS[option.type]
     if option.type == "str" and option.choices:
         expected += f" (one of {', '.join(option.choices)})"
     if option.nullable:

@@ -23,6 +23,7 @@ docs/performance.md), not an assumption.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import queue
 import sys
@@ -38,7 +39,7 @@ from .config import STAGE1_MODES, RunConfig, default_output_dir, resolve
 from .data.load import load_run_data
 from .errors import LtbenchError
 from .paths import run_dir_for, stage1_cached
-from .progress import EVERY_S, Progress
+from .progress import EVERY_S, Progress, plural
 from .registry import get_dataset, get_method, method_names
 from .store import is_complete
 
@@ -113,6 +114,17 @@ def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epo
             check = getattr(get_dataset(ds), "check_subset_seed", None)
             if check is not None:
                 check(data_root, subset_seed)
+    loaded: dict[tuple, str] = {}
+
+    def fingerprint(cfg: RunConfig) -> str:
+        """The training data's fingerprint, loaded once per dataset and load options over the whole plan (the
+        split-list loaders are not cached, and every finished run of a setting checks the same data)."""
+        key = (cfg.dataset, cfg.imbalance, cfg.subset_seed, cfg.data_root, json.dumps(cfg.data or {}, sort_keys=True))
+        if key not in loaded:
+            from .data.load import load_run_data
+            loaded[key] = load_run_data(cfg).fingerprint()
+        return loaded[key]
+
     groups: dict[tuple, Group] = {}
     for ds in datasets:
         spec = get_dataset(ds)
@@ -130,7 +142,8 @@ def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epo
                     out = run_dir_for(cfg, results)
                     key = (ds, imb, seed, mode, cfg.stage1_key())
                     complete = is_complete(out)
-                    conflict = (finished_run_differs(cfg, out) or finished_data_differs(cfg, out)) if complete else None
+                    conflict = (finished_run_differs(cfg, out) or finished_data_differs(cfg, out, fingerprint)
+                                if complete else None)
                     groups.setdefault(key, Group(key)).runs.append(
                         PlannedRun(cfg, out, complete and conflict is None, conflict))
     return list(groups.values())
@@ -574,10 +587,8 @@ def print_plan(groups: list[Group], echo: Echo) -> None:
     n_runs = sum(len(g.runs) for g in groups)
     n_done = sum(len(g.runs) - len(g.pending) for g in groups)
     n_s1 = sum(1 for g in groups if g.pending and not g.stage1_cached)
-    def n(k: int, word: str) -> str:
-        return f"{k} {word}" + ("" if k == 1 else "s")
-    echo(f"grid: {n(n_runs, 'run')} in {n(len(groups), 'stage-1 group')}; {n_done} already complete (skipped), "
-         f"{n_runs - n_done} to run; {n(n_s1, 'stage-1 training')} needed")
+    echo(f"grid: {plural(n_runs, 'run')} in {plural(len(groups), 'stage-1 group')}; {n_done} already complete "
+         f"(skipped), {n_runs - n_done} to run; {plural(n_s1, 'stage-1 training')} needed")
     for g in groups:
         ds, imb, seed, mode, _ = g.key
         tag = g.runs[0].cfg.dataset_tag

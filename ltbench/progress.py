@@ -29,6 +29,11 @@ EVERY_S = 30.0    # plain mode: at least one line this often while work goes on 
 EVERY_FRAC = 0.1  # ... and one each time another tenth of the total is done
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 run``, ``2 runs``, ``1 entry``, ``0 entries``: counts in every message read the same."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
 def format_duration(s: float) -> str:
     """'1h02m', '3m20s', '12s' (ETA and elapsed time in the plain lines)."""
     s = max(0, int(round(s)))

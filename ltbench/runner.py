@@ -103,17 +103,19 @@ _DATA_EXECUTION_OPTIONS = ("workers", "decode", "check_files")
 _ABSENT = object()
 
 
-def finished_data_differs(cfg: RunConfig, out: Path) -> str | None:
+def finished_data_differs(cfg: RunConfig, out: Path,
+                          fingerprint: Callable[[RunConfig], str] | None = None) -> str | None:
     """How the training data of the finished run in ``out`` differs from what ``cfg`` loads now (None: the same,
     or the run recorded no fingerprint). The config alone does not identify the data: a run written from a wrong
-    data root, since fixed, has this config but not this data, and must not be skipped as this run."""
+    data root, since fixed, has this config but not this data, and must not be skipped as this run.
+    ``fingerprint``: the data fingerprint of a config (default: load it), e.g. memoised over a grid's plan."""
     try:
         old = json.loads((Path(out) / "config.json").read_text()).get("train_data_fingerprint")
     except (OSError, ValueError, AttributeError):
         return None  # unreadable configs are reported by finished_run_differs
     if not old:
         return None
-    now = load_run_data(cfg).fingerprint()
+    now = fingerprint(cfg) if fingerprint is not None else load_run_data(cfg).fingerprint()
     if now == old:
         return None
     return f"train_data_fingerprint {old[:16]} there, {now[:16]} in the data loaded now"

@@ -182,3 +182,20 @@ def test_a_finished_run_on_other_training_data_is_not_skipped(tmp_path, monkeypa
     assert not run.done and "train_data_fingerprint" in (run.conflict or "")
     assert _run(res, "--epochs", "1", "--force").exit_code == 0
     assert json.loads(cfg_file.read_text())["train_data_fingerprint"] == real
+
+
+def test_grid_plan_loads_the_data_once_for_all_finished_runs_of_a_setting(tmp_path, monkeypatch):
+    """Checking finished runs' data identity costs one load per dataset and load options over the whole plan, not
+    one per run (the split-list loaders are not cached)."""
+    import ltbench.data.load as load_mod
+
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    res = tmp_path / "res"
+    for seed in ("0", "1"):
+        assert _run(res, "--epochs", "1", "--seed", seed).exit_code == 0
+    calls = []
+    real = load_mod.load_run_data
+    monkeypatch.setattr(load_mod, "load_run_data", lambda cfg: calls.append(cfg.seed) or real(cfg))
+    plan = build_plan(["cifar10-lt-tiny"], [], [0, 1], epochs=1, results=str(res), methods=["ce"],
+                      stage1_modes=["sgd"])
+    assert [r.done for g in plan for r in g.runs] == [True, True] and len(calls) == 1

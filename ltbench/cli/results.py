@@ -18,6 +18,7 @@ import click
 from .. import paths
 from ..config import default_output_dir
 from ..errors import LtbenchError
+from ..progress import plural
 from .options import FiniteFloatType
 
 _store_option = click.option("--results", type=click.Path(file_okay=False), default=default_output_dir,
@@ -36,11 +37,6 @@ def _existing_store(results: str) -> Path:
                            + (" (it is the runs/ folder of one: pass its parent)" if root.name == paths.RUNS else "")
                            + "; pass --results DIR of a folder that holds runs/")
     return root
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``1 run``, ``2 runs``, ``1 entry``, ``0 entries``."""
-    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 @click.group(name="results")

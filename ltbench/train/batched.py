@@ -35,7 +35,7 @@ from .loop import autocast_for
 from .stacked import StackedResNet32, stackable
 from .stacked_sgd import StackedSGD
 from ..paths import stage1_dir
-from ..progress import track
+from ..progress import plural, track
 from .stage1 import build_network, invalidate_derived, lr_function, remove_stale_partials
 from .swag import Swag, network_with_weights
 
@@ -159,7 +159,7 @@ def _train(cfgs: tuple, dirs: tuple, cks: tuple, data, device: torch.device, ech
         net.load_state_dict(wide.network_state(i))
         if swags[i] is not None:
             t0 = time.perf_counter()
-            echo(f"stage 1 [{c.stage1_mode}/seed{c.seed}]: SWA average of {swags[i].n} snapshot{'' if swags[i].n == 1 else 's'}; "
+            echo(f"stage 1 [{c.stage1_mode}/seed{c.seed}]: SWA average of {plural(swags[i].n, 'snapshot')}; "
                  "recomputing BN statistics")
             bn_batches = track(data.train_batches(s.batch_size, gens[i], device), total=n, unit="img",
                                desc=f"stage 1 [{c.stage1_mode}/seed{c.seed}]: SWA BN pass", quiet=quiet,

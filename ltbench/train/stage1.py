@@ -20,6 +20,7 @@ from ..config import RunConfig
 from ..distributed import average_bn_stats, barrier, broadcast_object, is_main, rank_world, wrap_ddp
 from ..models import Network, create_network
 from .. import paths
+from ..progress import plural
 from .accel import accelerate
 from .loop import cross_entropy_step, sgd, train_one_epoch
 from .schedules import swa_schedule, warmup_cosine
@@ -158,7 +159,7 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
              f"train acc {row['train_acc']:.1f}%  lr {row['lr']:.4f}  {row['images_per_s']:.0f} img/s")
     if swag is not None:
         t0 = time.perf_counter()
-        echo(f"stage 1: SWA average of {swag.n} snapshot{'s' if swag.n != 1 else ''}; recomputing BN statistics")
+        echo(f"stage 1: SWA average of {plural(swag.n, 'snapshot')}; recomputing BN statistics")
         # DDP: whole global batches round-robin over ranks, so the averaged BN statistics equal one process's
         kw = {"shard": "batches"} if world > 1 and hasattr(data, "eval_indices") else {}
         from ..progress import track
