@@ -213,3 +213,21 @@ def test_findings_quote_only_generated_numbers():
     missing = sorted({t for t in quoted if t not in corpus})
     assert not missing, (f"results/findings.md quotes {', '.join(missing)}, which no generated file prints; update "
                          "the text from results/stats.md / results/tables (bench.py stats, bench.py leaderboard)")
+
+
+def test_full_and_reduced_runs_are_never_paired(tmp_path):
+    """While a full-schedule grid is filled in, SGD seed 0 may be full and SWA seed 0 still reduced: comparing
+    them would credit the schedule to the extractor. Only seeds whose two runs share a schedule are paired."""
+    for s in range(3):
+        make_run(tmp_path, "crt", "swa", s, 0.62, reduced=True)
+        make_run(tmp_path, "crt", "sgd", s, 0.40 if s == 0 else 0.60, reduced=s != 0)
+    make_run(tmp_path, "ce", "sgd", 0, 0.45)  # full, like sgd-crt seed 0
+    runs = collect_runs(tmp_path).runs  # sgd-crt keeps only its full seed 0 (the reduced ones are dropped)
+    assert sorted(runs[(runs.stage1_mode == "sgd") & (runs.method == "crt")].seed) == [0]
+    assert S.paired(runs, "cifar10-lt-if100", "swa-crt", "sgd-crt", replicates=0) is None
+    c = S.paired(runs, "cifar10-lt-if100", "sgd-crt", "sgd-ce", replicates=0)
+    assert c is not None and c.seeds == [0] and not c.reduced
+    kinds = [(c.a, c.b) for c in S.all_comparisons(tmp_path, replicates=0)]
+    assert ("swa-crt", "sgd-crt") not in kinds and ("sgd-ce", "sgd-crt") in kinds
+    r = CliRunner().invoke(bench_cli, ["compare", "--paired", "swa-crt", "sgd-crt", "--results", str(tmp_path)])
+    assert r.exit_code == 2 and "same schedule" in r.output, r.output

@@ -188,12 +188,15 @@ def _fill_boot_cache(rows: pd.DataFrame, replicates: int, boot_seed: int, cache:
 
 def paired(runs: pd.DataFrame, tag: str, a: str, b: str, kind: str = "chosen", replicates: int = DEFAULT_BOOTSTRAP,
            boot_seed: int = DEFAULT_BOOT_SEED, cache: dict | None = None) -> Comparison | None:
-    """Compare run names ``a`` and ``b`` (e.g. ``swa-srepr``, ``swa-crt``) on ``tag`` over their common seeds."""
+    """Compare run names ``a`` and ``b`` (e.g. ``swa-srepr``, ``swa-crt``) on ``tag`` over their common seeds.
+
+    A seed is paired only when both runs have the same schedule (both full or both reduced): while a full-schedule
+    grid is being filled in, one extractor's full run must never be set against the other's reduced run."""
     cache = {} if cache is None else cache
     sub = runs[runs.dataset_tag == tag]
     name = sub.stage1_mode + "-" + sub.method
     ra, rb = sub[name == a].set_index("seed"), sub[name == b].set_index("seed")
-    seeds = sorted(set(ra.index) & set(rb.index))
+    seeds = sorted(s for s in set(ra.index) & set(rb.index) if bool(ra.loc[s, "reduced"]) == bool(rb.loc[s, "reduced"]))
     if not seeds:
         return None
     c = Comparison(tag, a, b, kind, seeds, bool(ra.loc[seeds, "reduced"].any() or rb.loc[seeds, "reduced"].any()))
