@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import zlib
 from pathlib import Path
 
@@ -11,6 +12,21 @@ from ltbench.metrics import compute_metrics
 from ltbench.store import run_dir, write_run
 
 TRAIN_COUNTS = [500, 300, 150, 90, 60, 40, 25, 15, 10, 5]  # many: 3, medium: 4, few: 3
+
+REPO = Path(__file__).resolve().parents[1]
+# The committed stores: the full-schedule leaderboard, and nested in it the reduced CPU grid kept as measured.
+COMMITTED_STORES = [REPO / "results", REPO / "results" / "reduced-cpu"]
+STORE_IDS = ["results", "reduced-cpu"]
+
+
+def copy_store(store: Path, root: Path, skip: tuple[str, ...] = ()) -> Path:
+    """Copy a committed store to the same relative path under ``root`` (so commands run from ``root`` name it as the
+    committed files do), leaving out the stores nested in it and the top-level entries in ``skip``."""
+    rel = store.relative_to(REPO)
+    nested = {p.name for p in store.iterdir() if p.is_dir() and p.name != "runs" and (p / "runs").is_dir()}
+    leave = nested | set(skip)
+    shutil.copytree(store, root / rel, ignore=lambda d, names: [n for n in names if Path(d) == store and n in leave])
+    return rel
 
 
 def make_arrays(rng: np.random.Generator, acc: float, n_per_class: int = 30,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ltbench.report.leaderboard import build_leaderboard
-from report_fixtures import make_run
+from report_fixtures import COMMITTED_STORES, STORE_IDS, make_run
 
 REPO_RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -50,9 +50,10 @@ def test_store_with_its_own_baselines_links_them(tmp_path):
         assert (store / target.split("#")[0]).exists(), f"broken link {target}"
 
 
-def test_committed_leaderboard_has_findings_once_and_no_broken_link():
-    readme = REPO_RESULTS / "README.md"
-    findings = REPO_RESULTS / "findings.md"
+@pytest.mark.parametrize("store", COMMITTED_STORES, ids=STORE_IDS)
+def test_committed_leaderboard_has_findings_once_and_no_broken_link(store):
+    readme = store / "README.md"
+    findings = store / "findings.md"
     if not findings.is_file():
         pytest.skip("no findings.md")
     text = readme.read_text()
@@ -62,4 +63,4 @@ def test_committed_leaderboard_has_findings_once_and_no_broken_link():
     compare = text.split("## Compared with published numbers")[1] if "## Compared with published" in text else ""
     assert not any(p in compare for p in paragraphs)
     for target in _links(readme):
-        assert (REPO_RESULTS / target.split("#")[0]).exists(), f"broken link {target} in results/README.md"
+        assert (store / target.split("#")[0]).exists(), f"broken link {target} in {readme}"

@@ -7,13 +7,14 @@ import pytest
 
 from ltbench import paths
 from ltbench.config import resolve
+from report_fixtures import COMMITTED_STORES, STORE_IDS
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_committed_runs_round_trip():
+@pytest.mark.parametrize("results", COMMITTED_STORES, ids=STORE_IDS)
+def test_committed_runs_round_trip(results):
     """Every committed run folder parses into the parts its config names, and is rebuilt byte for byte."""
-    results = REPO / "results"
     dirs = list(paths.iter_run_dirs(results))
     if not dirs:
         pytest.skip("no committed runs")

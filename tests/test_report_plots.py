@@ -2,7 +2,6 @@
 clearly when there are no runs."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -12,7 +11,7 @@ import pytest
 from ltbench.report.leaderboard import build_leaderboard
 from ltbench.report.plots import plot_all
 from ltbench.report.tables import aggregate, collect_runs
-from report_fixtures import build_results
+from report_fixtures import COMMITTED_STORES, STORE_IDS, build_results, copy_store
 
 FIGURES = ("reliability", "reliability-overlay", "per-class", "acc-vs-ece")
 TAGS = ("cifar10-lt-if100", "cifar100-lt-if50")
@@ -112,16 +111,17 @@ def test_regenerating_unchanged_runs_is_byte_identical(results):
     assert not changed, changed
 
 
-def test_committed_leaderboard_is_current(tmp_path, monkeypatch):
-    """results/README.md and results/tables/* are what `bench.py leaderboard --results results` makes of the
+@pytest.mark.parametrize("repo_results", COMMITTED_STORES, ids=STORE_IDS)
+def test_committed_leaderboard_is_current(repo_results, tmp_path, monkeypatch):
+    """<store>/README.md and <store>/tables/* are what `bench.py leaderboard --results <store>` makes of the
     committed runs today (run from the folder holding the copy, as from the checkout)."""
-    repo_results = Path(__file__).resolve().parents[1] / "results"
-    if not any((repo_results / "runs").rglob("metrics.json")):
-        pytest.skip("no committed runs")
-    copy = tmp_path / "results"
-    shutil.copytree(repo_results, copy)
+    if not (repo_results / "README.md").is_file():
+        pytest.skip("no committed leaderboard")
+    rel = copy_store(repo_results, tmp_path)
+    copy = tmp_path / rel
     monkeypatch.chdir(tmp_path)
-    build_leaderboard(Path("results"), echo=lambda s: None)
-    for rel in ["README.md", *(f"tables/{p.name}" for p in (repo_results / "tables").iterdir())]:
-        assert (copy / rel).read_text() == (repo_results / rel).read_text(), (
-            f"results/{rel} is stale: run `bench.py leaderboard` and commit")
+    build_leaderboard(rel, echo=lambda s: None)
+    tables = sorted((repo_results / "tables").iterdir()) if (repo_results / "tables").is_dir() else []
+    for name in ["README.md", *(f"tables/{p.name}" for p in tables)]:
+        assert (copy / name).read_text() == (repo_results / name).read_text(), (
+            f"{rel}/{name} is stale: run `bench.py leaderboard --results {rel}` and commit")

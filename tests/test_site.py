@@ -1,7 +1,6 @@
 """The static site without a browser: deterministic, pruned, every link resolves, committed copy current."""
 from __future__ import annotations
 
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -12,9 +11,8 @@ from click.testing import CliRunner
 from bench import cli as bench_cli
 from ltbench.errors import LtbenchError
 from ltbench.report.site import build_site
-from report_fixtures import build_results
+from report_fixtures import COMMITTED_STORES, STORE_IDS, build_results, copy_store
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 class _Links(HTMLParser):
@@ -119,18 +117,18 @@ def test_leaderboard_html_option(store, tmp_path):
     assert "open " + str(out / "index.html") in r.output
 
 
-def test_committed_site_is_current(tmp_path, monkeypatch):
-    """results/site/ is what `bench.py site` makes of the committed runs today (like the markdown leaderboard)."""
-    repo_results = REPO / "results"
+@pytest.mark.parametrize("repo_results", COMMITTED_STORES, ids=STORE_IDS)
+def test_committed_site_is_current(repo_results, tmp_path, monkeypatch):
+    """<store>/site/ is what `bench.py site` makes of the committed runs today (like the markdown leaderboard)."""
     if not (repo_results / "site" / "index.html").is_file():
         pytest.skip("no committed site")
-    copy = tmp_path / "results"
-    shutil.copytree(repo_results, copy, ignore=shutil.ignore_patterns("site"))
-    monkeypatch.chdir(tmp_path)  # as `bench.py site --results results` from the checkout
-    build_site(Path("results"), echo=lambda s: None)
+    rel = copy_store(repo_results, tmp_path, skip=("site",))
+    copy = tmp_path / rel
+    monkeypatch.chdir(tmp_path)  # as `bench.py site --results <store>` from the checkout
+    build_site(rel, echo=lambda s: None)
     want = sorted(p.relative_to(repo_results / "site") for p in (repo_results / "site").rglob("*") if p.is_file())
     got = sorted(p.relative_to(copy / "site") for p in (copy / "site").rglob("*") if p.is_file())
-    assert got == want, "results/site/ has different pages: run `bench.py site` and commit"
-    for rel in want:
-        assert (copy / "site" / rel).read_bytes() == (repo_results / "site" / rel).read_bytes(), (
-            f"results/site/{rel} is stale: run `bench.py site` and commit")
+    assert got == want, f"{rel}/site/ has different pages: run `bench.py site --results {rel}` and commit"
+    for rel_page in want:
+        assert (copy / "site" / rel_page).read_bytes() == (repo_results / "site" / rel_page).read_bytes(), (
+            f"{rel}/site/{rel_page} is stale: run `bench.py site --results {rel}` and commit")

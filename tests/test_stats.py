@@ -16,7 +16,7 @@ from bench import cli as bench_cli
 from ltbench.metrics import ece as ltb_ece
 from ltbench.report import stats as S
 from ltbench.report.tables import collect_runs
-from report_fixtures import make_run
+from report_fixtures import COMMITTED_STORES, STORE_IDS, make_run
 
 scipy_stats = pytest.importorskip("scipy.stats", reason="scipy (dev extra) computes the reference t quantiles")
 REPO = Path(__file__).resolve().parents[1]
@@ -164,19 +164,20 @@ def test_stats_command_writes_markdown_and_csv(store):
     assert S.fmt(row.diff_mean, "acc", True) in md
 
 
-def test_committed_stats_are_current(tmp_path, monkeypatch):
-    """results/stats.md and stats.csv are what `bench.py stats --results results` makes of the committed runs
+@pytest.mark.parametrize("repo_results", COMMITTED_STORES, ids=STORE_IDS)
+def test_committed_stats_are_current(repo_results, tmp_path, monkeypatch):
+    """<store>/stats.md and stats.csv are what `bench.py stats --results <store>` makes of the committed runs
     today (run from the folder holding the copy, as the committed files were made from the checkout)."""
-    repo_results = REPO / "results"
     if not (repo_results / "stats.md").is_file():
         pytest.skip("no committed statistics")
-    copy = tmp_path / "results"
+    rel = repo_results.relative_to(REPO)
+    copy = tmp_path / rel
     shutil.copytree(repo_results / "runs", copy / "runs")
     monkeypatch.chdir(tmp_path)
-    S.write_stats(Path("results"))
+    S.write_stats(rel)
     for name in ("stats.md", "stats.csv"):
         assert (copy / name).read_text() == (repo_results / name).read_text(), (
-            f"results/{name} is stale: run `bench.py stats` (or `bench.py site`) and commit")
+            f"{rel}/{name} is stale: run `bench.py stats --results {rel}` (or `bench.py site`) and commit")
 
 
 _NUMBER = re.compile(r"[+\-−]?\d+\.\d+")
@@ -198,10 +199,11 @@ def test_decimal_tokens():
         "23.68", "38.32", "41.40", "−0.06", "0.21", "−0.24", "+0.14"]
 
 
-def test_findings_quote_only_generated_numbers():
-    """results/findings.md is hand-written: every decimal number in it must be one that the generated statistics
-    (stats.md) or tables (tables/*.md) print, sign and digits alike, so it cannot drift from the runs."""
-    results = REPO / "results"
+@pytest.mark.parametrize("results", COMMITTED_STORES, ids=STORE_IDS)
+def test_findings_quote_only_generated_numbers(results):
+    """<store>/findings.md is hand-written: every decimal number in it must be one that the generated statistics
+    (stats.md) or tables (tables/*.md) of the same store print, sign and digits alike, so it cannot drift from the
+    runs."""
     findings = results / "findings.md"
     if not findings.is_file() or not (results / "stats.md").is_file():
         pytest.skip("no findings.md or stats.md")
@@ -211,8 +213,8 @@ def test_findings_quote_only_generated_numbers():
     quoted = decimal_tokens(findings.read_text())
     assert quoted, "findings.md quotes no number"
     missing = sorted({t for t in quoted if t not in corpus})
-    assert not missing, (f"results/findings.md quotes {', '.join(missing)}, which no generated file prints; update "
-                         "the text from results/stats.md / results/tables (bench.py stats, bench.py leaderboard)")
+    assert not missing, (f"{findings} quotes {', '.join(missing)}, which no generated file prints; update the text "
+                         "from that store's stats.md / tables (bench.py stats, bench.py leaderboard)")
 
 
 def test_full_and_reduced_runs_are_never_paired(tmp_path):
