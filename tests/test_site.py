@@ -14,7 +14,6 @@ from ltbench.report.site import build_site
 from report_fixtures import COMMITTED_STORES, STORE_IDS, build_results, copy_store
 
 
-
 class _Links(HTMLParser):
     def __init__(self):
         super().__init__()

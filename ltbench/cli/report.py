@@ -58,7 +58,8 @@ def _compare_paired(results: str, datasets: tuple[str, ...], names: tuple[str, s
         if c is not None:
             texts.append(render_text(c))
     if not texts:
-        raise LtbenchError(f"--paired: no setting has runs of both {a} and {b} with a common seed on the same schedule (both full or both reduced)")
+        raise LtbenchError(f"--paired: no setting has runs of both {a} and {b} with a common seed on the same schedule "
+                           "(both full or both reduced)")
     text = "\n".join(texts)
     _emit(text, None)
     if output:
