@@ -1,8 +1,8 @@
 """Name -> class / spec registries for methods and datasets, in the spirit of timm's ``register_model``.
 
-Methods are discovered: every module in the ``methods`` package is imported (plainly: an error in a method file
-is an error, never a silently missing method), and each ``Method`` subclass that sets ``name`` registers itself
-when it is defined. Adding a method is one new file in ``methods/``; there is no list to edit.
+Methods are discovered: every module in the ``methods`` package is imported (an error in a method file is an
+error naming that file, never a silently missing method), and each ``Method`` subclass that sets ``name``
+registers itself when it is defined. Adding a method is one new file in ``methods/``; there is no list to edit.
 """
 from __future__ import annotations
 
@@ -45,7 +45,14 @@ def discover_methods() -> None:
     import methods
     for info in sorted(pkgutil.iter_modules(methods.__path__), key=lambda i: i.name):
         if not info.name.startswith("_"):
-            importlib.import_module(f"methods.{info.name}")
+            try:
+                importlib.import_module(f"methods.{info.name}")
+            except Exception as e:  # a method file that does not import is named, not a bare traceback
+                where = getattr(info.module_finder, "path", "methods")
+                raise LtbenchError(
+                    f"method file {where}/{info.name}.py does not import ({type(e).__name__}: {e}); every module in "
+                    f"methods/ is imported to register its method, so fix that file (the traceback: python -c "
+                    f"'import methods.{info.name}') or move it out of methods/") from e
     _DISCOVERED = True
 
 

@@ -12,6 +12,7 @@ import os
 import pickle
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import bench
 from ltbench.errors import LtbenchError
 from ltbench.registry import get_dataset
 from reliability_util import snapshot, write_preset
-from report_fixtures import make_run
+from report_fixtures import REPO, make_run
 
 
 def _cifar10_root(root: Path, per_class: int = 50) -> Path:
@@ -241,3 +242,27 @@ def test_corrupt_checkpoint_is_reported_not_used(tmp_path, monkeypatch):
         from ltbench.checkpoint import load_checkpoint
         load_checkpoint(d / "ckpt.pt")
     shutil.rmtree(d)
+
+
+BROKEN_METHOD_CHILD = """
+import sys
+import methods
+methods.__path__.append(sys.argv[1])
+from ltbench.cli import cli
+cli(["list"])
+"""
+
+
+@pytest.mark.parametrize("body, why", [("def broken(:\n", "SyntaxError"),
+                                       ("import no_such_module_for_ltbench\n", "ModuleNotFoundError")])
+def test_a_method_file_that_does_not_import_is_named_in_one_line(tmp_path, body, why):
+    """A broken file in methods/ stops every command with one line naming the file and the fix, not a traceback."""
+    extra = tmp_path / "extra_methods"
+    extra.mkdir()
+    (extra / "zz_broken.py").write_text(body)
+    r = subprocess.run([sys.executable, "-c", BROKEN_METHOD_CHILD, str(extra)], cwd=REPO, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{extra}/zz_broken.py" in lines[0] and why in lines[0] and "methods/" in lines[0]
