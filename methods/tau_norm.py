@@ -7,11 +7,13 @@ Choosing tau (CIFAR-LT has no validation split; the test set is never used):
 
 * ``selection='holdout'`` (default): sweep ``taus`` (0, 0.1, ..., 2.0, as Kang's script) and take the best
   balanced (mean per-class) accuracy on ``holdout_fraction`` of each class's *training* images. Stage 1 trained on
-  those images; a network that has memorised them scores the same for every tau (measured at full schedule:
-  100 % for every tau from 0 to 2). When the sweep's spread (best minus worst) is below ``min_spread`` points it
-  cannot tell the taus apart: it is not resolved to the smallest tau but reported (``tau_selection`` in
-  ``config.json``, a line on the console) and ``tau`` (default 1.0, full normalisation) is used, or, with
-  ``on_degenerate='error'``, the run stops.
+  those images, and a network that has memorised them measures its fit, not how tau generalises. Two signs of
+  that make the sweep *degenerate*: its spread (best minus worst) is below ``min_spread`` points (measured with the
+  bias kept: 100 % for every tau from 0 to 2), or its best score reaches ``ceiling`` (measured without the bias,
+  CIFAR-100-LT IF100 at 200 epochs: 100 % for tau 0 to 0.3, falling to 82.9 % at tau 2, so the spread rule alone
+  let it pick tau = 0 while the test-set optimum was tau = 1.0). A degenerate sweep is not resolved to its
+  smallest best tau but reported (``tau_selection`` in ``config.json``, a line on the console) and ``tau``
+  (default 1.0, full normalisation) is used, or, with ``on_degenerate='error'``, the run stops.
 * ``selection='fixed'``: use ``tau``.
 
 The sweep, the spread and the rule that chose tau are saved in ``config.json`` (``method_info``). For readers who
@@ -60,20 +62,30 @@ def holdout_sweep(z: torch.Tensor, y: np.ndarray, w: torch.Tensor, b, taus: list
     return rows
 
 
-def choose_tau(sweep: list[dict], selection: str, fixed_tau: float, min_spread: float, on_degenerate: str
-               ) -> tuple[float, str, float | None]:
+def degenerate_reason(accs: list[float], min_spread: float, ceiling: float) -> str | None:
+    """Why a held-out sweep measures memorisation rather than tau (None when it is informative)."""
+    spread = max(accs) - min(accs)
+    if spread < min_spread:
+        return f"spread {spread:.2f} < {min_spread} points"
+    if max(accs) >= ceiling:
+        return f"best {max(accs):.2f} >= ceiling {ceiling} points, {sum(a == max(accs) for a in accs)} taus tied"
+    return None
+
+
+def choose_tau(sweep: list[dict], selection: str, fixed_tau: float, min_spread: float, on_degenerate: str,
+               ceiling: float = 99.0) -> tuple[float, str, float | None]:
     """(tau, how it was chosen, sweep spread in points). Ties go to the smaller tau."""
     if selection == "fixed":
         return fixed_tau, "fixed", None
     accs = [r["heldout_balanced_acc"] for r in sweep]
     spread = max(accs) - min(accs)
-    if spread < min_spread:
+    why = degenerate_reason(accs, min_spread, ceiling)
+    if why:
         if on_degenerate == "error":
-            raise LtbenchError(f"tau_norm: the held-out sweep cannot tell the taus apart (balanced accuracy spread "
-                               f"{spread:.2f} < min_spread {min_spread} points; the stage-1 network has memorised "
-                               "its training images). Use --option selection=fixed --option tau=T, or "
-                               "--option on_degenerate=fixed.")
-        return fixed_tau, f"fixed: held-out sweep degenerate (spread {spread:.2f} < {min_spread} points)", spread
+            raise LtbenchError(f"tau_norm: the held-out sweep cannot tell the taus apart ({why}; the stage-1 "
+                               "network has memorised its training images). Use --option selection=fixed "
+                               "--option tau=T, or --option on_degenerate=fixed.")
+        return fixed_tau, f"fixed: held-out sweep degenerate ({why})", spread
     best = max(sweep, key=lambda r: (r["heldout_balanced_acc"], -r["tau"]))
     return best["tau"], "holdout", spread
 
@@ -91,6 +103,8 @@ class TauNorm(Method):
                high=1.0, low_open=True, high_open=True),
         Option("min_spread", "float", 0.5, "a held-out sweep whose best minus worst balanced accuracy (points) is "
                "below this cannot tell the taus apart", low=0.0),
+        Option("ceiling", "float", 99.0, "a held-out sweep whose best balanced accuracy (points) reaches this "
+               "has memorised the held-out images (above 100: never)", low=0.0),
         Option("on_degenerate", "str", "fixed", "a degenerate held-out sweep: use tau (reported) or stop",
                choices=("fixed", "error")),
     )
@@ -106,7 +120,8 @@ class TauNorm(Method):
             hold = stratified_holdout(y, o["holdout_fraction"], np.random.default_rng(ctx.cfg.seed))
             sweep = holdout_sweep(f["train"][torch.as_tensor(hold, device=ctx.device)], y[hold], w, b, o["taus"])
             ctx.info["heldout_size"] = int(len(hold))
-        tau, how, spread = choose_tau(sweep, o["selection"], o["tau"], o["min_spread"], o["on_degenerate"])
+        tau, how, spread = choose_tau(sweep, o["selection"], o["tau"], o["min_spread"], o["on_degenerate"],
+                                     o["ceiling"])
         ctx.info.update({"tau": tau, "tau_selection": how, "tau_sweep": sweep, "tau_sweep_spread": spread})
         ctx.echo(f"stage 2 [tau_norm]: tau = {tau} ({how})")
         if how.startswith("fixed:"):

@@ -83,6 +83,21 @@ def test_a_sweep_that_cannot_tell_the_taus_apart_is_reported_not_resolved_to_zer
     assert choose_tau(informative, "holdout", 1.0, 0.5, "fixed") == (0.5, "holdout", 7.0)
 
 
+def test_a_sweep_saturated_at_the_ceiling_is_degenerate_even_when_its_spread_is_wide():
+    """Old: only the spread was checked. The full-schedule CIFAR-100-LT IF100 sweep (no bias) scored 100 % for
+    tau 0-0.3 and 82.9 % at tau 2: spread 17 points, so tau = 0 was chosen (test acc 40.53 vs 44.15 at tau 1)."""
+    from methods.tau_norm import choose_tau
+    accs = [100.0, 100.0, 100.0, 100.0, 99.98, 99.47, 95.05, 82.93]
+    sweep = [{"tau": t, "heldout_balanced_acc": a} for t, a in zip((0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 1.5, 2.0), accs)]
+    tau, how, spread = choose_tau(sweep, "holdout", 1.0, 0.5, "fixed")
+    assert tau == 1.0 and how.startswith("fixed: held-out sweep degenerate (best 100.00 >= ceiling 99.0")
+    assert spread == pytest.approx(100.0 - 82.93)
+    with pytest.raises(LtbenchError, match="cannot tell the taus apart"):
+        choose_tau(sweep, "holdout", 1.0, 0.5, "error")
+    # the same sweep below the ceiling is informative again: the best tau (smallest on ties) is taken
+    assert choose_tau(sweep, "holdout", 1.0, 0.5, "fixed", ceiling=100.5)[:2] == (0.0, "holdout")
+
+
 def test_the_oracle_row_is_chosen_by_the_evaluator_on_test_accuracy(tmp_path):
     ctx = _ctx(tmp_path, "tau_norm_oracle")
     oc = get_method("tau_norm_oracle")(taus=[0.0, 0.5, 1.0, 1.5]).fit(ctx)
