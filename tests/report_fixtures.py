@@ -45,7 +45,7 @@ def make_arrays(rng: np.random.Generator, acc: float, n_per_class: int = 30,
 
 def make_run(results: Path, method: str, stage1: str, seed: int, acc: float, dataset: str = "cifar10-lt",
              imbalance: int | None = 100, reduced: bool = False, counts=TRAIN_COUNTS,
-             subset_seed: int = 0) -> tuple[Path, dict]:
+             subset_seed: int = 0, config_extra: dict | None = None) -> tuple[Path, dict]:
     """Write one run folder the way ``bench.py run`` lays it out; return (folder, metrics).
 
     ``subset_seed`` is recorded (and enters the folder name) only when non-zero, like a run of the CLI."""
@@ -60,6 +60,7 @@ def make_run(results: Path, method: str, stage1: str, seed: int, acc: float, dat
               "stage2": {"epochs": 10}, "train_class_counts": list(counts), "environment": {}}
     if subset_seed:
         config["subset_seed"] = subset_seed
+    config.update(config_extra or {})
     d = write_run(run_dir(results, tag, f"{stage1}-{method}", seed), config, metrics, arrays,
                   [{"epoch": 0}], b"\x89PNG fake")
     return d, metrics

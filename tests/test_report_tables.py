@@ -170,3 +170,29 @@ def test_latex_compiles(results, tmp_path, mode):
     assert proc.returncode == 0, proc.stdout[-3000:]
     pdf = tmp_path / main.replace(".tex", ".pdf")
     assert pdf.is_file() and pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_the_footnote_says_how_tau_was_chosen_and_which_taus_the_runs_used(tmp_path):
+    """Old: a tau-norm row said nothing of where its tau came from (held-out, degenerate sweep, or test set)."""
+    from report_fixtures import make_run
+    from ltbench.report.tables import _footnote
+    res = tmp_path / "results"
+    make_run(res, "ce", "sgd", 0, 0.5)
+    plain = _footnote(aggregate(collect_runs(res).runs))
+    assert "tau" not in plain                      # no tau-norm row, no tau note
+    infos = {("sgd", 0): {"tau": 0.7, "tau_selection": "holdout"},
+             ("sgd", 1): {"tau": 1.0, "tau_selection": "fixed: held-out sweep degenerate (spread 0.00 < 0.5 points)"},
+             ("swa", 0): {"tau": 1.0, "tau_selection": "fixed: held-out sweep degenerate (best 100.00 >= ceiling)"}}
+    for (s1, seed), info in infos.items():
+        make_run(res, "tau_norm", s1, seed, 0.5, config_extra={"method_info": info})
+    make_run(res, "tau_norm_oracle", "sgd", 0, 0.5, config_extra={"method_info": {"tau": 1.2, "oracle": True}})
+    runs = collect_runs(res).runs
+    got = runs.set_index(["method", "stage1_mode", "seed"])[["tau", "tau_rule"]]
+    assert got.loc[("tau_norm", "sgd", 0)].tolist() == [0.7, "held-out"]
+    assert got.loc[("tau_norm", "swa", 0)].tolist() == [1.0, "degenerate"]
+    assert got.loc[("tau_norm_oracle", "sgd", 0)].tolist() == [1.2, "oracle"]
+    assert got.loc[("ce", "sgd", 0), "tau_rule"] == ""
+    foot = _footnote(aggregate(runs))
+    assert "chosen on held-out training images: tau 0.7 in 1 run," in foot
+    assert "held-out sweep degenerate, fixed tau: tau 1 in 2 runs" in foot
+    assert "oracle (test set): tau 1.2 in 1 run." in foot

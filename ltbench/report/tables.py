@@ -36,6 +36,51 @@ REDUCED_MARK = "†"
 UNSTABLE_MARK = "‡"
 
 
+def tau_choice(config: dict) -> tuple[float, str]:
+    """(tau, how it was chosen) of a tau-norm run, from config.json's method_info; (NaN, '') for other methods.
+
+    The rule is one of 'held-out', 'degenerate' (the held-out sweep could not tell the taus apart, the fixed tau
+    was used), 'fixed', 'oracle' (test set), or 'not recorded' (a run from before the rule was saved).
+    """
+    info = config.get("method_info") or {}
+    if not str(config.get("method", "")).startswith("tau_norm"):
+        return math.nan, ""
+    tau = float(info["tau"]) if isinstance(info.get("tau"), (int, float)) else math.nan
+    how = str(info.get("tau_selection", ""))
+    if info.get("oracle"):
+        return tau, "oracle"
+    if how == "holdout":
+        return tau, "held-out"
+    if how.startswith("fixed:"):
+        return tau, "degenerate"
+    return tau, ("fixed" if how == "fixed" else "not recorded")
+
+
+def tau_footnote(agg: pd.DataFrame) -> str:
+    """How tau was chosen in the tau-norm rows of ``agg``, with the taus used; '' when there are none."""
+    choices = [c for cs in agg.get("tau_choices", pd.Series(dtype=object)) if isinstance(cs, list) for c in cs]
+    if not choices:
+        return ""
+    groups: dict[str, list[float]] = {}
+    for tau, rule in choices:
+        groups.setdefault(rule, []).append(tau)
+
+    def span(v: list[float]) -> str:
+        v = [x for x in v if not math.isnan(x)]
+        if not v:
+            return "tau ?"
+        return f"tau {min(v):g}" if min(v) == max(v) else f"tau {min(v):g}-{max(v):g}"
+    what = {"held-out": "chosen on held-out training images", "degenerate": "held-out sweep degenerate, fixed tau",
+            "fixed": "fixed by option", "oracle": "oracle (test set)", "not recorded": "rule not recorded"}
+    used = ", ".join(f"{what[r]}: {span(v)} in {len(v)} run{'s' if len(v) > 1 else ''}"
+                     for r, v in sorted(groups.items(), key=lambda kv: list(what).index(kv[0])))
+    return ("tau-norm: tau chosen without test labels, by the best balanced accuracy on a held-out share (default "
+            "20 %) of each class's training images, or the fixed tau (default 1) when that sweep is degenerate "
+            "(the network has memorised those images); tau-norm (oracle) takes the tau with the best test "
+            "accuracy, an upper bound set beside published rows that tuned tau on the test set; per run in "
+            f"config.json (method_info.tau); here {used}")
+
+
 def run_unstable(d: Path, config: dict, metrics: dict) -> list[str]:
     """Why run folder ``d``'s stage 2 looks unstable ([] when it does not).
 
@@ -114,10 +159,11 @@ def collect_runs(results: Path | str, datasets: tuple[str, ...] | list[str] | No
         row["device_name"] = str(env.get("device_name") or env.get("device") or "")
         why = run_unstable(d, c, m)
         row["unstable"], row["unstable_why"] = bool(why), "; ".join(why)
+        row["tau"], row["tau_rule"] = tau_choice(c)
         rows.append(row)
     cols = ["dataset", "imbalance", "dataset_tag", "stage1_mode", "method", "seed", "reduced", "dir"] + \
         [k for k, _, _ in METRICS] + list(EXTRA_METRICS) + list(COST_KEYS) + ["device_name", "unstable",
-                                                                              "unstable_why"]
+                                                                              "unstable_why", "tau", "tau_rule"]
     df = pd.DataFrame(rows, columns=cols)
     dropped: list[Path] = []
     if len(df):
@@ -144,6 +190,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         # a mean over seeds is marked when any of its seeds is unstable
         flagged = sorted(g.loc[g["unstable"].astype(bool), "seed"]) if "unstable" in g else []
         row["unstable"], row["unstable_seeds"] = bool(flagged), ",".join(map(str, flagged))
+        if "tau_rule" in g:
+            row["tau_choices"] = [(float(t), str(r)) for t, r in zip(g["tau"], g["tau_rule"]) if r]
         for k in [k for k, _, _ in METRICS] + list(EXTRA_METRICS):
             v = g[k].to_numpy(dtype=float)
             v = v[~np.isnan(v)]
@@ -228,6 +276,9 @@ def _footnote(agg: pd.DataFrame) -> str:
         parts.append("† reduced schedule (fewer epochs than the protocol): not comparable to published numbers")
     if "unstable" in agg and agg["unstable"].any():
         parts.append(unstable_footnote(agg))
+    tau = tau_footnote(agg)
+    if tau:
+        parts.append(tau)
     return "; ".join(parts) + "."
 
 
