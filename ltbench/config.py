@@ -57,6 +57,11 @@ class Stage1Config:
     swa_start: int = 150
     swa_lr: float = 0.05
     swag_rank: int = 20
+    # "cosine": warm-up, cosine to 0 (SGD) or towards swa_lr (SWA), the first author's SWA code; "step": warm-up,
+    # then lr x lr_gamma at each of lr_milestones (LDAM-DRW / BagofTricks-LT: x0.01 at 160 and 180 of 200)
+    lr_schedule: str = "cosine"
+    lr_milestones: list[int] = field(default_factory=lambda: [160, 180])
+    lr_gamma: float = 0.01
     channels_last: bool = True
     precision: str = "auto"      # auto: bf16 on CUDA and on CPUs with native bf16, else fp32 (train/loop.py)
     compile: bool = False
@@ -144,7 +149,10 @@ class RunConfig:
         """Warm-up and SWA start scaled to the actual number of epochs (at least one averaging epoch)."""
         s = self.stage1
         ratio = s.epochs / s.preset_epochs
-        return {"warmup_epochs": float(s.warmup_epochs) * ratio, "swa_start": s.scaled_swa_start(s.epochs)}
+        out = {"warmup_epochs": float(s.warmup_epochs) * ratio, "swa_start": s.scaled_swa_start(s.epochs)}
+        if s.lr_schedule == "step":  # milestones scale like the SWA start; absent for cosine (unchanged keys)
+            out["lr_milestones"] = [float(m) * ratio for m in s.lr_milestones]
+        return out
 
     @property
     def swa_snapshots(self) -> int:
@@ -167,6 +175,9 @@ class RunConfig:
         The precision enters resolved (``auto`` is bf16 on one machine and fp32 on another: different networks);
         ``precision`` passes the resolved value when the caller has it already."""
         s = {k: v for k, v in asdict(self.stage1).items() if k not in STAGE1_EXECUTION_OPTIONS}
+        if s["lr_schedule"] == "cosine":  # the step fields only when used: every existing key stays unchanged
+            for k in ("lr_schedule", "lr_milestones", "lr_gamma"):
+                s.pop(k)
         s["precision"] = precision if precision is not None else self.stage1_precision()
         payload = {"dataset": self.dataset, "imbalance": self.imbalance, "mode": self.stage1_mode,
                    "seed": self.seed, "stage1": s, "schedule": self.stage1_schedule(),
@@ -219,7 +230,8 @@ EVAL_KEYS = {"batch_size": "int"}
 
 
 _KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "a boolean (true or false, unquoted)",
-               "str": "a string", "floats": "a list of numbers (e.g. [0.5, 1.0])"}
+               "str": "a string", "floats": "a list of numbers (e.g. [0.5, 1.0])",
+               "list[int]": "a list of whole numbers (e.g. [160, 180])"}
 
 
 def _expected(annotation: str) -> str:
@@ -232,6 +244,9 @@ def _check_value(value: Any, annotation: str, where: str) -> Any:
     """``value`` checked against a dataclass field annotation (``int``, ``float``, ``bool``, ``str``,
     ``int | None``...); ints are accepted for floats. A wrong type is an error, never a silent coercion."""
     kinds = [a.strip() for a in str(annotation).split("|")]
+    if "list[int]" in kinds and isinstance(value, list) and \
+            all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return list(value)
     if value is None and "None" in kinds:
         return value
     if "bool" in kinds and isinstance(value, bool):
@@ -406,6 +421,16 @@ def validate(cfg: RunConfig) -> None:
     if cfg.subset_seed and not getattr(get_dataset(cfg.dataset), "random_subset", False):
         raise LtbenchError(f"{cfg.dataset} has a fixed train subset (bundled or given by split lists), so there is "
                            f"no subset to draw: drop --subset-seed (got {cfg.subset_seed})")
+    if s1.lr_schedule not in ("cosine", "step"):
+        raise LtbenchError(f"stage1 lr_schedule must be 'cosine' or 'step', got {s1.lr_schedule!r}")
+    if s1.lr_schedule == "step":
+        ms = s1.lr_milestones
+        if not (isinstance(ms, list) and ms and all(isinstance(m, int) and not isinstance(m, bool) for m in ms)
+                and ms == sorted(set(ms)) and 0 < ms[0] and ms[-1] < s1.preset_epochs):
+            raise LtbenchError(f"stage1 lr_milestones must be increasing whole epochs between 1 and "
+                               f"{s1.preset_epochs - 1} (the preset's epochs), got {ms!r}")
+        if not (0 < s1.lr_gamma <= 1):
+            raise LtbenchError(f"stage1 lr_gamma must be in (0, 1], got {s1.lr_gamma}")
     cls = get_method(cfg.method)
     cls.check_stage1(cfg.stage1_mode)
     if cfg.stage1_mode == "swa":

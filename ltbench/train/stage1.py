@@ -23,7 +23,7 @@ from .. import paths
 from ..progress import plural
 from .accel import accelerate
 from .loop import cross_entropy_step, sgd, train_one_epoch
-from .schedules import swa_schedule, warmup_cosine
+from .schedules import swa_schedule, warmup_cosine, warmup_step
 from .swag import Swag, network_with_weights
 
 Echo = Callable[[str], None]
@@ -46,10 +46,14 @@ def stage1_dir(cfg: RunConfig, data=None) -> Path:
 
 
 def lr_function(cfg: RunConfig) -> Callable[[float], float]:
+    """Stage-1 learning rate as a function of the fractional epoch (preset's schedule scaled to the run)."""
     s, sched = cfg.stage1, cfg.stage1_schedule()
+    step = None
+    if s.lr_schedule == "step":
+        step = lambda t: warmup_step(t, s.lr, sched["warmup_epochs"], sched["lr_milestones"], s.lr_gamma)  # noqa: E731
     if cfg.stage1_mode == "swa":
-        return lambda t: swa_schedule(t, s.lr, s.epochs, sched["warmup_epochs"], sched["swa_start"], s.swa_lr)
-    return lambda t: warmup_cosine(t, s.lr, s.epochs, sched["warmup_epochs"], 0.0)
+        return lambda t: swa_schedule(t, s.lr, s.epochs, sched["warmup_epochs"], sched["swa_start"], s.swa_lr, step)
+    return step or (lambda t: warmup_cosine(t, s.lr, s.epochs, sched["warmup_epochs"], 0.0))
 
 
 def build_network(cfg: RunConfig, num_classes: int, device: torch.device) -> Network:
