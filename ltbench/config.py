@@ -145,7 +145,7 @@ class RunConfig:
     def run_name(self) -> str:
         return f"{self.stage1_mode}-{self.method}"
 
-    def stage1_schedule(self) -> dict[str, float]:
+    def stage1_schedule(self) -> dict[str, Any]:
         """Warm-up and SWA start scaled to the actual number of epochs (at least one averaging epoch)."""
         s = self.stage1
         ratio = s.epochs / s.preset_epochs
@@ -190,6 +190,9 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        if self.stage1.lr_schedule == "cosine":  # the step fields are recorded only when they are used
+            for k in ("lr_milestones", "lr_gamma"):
+                d["stage1"].pop(k)
         d["reduced"] = self.reduced
         d["dataset_tag"] = self.dataset_tag
         d["stage1_schedule"] = self.stage1_schedule()

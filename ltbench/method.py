@@ -83,6 +83,9 @@ class Method:
     defaults: ClassVar[dict[str, Any]] = {}      # derived from option_specs
     requires_swag: ClassVar[bool] = False        # derived from stage1_modes
     oracle: ClassVar[bool] = False               # chooses with test labels (via OracleCandidates): marked in tables
+    # options added after runs were recorded, with the value that reproduces how those runs behaved: a finished run
+    # without the option is compared as if it had this value (so a rule change is not hidden behind a skip)
+    legacy_options: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)

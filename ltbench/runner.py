@@ -98,6 +98,8 @@ def _schedule_text(stage1: dict, stage2: dict, reduced) -> str:
 RUN_IDENTITY = ("method", "dataset", "imbalance", "stage1_mode", "seed", "subset_seed")
 # what a config written before a field existed means by its absence
 _IDENTITY_DEFAULTS = {"subset_seed": 0}
+# stage-1 fields added later, as runs recorded before them behaved (compared like recorded values)
+_STAGE_DEFAULTS = {"stage1": {"lr_schedule": "cosine"}, "stage2": {}}
 # [data] load options that change speed or checking, not the data (as in RunConfig.stage1_key)
 _DATA_EXECUTION_OPTIONS = ("workers", "decode", "check_files")
 _ABSENT = object()
@@ -146,14 +148,16 @@ def finished_run_differs(cfg: RunConfig, out: Path) -> str | None:
         return "another run: " + "; ".join(ident)
     diffs = []
     for part in ("stage1", "stage2"):
-        a, b = old.get(part) or {}, new.get(part) or {}
+        a = {**_STAGE_DEFAULTS[part], **(old.get(part) or {})}
+        b = new.get(part) or {}
         keys = sorted(k for k in set(a) & set(b) if k not in STAGE1_EXECUTION_OPTIONS and a[k] != b[k])
         diffs += [f"{part}.{k} {a[k]!r} there, {b[k]!r} asked" for k in keys]
     try:
         opts = _json_roundtrip(get_method(cfg.method)(**cfg.method_options).options)
+        legacy = dict(get_method(cfg.method).legacy_options)
     except Exception:  # noqa: BLE001 - invalid options are reported by execute() itself
-        opts = {}
-    a = old.get("method_options") or {}
+        opts, legacy = {}, {}
+    a = {**legacy, **(old.get("method_options") or {})}
     diffs += [f"option {k}={a[k]!r} there, {opts[k]!r} asked" for k in sorted(set(a) & set(opts)) if a[k] != opts[k]]
     if "data" in old:  # dataset load options (split lists...): absent from configs older than the [data] table
         a, b = old.get("data") or {}, new.get("data") or {}

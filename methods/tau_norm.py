@@ -96,6 +96,7 @@ class TauNorm(Method):
     name = "tau_norm"
     label = "τ-norm"
     order = 30
+    legacy_options = {"ceiling": 101.0}  # runs before the ceiling rule: only the spread made a sweep degenerate
     option_specs = TAU_OPTIONS + (
         Option("selection", "str", "holdout", "how tau is chosen (never on the test set)", choices=("holdout", "fixed")),
         Option("tau", "float", 1.0, "tau for selection=fixed, and when the held-out sweep is degenerate", low=0.0),

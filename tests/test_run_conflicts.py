@@ -199,3 +199,39 @@ def test_grid_plan_loads_the_data_once_for_all_finished_runs_of_a_setting(tmp_pa
     plan = build_plan(["cifar10-lt-tiny"], [], [0, 1], epochs=1, results=str(res), methods=["ce"],
                       stage1_modes=["sgd"])
     assert [r.done for g in plan for r in g.runs] == [True, True] and len(calls) == 1
+
+
+def _recorded(tmp_path, cfg, drop_stage1=(), drop_options=()):
+    """``cfg``'s config.json as a run recorded before ``drop_*`` existed would hold it."""
+    from ltbench.runner import _json_roundtrip
+    from ltbench.registry import get_method
+    d = _json_roundtrip(cfg.to_dict())
+    d["method_options"] = _json_roundtrip(get_method(cfg.method)(**cfg.method_options).options)
+    for k in drop_stage1:
+        d["stage1"].pop(k)
+    for k in drop_options:
+        d["method_options"].pop(k)
+    out = tmp_path / "run"
+    out.mkdir(exist_ok=True)
+    (out / "config.json").write_text(json.dumps(d))
+    return out
+
+
+def test_a_run_recorded_before_a_rule_change_is_not_skipped_as_the_new_rule(tmp_path):
+    """Old: options and stage-1 fields a newer version added were not compared, so a tau_norm run that chose tau
+    under the old rule (no ceiling) was skipped as complete, and a step-schedule run as the cosine one."""
+    from ltbench.config import PRESET_DIR, resolve
+    from ltbench.runner import finished_run_differs
+    cfg = resolve("tau_norm", "cifar10-lt-tiny", None, "sgd", 0, "cifar-tiny", device="cpu")
+    assert finished_run_differs(cfg, _recorded(tmp_path, cfg)) is None
+    why = finished_run_differs(cfg, _recorded(tmp_path, cfg, drop_options=("ceiling",)))
+    assert why is not None and "option ceiling=101.0 there, 99.0 asked" in why
+    # a cosine run recorded before lr_schedule existed is the cosine run, and not the step one
+    old = _recorded(tmp_path, cfg, drop_stage1=("lr_schedule",))
+    assert finished_run_differs(cfg, old) is None
+    text = (PRESET_DIR / "cifar-tiny.toml").read_text().replace(
+        "[stage1]\n", '[stage1]\nlr_schedule = "step"\nlr_milestones = [20, 25]\n', 1)
+    (tmp_path / "step.toml").write_text(text)
+    step = resolve("tau_norm", "cifar10-lt-tiny", None, "sgd", 0, str(tmp_path / "step.toml"), device="cpu")
+    why = finished_run_differs(step, old)
+    assert why is not None and "stage1.lr_schedule 'cosine' there, 'step' asked" in why

@@ -43,12 +43,13 @@ Echo = Callable[[str], None]
 
 # Stage-1 fields that may differ between networks trained together (the rest must be equal: shapes, steps,
 # optimiser constants, precision). The learning-rate schedule and the SWAG rank are per network.
-PER_NETWORK_FIELDS = ("lr", "warmup_epochs", "swa_start", "swa_lr", "swag_rank")
+PER_NETWORK_FIELDS = ("lr", "warmup_epochs", "swa_start", "swa_lr", "swag_rank", "lr_schedule", "lr_milestones",
+                      "lr_gamma")
 
 
 def batch_key(cfg: RunConfig) -> tuple:
     """Networks with equal keys can be trained as one stacked network (same data, shape, steps, optimiser)."""
-    s = {k: v for k, v in vars(cfg.stage1).items() if k not in PER_NETWORK_FIELDS}
+    s = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(cfg.stage1).items() if k not in PER_NETWORK_FIELDS}
     data = tuple(sorted((k, str(v)) for k, v in cfg.data.items()))
     return (cfg.dataset, cfg.imbalance, str(cfg.data_root), data, tuple(sorted(s.items())),
             cfg.stage1_precision(), cfg.deterministic)

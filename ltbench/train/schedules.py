@@ -23,8 +23,9 @@ def swa_schedule(t: float, base_lr: float, epochs: float, warmup: float, swa_sta
 
 
 def warmup_step(t: float, base_lr: float, warmup: float, milestones: list[float], gamma: float) -> float:
-    """Linear warm-up from 0 over ``warmup`` epochs, then ``base_lr`` times ``gamma`` per milestone passed
-    (LDAM-DRW's CIFAR schedule: x0.01 from epoch 160, x0.0001 from epoch 180 of 200)."""
+    """LDAM-DRW's CIFAR schedule: warm-up by whole epochs (epoch e < ``warmup`` runs at base_lr (e + 1) / warmup,
+    as its ``adjust_learning_rate``), then ``base_lr`` times ``gamma`` per milestone passed (x0.01 from epoch
+    160, x0.0001 from epoch 180 of 200)."""
     if warmup > 0 and t < warmup:
-        return base_lr * t / warmup
+        return base_lr * min(math.floor(t) + 1, warmup) / warmup
     return base_lr * gamma ** sum(t >= m for m in milestones)
