@@ -192,7 +192,17 @@ def test_the_footnote_says_how_tau_was_chosen_and_which_taus_the_runs_used(tmp_p
     assert got.loc[("tau_norm", "swa", 0)].tolist() == [1.0, "degenerate"]
     assert got.loc[("tau_norm_oracle", "sgd", 0)].tolist() == [1.2, "oracle"]
     assert got.loc[("ce", "sgd", 0), "tau_rule"] == ""
+    oracle_only = _footnote(aggregate(runs[runs.method != "tau_norm"]))
+    assert "tau-norm (oracle) takes" in oracle_only and "chosen without test labels" not in oracle_only
     foot = _footnote(aggregate(runs))
     assert "chosen on held-out training images: tau 0.7 in 1 run," in foot
     assert "held-out sweep degenerate, fixed tau: tau 1 in 2 runs" in foot
     assert "oracle (test set): tau 1.2 in 1 run." in foot
+    # a run recorded before tau_selection existed, with its held-out sweep: held-out, not 'not recorded'
+    make_run(res, "tau_norm", "swa", 1, 0.5, config_extra={"method_info": {"tau": 0.6, "heldout_size": 9}})
+    assert tau_choice_of(collect_runs(res).runs, "swa", 1) == (0.6, "held-out")
+
+
+def tau_choice_of(runs, stage1: str, seed: int):
+    r = runs[(runs.method == "tau_norm") & (runs.stage1_mode == stage1) & (runs.seed == seed)].iloc[0]
+    return float(r.tau), r.tau_rule

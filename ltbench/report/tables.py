@@ -40,7 +40,8 @@ def tau_choice(config: dict) -> tuple[float, str]:
     """(tau, how it was chosen) of a tau-norm run, from config.json's method_info; (NaN, '') for other methods.
 
     The rule is one of 'held-out', 'degenerate' (the held-out sweep could not tell the taus apart, the fixed tau
-    was used), 'fixed', 'oracle' (test set), or 'not recorded' (a run from before the rule was saved).
+    was used), 'fixed', 'oracle' (test set), or 'not recorded'. A run from before the rule was saved that holds a
+    held-out sweep (``heldout_size``) chose on it: 'held-out'.
     """
     info = config.get("method_info") or {}
     if not str(config.get("method", "")).startswith("tau_norm"):
@@ -53,7 +54,9 @@ def tau_choice(config: dict) -> tuple[float, str]:
         return tau, "held-out"
     if how.startswith("fixed:"):
         return tau, "degenerate"
-    return tau, ("fixed" if how == "fixed" else "not recorded")
+    if how == "fixed":
+        return tau, "fixed"
+    return tau, ("held-out" if not how and "heldout_size" in info else "not recorded")
 
 
 def tau_footnote(agg: pd.DataFrame) -> str:
@@ -74,11 +77,15 @@ def tau_footnote(agg: pd.DataFrame) -> str:
             "fixed": "fixed by option", "oracle": "oracle (test set)", "not recorded": "rule not recorded"}
     used = ", ".join(f"{what[r]}: {span(v)} in {len(v)} run{'s' if len(v) > 1 else ''}"
                      for r, v in sorted(groups.items(), key=lambda kv: list(what).index(kv[0])))
-    return ("tau-norm: tau chosen without test labels, by the best balanced accuracy on a held-out share (default "
-            "20 %) of each class's training images, or the fixed tau (default 1) when that sweep is degenerate "
-            "(the network has memorised those images); tau-norm (oracle) takes the tau with the best test "
-            "accuracy, an upper bound set beside published rows that tuned tau on the test set; per run in "
-            f"config.json (method_info.tau); here {used}")
+    parts = []
+    if any(r != "oracle" for r in groups):
+        parts.append("tau-norm: tau chosen without test labels, by the best balanced accuracy on a held-out share "
+                     "(default 20 %) of each class's training images, or the fixed tau (default 1) when that sweep "
+                     "is degenerate (the network has memorised those images)")
+    if "oracle" in groups:
+        parts.append("tau-norm (oracle) takes the tau with the best test accuracy, an upper bound set beside "
+                     "published rows that tuned tau on the test set")
+    return "; ".join(parts) + f"; per run in config.json (method_info.tau); here {used}"
 
 
 def run_unstable(d: Path, config: dict, metrics: dict) -> list[str]:
