@@ -203,6 +203,24 @@ def test_the_footnote_says_how_tau_was_chosen_and_which_taus_the_runs_used(tmp_p
     assert tau_choice_of(collect_runs(res).runs, "swa", 1) == (0.6, "held-out")
 
 
+def test_the_compare_footnote_says_how_our_tau_was_chosen(tmp_path):
+    """Published tau-norm rows are set beside ours in compare: its footnote must say where our tau came from."""
+    from report_fixtures import make_run
+    from ltbench.report.baselines import compare, render_compare_csv, render_compare_markdown
+    res = tmp_path / "results"
+    make_run(res, "tau_norm", "sgd", 0, 0.5, dataset="cifar100-lt", counts=[500, 50, 5],
+             config_extra={"method_info": {"tau": 1.0, "tau_selection": "fixed: held-out sweep degenerate (x)"}})
+    agg = aggregate(collect_runs(res).runs)
+    pub = pd.DataFrame([{"dataset": "cifar100-lt", "imbalance": 100, "method": "tau_norm", "backbone": "resnet32",
+                         "stage1": "sgd", "epochs": 200, "source": "s", "note": "", "acc": 40.0, "many": math.nan,
+                         "medium": math.nan, "few": math.nan, "nll": math.nan, "ece": math.nan}] * 2)
+    cmp = compare(agg, pub)
+    md = render_compare_markdown(cmp)
+    assert "Tau-norm: tau chosen without test labels" in md
+    assert "held-out sweep degenerate, fixed tau: tau 1 in 1 run." in md   # one setting, counted once
+    assert "tau_choices" not in render_compare_csv(cmp)
+
+
 def tau_choice_of(runs, stage1: str, seed: int):
     r = runs[(runs.method == "tau_norm") & (runs.stage1_mode == stage1) & (runs.seed == seed)].iloc[0]
     return float(r.tau), r.tau_rule

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import LtbenchError
-from .tables import METHOD_NAMES, STAGE1_NAMES, cell_text, unstable_bound_text
+from .tables import METHOD_NAMES, STAGE1_NAMES, cell_text, tau_footnote, unstable_bound_text
 
 COLUMNS = ("dataset", "imbalance", "backbone", "method", "stage1", "epochs", "acc", "many", "medium", "few",
            "nll", "ece", "split_rule", "source", "note")
@@ -102,6 +102,7 @@ def compare(agg: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
         for _, b in match.iterrows():
             row = {"dataset_tag": r["dataset_tag"], "stage1_mode": r["stage1_mode"], "method": r["method"],
                    "n": int(r["n"]), "reduced": bool(r["reduced"]), "unstable_seeds": str(r.get("unstable_seeds", "")),
+                   "tau_choices": r.get("tau_choices"),
                    "pub_backbone": b["backbone"],
                    "pub_stage1": b["stage1"], "pub_epochs": b["epochs"], "source": b["source"], "note": b["note"]}
             for ours, pub in COMPARED:
@@ -152,9 +153,12 @@ def render_compare_markdown(cmp: pd.DataFrame) -> str:
                             f"{METHOD_NAMES.get(r.method, r.method)} (seeds {r.unstable_seeds})"
                             for r in cmp.itertuples() if r.unstable_seeds)
         foot += f" ‡ = an unstable stage 2 ({unstable_bound_text()}) in: {', '.join(bad)}."
+    if "tau_choices" in cmp:  # published tau-norm rows do not always say where tau was chosen; ours does
+        tau = tau_footnote(cmp.drop_duplicates(["dataset_tag", "stage1_mode", "method"]))
+        foot += f" {tau[0].upper()}{tau[1:]}." if tau else ""
     return "\n".join(lines) + "\n\n" + foot + "\n"
 
 
 def render_compare_csv(cmp: pd.DataFrame) -> str:
-    cols = [c for c in cmp.columns if not c.endswith("_text")]
+    cols = [c for c in cmp.columns if not c.endswith("_text") and c != "tau_choices"]
     return cmp[cols].to_csv(index=False, float_format="%.6g")
