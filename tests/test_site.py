@@ -131,3 +131,19 @@ def test_committed_site_is_current(repo_results, tmp_path, monkeypatch):
     for rel_page in want:
         assert (copy / "site" / rel_page).read_bytes() == (repo_results / "site" / rel_page).read_bytes(), (
             f"{rel}/site/{rel_page} is stale: run `bench.py site --results {rel}` and commit")
+
+
+def test_a_setting_page_says_how_tau_was_chosen_like_the_tables(tmp_path):
+    """Old: the site's tables showed tau-norm rows without the tables' note on where tau came from."""
+    from report_fixtures import make_run
+    make_run(tmp_path, "ce", "sgd", 0, 0.45)
+    make_run(tmp_path, "tau_norm", "sgd", 0, 0.5, config_extra={"method_info": {
+        "tau": 1.0, "tau_selection": "fixed: held-out sweep degenerate (best 100.00 >= ceiling)"}})
+    make_run(tmp_path, "tau_norm_oracle", "sgd", 0, 0.52, config_extra={"method_info": {"tau": 0.4, "oracle": True}})
+    _build(tmp_path)
+    page = (tmp_path / "site" / "cifar10-lt-if100" / "index.html").read_text()
+    assert "held-out sweep degenerate, fixed tau: tau 1 in 1 run" in page
+    assert "oracle (test set): tau 0.4 in 1 run" in page
+    make_run(tmp_path / "plain", "ce", "sgd", 0, 0.45)
+    _build(tmp_path / "plain")
+    assert "method_info.tau" not in (tmp_path / "plain" / "site" / "cifar10-lt-if100" / "index.html").read_text()

@@ -32,7 +32,8 @@ from ..baselines import canonical_dataset, load_baselines
 from ..stats import (DEFAULT_BOOT_SEED, DEFAULT_BOOTSTRAP, DEFAULT_REFERENCE, METRIC_LABEL, Comparison,
                      all_comparisons, metrics_present, row_cells, run_label, write_stats)
 from ..leaderboard import shown_path
-from ..tables import METRICS, UNSTABLE_MARK, aggregate, collect_runs, exclusion_lines, unstable_bound_text
+from ..tables import (METRICS, UNSTABLE_MARK, aggregate, collect_runs, exclusion_lines, tau_footnote,
+                      unstable_bound_text)
 from .assets import CSS, JS
 from .svg import line_chart
 
@@ -287,6 +288,9 @@ class Site:
                 "NLL, ECE, Brier). many / medium / few: &gt;100 / 20-100 / &lt;20 training images per class. Cost: "
                 "mean wall time of stage-1 training (the extractor, shared by every method on it) and of stage 2, "
                 "from each run's config.json.</p>")
+        tau = tau_footnote(sub)  # the same words as the tables: how each tau-norm row's tau was chosen
+        if tau:
+            note += f'<p class="note">{escape(tau)}.</p>'
         note += self.unstable_note([d for g in sub.itertuples()
                                     for d in self.runs_of(tag, g.stage1_mode, g.method)["dir"]])
         p.add('<div class="pair">', '<section><h2>Our runs</h2>', table, note, "</section>",
