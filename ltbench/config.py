@@ -154,6 +154,14 @@ class RunConfig:
             out["lr_milestones"] = [float(m) * ratio for m in s.lr_milestones]
         return out
 
+    def lr_milestones_after_swa_start(self) -> list[float]:
+        """Step-schedule milestones (scaled) at or after the SWA start of an SWA stage 1: the constant swa_lr
+        holds from the start on (the reference SWA schedule), so these never take effect. [] otherwise."""
+        if self.stage1_mode != "swa" or self.stage1.lr_schedule != "step":
+            return []
+        sched = self.stage1_schedule()
+        return [m for m in sched["lr_milestones"] if m >= sched["swa_start"]]
+
     @property
     def swa_snapshots(self) -> int:
         """How many weight snapshots SWA stage 1 collects (one per epoch after the SWA start); 0 for SGD."""
@@ -200,6 +208,8 @@ class RunConfig:
         d["stage1_key"] = self.stage1_key(precision)
         d["stage1_precision"] = precision
         d["swa_snapshots"] = self.swa_snapshots
+        if self.lr_milestones_after_swa_start():  # recorded only when it happens: other configs stay unchanged
+            d["stage1_lr_milestones_unused"] = self.lr_milestones_after_swa_start()
         return d
 
 

@@ -43,6 +43,17 @@ def test_swa_keeps_the_step_schedule_until_swa_start_then_the_constant_swa_lr():
     assert [lr(t) for t in (150.0, 170.0, 199.9)] == pytest.approx([cfg.stage1.swa_lr] * 3)
 
 
+def test_milestones_after_the_swa_start_are_recorded_only_where_they_happen():
+    """Old: an SWA stage 1 on the step preset silently never applied its milestones (160, 180 >= swa_start 150)."""
+    swa = _cfg("swa")
+    lr = lr_function(swa)
+    late = [m for m in (160, 180) if lr(m + 0.5) == pytest.approx(swa.stage1.swa_lr)]  # read off the schedule
+    assert swa.lr_milestones_after_swa_start() == pytest.approx(late) and late == [160, 180]
+    assert swa.to_dict()["stage1_lr_milestones_unused"] == pytest.approx([160.0, 180.0])
+    for cfg in (_cfg("sgd"), _cfg("swa", preset="cifar")):
+        assert cfg.lr_milestones_after_swa_start() == [] and "stage1_lr_milestones_unused" not in cfg.to_dict()
+
+
 def test_milestones_scale_with_a_shortened_schedule_like_the_swa_start():
     cfg = _cfg(epochs=20)
     assert cfg.stage1_schedule()["lr_milestones"] == pytest.approx([16.0, 18.0])
