@@ -14,9 +14,10 @@ from ltbench.store import run_dir, write_run
 TRAIN_COUNTS = [500, 300, 150, 90, 60, 40, 25, 15, 10, 5]  # many: 3, medium: 4, few: 3
 
 REPO = Path(__file__).resolve().parents[1]
-# The committed stores: the full-schedule leaderboard, and nested in it the reduced CPU grid kept as measured.
-COMMITTED_STORES = [REPO / "results", REPO / "results" / "reduced-cpu"]
-STORE_IDS = ["results", "reduced-cpu"]
+# The committed stores: the full-schedule leaderboard, and nested in it every store with its own runs/ (the reduced
+# CPU grid kept as measured; runs under another preset, e.g. cifar-ldam): each is checked like the main one.
+COMMITTED_STORES = [REPO / "results"] + sorted(p.parent for p in (REPO / "results").glob("*/runs") if p.is_dir())
+STORE_IDS = [s.name for s in COMMITTED_STORES]
 
 
 def copy_store(store: Path, root: Path, skip: tuple[str, ...] = ()) -> Path:
