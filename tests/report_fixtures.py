@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ltbench.metrics import compute_metrics
+from ltbench.paths import iter_run_dirs
 from ltbench.store import run_dir, write_run
 
 TRAIN_COUNTS = [500, 300, 150, 90, 60, 40, 25, 15, 10, 5]  # many: 3, medium: 4, few: 3
@@ -16,7 +17,9 @@ TRAIN_COUNTS = [500, 300, 150, 90, 60, 40, 25, 15, 10, 5]  # many: 3, medium: 4,
 REPO = Path(__file__).resolve().parents[1]
 # The committed stores: the full-schedule leaderboard, and nested in it every store with its own runs/ (the reduced
 # CPU grid kept as measured; runs under another preset, e.g. cifar-ldam): each is checked like the main one.
-COMMITTED_STORES = [REPO / "results"] + sorted(p.parent for p in (REPO / "results").glob("*/runs") if p.is_dir())
+# A nested folder counts once it holds a finished run (an empty runs/ of a grid still training is not a store yet).
+COMMITTED_STORES = [REPO / "results"] + sorted(p.parent for p in (REPO / "results").glob("*/runs")
+                                               if any(iter_run_dirs(p.parent)))
 STORE_IDS = [s.name for s in COMMITTED_STORES]
 
 

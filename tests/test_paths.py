@@ -28,6 +28,17 @@ def test_committed_runs_round_trip(results):
         assert str(paths.run_dir(results, p.dataset_tag, p.run_name, p.seed)) == str(d)
 
 
+@pytest.mark.parametrize("results", COMMITTED_STORES, ids=STORE_IDS)
+def test_a_committed_store_with_runs_has_its_generated_files(results):
+    """The "is current" tests of the leaderboard, tables, stats and site skip a store that lacks them; a store
+    committed with runs but without them would pass unchecked, so their presence is asserted here."""
+    if not any(paths.iter_run_dirs(results)):
+        pytest.skip("no committed runs")
+    missing = [f for f in ("README.md", "stats.md", "stats.csv", "findings.md", "tables/results.csv",
+                           "site/index.html") if not (results / f).is_file()]
+    assert not missing, f"{results} has runs but not {', '.join(missing)}: run bench.py leaderboard and site on it"
+
+
 @pytest.mark.parametrize("tag,parts", [("cifar100-lt-if100", ("cifar100-lt", 100, 0)),
                                        ("cifar10-lt-tiny", ("cifar10-lt-tiny", None, 0)),
                                        ("imagenet-lt", ("imagenet-lt", None, 0)),

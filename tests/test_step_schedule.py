@@ -52,6 +52,36 @@ def test_milestones_after_the_swa_start_are_recorded_only_where_they_happen():
     assert swa.to_dict()["stage1_lr_milestones_unused"] == pytest.approx([160.0, 180.0])
     for cfg in (_cfg("sgd"), _cfg("swa", preset="cifar")):
         assert cfg.lr_milestones_after_swa_start() == [] and "stage1_lr_milestones_unused" not in cfg.to_dict()
+    short = _cfg("swa", epochs=20)  # scaled with the run: SWA from 15, milestones 16 and 18
+    assert short.lr_milestones_after_swa_start() == pytest.approx([16.0, 18.0])
+
+
+def test_every_run_on_such_an_extractor_is_told_trained_or_reused(tmp_path, monkeypatch):
+    """Only the milestones at or after the SWA start are named, by the run that trains the extractor and by each run
+    that reuses it (a grid trains once, then seven more methods read the cache)."""
+    import numpy as np
+    import torch
+
+    from ltbench.data.base import TensorLTData
+    from ltbench.registry import get_dataset
+    from ltbench.train.stage1 import get_stage1
+
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path))
+    full = get_dataset("cifar100-lt-tiny").load(None, None)
+    idx = torch.as_tensor(np.random.RandomState(0).permutation(len(full.train_labels))[:20])
+    data = TensorLTData("tiny-8px", full.num_classes, full.train_x[idx][:, :, ::4, ::4].contiguous(),
+                        full.train_y[idx], full.test_x[:50, :, ::4, ::4].contiguous(), full.test_y[:50], full.mean,
+                        full.std, full.imbalance)
+    cfg = resolve("ce", "cifar100-lt-tiny", None, "swa", 0, "cifar-tiny", epochs=3, device="cpu")
+    s = cfg.stage1  # preset: 30 epochs, SWA from 20; scaled to 3 epochs: SWA from 2, milestones 1 and 2.5
+    s.lr_schedule, s.lr_milestones, s.lr_gamma, s.batch_size, s.swag_rank = "step", [10, 25], 0.1, 10, 2
+    assert cfg.stage1_schedule()["swa_start"] == 2
+    said: list[str] = []
+    for _ in range(2):
+        get_stage1(cfg, data, torch.device("cpu"), echo=said.append)
+    notes = [x for x in said if "note: lr milestones" in x]
+    assert len(notes) == 2 and all("milestones 2.5 fall at or after the SWA start (epoch 2)" in x for x in notes)
+    assert any("reusing" in x for x in said)
 
 
 def test_milestones_scale_with_a_shortened_schedule_like_the_swa_start():

@@ -119,7 +119,8 @@ def _declared_methods() -> tuple[dict[str, str], dict[str, int]]:
 
 
 _LABELS, _ORDERS = _declared_methods()
-# the six original methods keep their plain-ASCII table names; every other method shows its declared label
+# the six original methods and the oracle tau-norm row keep plain-ASCII table names (their declared labels may use
+# Greek letters: the site shows those); every other method shows its declared label
 METHOD_NAMES = {**_LABELS, "ce": "CE", "crt": "cRT", "lws": "LWS", "tau_norm": "tau-norm", "swag": "SWAG",
                 "srepr": "SRepr", "tau_norm_oracle": "tau-norm (oracle tau, test set)"}  # plain text, as tau-norm
 METHOD_LATEX = {"tau_norm": r"$\tau$-norm", "tau_norm_oracle": r"$\tau$-norm (oracle $\tau$, test set)"}

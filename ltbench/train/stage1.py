@@ -77,6 +77,11 @@ def get_stage1(cfg: RunConfig, data, device: torch.device, echo: Echo = print) -
             final = broadcast_object(load_checkpoint(d / "final.pt") if is_main() else None)
         else:
             echo(f"stage 1: reusing {d}")
+    late = cfg.lr_milestones_after_swa_start()  # every run on this extractor says so, trained or reused
+    if late:
+        echo(f"stage 1: note: lr milestones {', '.join(f'{m:g}' for m in late)} fall at or after the SWA start "
+             f"(epoch {cfg.stage1_schedule()['swa_start']:g}); the constant swa_lr {cfg.stage1.swa_lr:g} holds "
+             "from there, so they never applied")
     net = create_network(cfg.stage1.arch, data.num_classes)
     net.load_state_dict(final["network"])
     net = net.to(device).eval()
@@ -139,10 +144,6 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
     precision = cfg.stage1_precision(device)
     if start < s.epochs:
         echo(f"stage 1: precision {precision}" + (f" (auto on {device.type})" if s.precision == "auto" else ""))
-        late = cfg.lr_milestones_after_swa_start()
-        if late:
-            echo(f"stage 1: note: lr milestones {', '.join(f'{m:g}' for m in late)} fall at or after the SWA start "
-                 f"(epoch {swa_start:g}); the constant swa_lr {s.swa_lr:g} holds from there, so they never apply")
     for epoch in range(start, s.epochs):
         net.train()
         row = train_one_epoch(opt, data.train_batches(s.batch_size, gen, device), loss_fn, lr_at, epoch, steps,
