@@ -208,8 +208,8 @@ class RunConfig:
         d["stage1_key"] = self.stage1_key(precision)
         d["stage1_precision"] = precision
         d["swa_snapshots"] = self.swa_snapshots
-        if self.lr_milestones_after_swa_start():  # recorded only when it happens: other configs stay unchanged
-            d["stage1_lr_milestones_unused"] = self.lr_milestones_after_swa_start()
+        if late := self.lr_milestones_after_swa_start():  # recorded only when it happens: other configs unchanged
+            d["stage1_lr_milestones_unused"] = late
         return d
 
 

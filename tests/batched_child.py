@@ -28,7 +28,7 @@ def group():
             for mode, seed in (("sgd", 0), ("swa", 1))]
     for c in cfgs:
         c.stage1.batch_size, c.stage1.swag_rank, c.stage1.swa_start, c.stage1.swa_lr = 16, 2, 10, 0.02
-    from test_batched import small
+    from tiny_data import small
     return cfgs, small(get_dataset("cifar10-lt-tiny").load(None, None), 48)
 
 

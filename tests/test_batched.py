@@ -17,12 +17,12 @@ import torch.nn.functional as F
 import ltbench.data.base as data_base
 from ltbench.checkpoint import load_checkpoint
 from ltbench.config import resolve
-from ltbench.data.base import TensorLTData
 from ltbench.models import create_network
 from ltbench.registry import get_dataset
 from ltbench.train.batched import batch_key, train_stage1_batched
 from ltbench.train.stacked import StackedResNet32
 from ltbench.train.stage1 import get_stage1, stage1_dir, train_stage1
+from tiny_data import small
 
 CPU = torch.device("cpu")
 # (mode, seed): an SGD and two SWA networks, one SWA sharing the SGD network's seed (same init, other schedule)
@@ -40,15 +40,6 @@ def _cfgs(epochs: int = EPOCHS):
         c.stage1.warmup_epochs = 10.0  # scaled by epochs / 30: a third of the first epoch's steps are warm-up
         c.stage1.swa_start = 10        # scaled: SWA networks average the last two epochs
     return cfgs
-
-
-def small(data, n: int, stride: int = 4) -> TensorLTData:
-    """``n`` train images of ``data``, subsampled to 8x8 pixels: ResNet-32 runs on any size (its maps become 8, 4,
-    2 pixels wide) and float64 convolutions on a CPU are slow; the arithmetic compared is the same."""
-    idx = torch.as_tensor(np.random.RandomState(0).permutation(len(data.train_labels))[:n])
-    return TensorLTData(data.name + "-small", data.num_classes, data.train_x[idx][:, :, ::stride, ::stride].contiguous(),
-                        data.train_y[idx], data.test_x[:, :, ::stride, ::stride].contiguous(), data.test_y, data.mean,
-                        data.std, data.imbalance)
 
 
 def _data():

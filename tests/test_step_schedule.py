@@ -59,19 +59,14 @@ def test_milestones_after_the_swa_start_are_recorded_only_where_they_happen():
 def test_every_run_on_such_an_extractor_is_told_trained_or_reused(tmp_path, monkeypatch):
     """Only the milestones at or after the SWA start are named, by the run that trains the extractor and by each run
     that reuses it (a grid trains once, then seven more methods read the cache)."""
-    import numpy as np
     import torch
 
-    from ltbench.data.base import TensorLTData
     from ltbench.registry import get_dataset
     from ltbench.train.stage1 import get_stage1
+    from tiny_data import small
 
     monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path))
-    full = get_dataset("cifar100-lt-tiny").load(None, None)
-    idx = torch.as_tensor(np.random.RandomState(0).permutation(len(full.train_labels))[:20])
-    data = TensorLTData("tiny-8px", full.num_classes, full.train_x[idx][:, :, ::4, ::4].contiguous(),
-                        full.train_y[idx], full.test_x[:50, :, ::4, ::4].contiguous(), full.test_y[:50], full.mean,
-                        full.std, full.imbalance)
+    data = small(get_dataset("cifar100-lt-tiny").load(None, None), 20)
     cfg = resolve("ce", "cifar100-lt-tiny", None, "swa", 0, "cifar-tiny", epochs=3, device="cpu")
     s = cfg.stage1  # preset: 30 epochs, SWA from 20; scaled to 3 epochs: SWA from 2, milestones 1 and 2.5
     s.lr_schedule, s.lr_milestones, s.lr_gamma, s.batch_size, s.swag_rank = "step", [10, 25], 0.1, 10, 2
