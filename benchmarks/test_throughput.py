@@ -1,9 +1,11 @@
 """Side-by-side throughput: our pipeline vs the reference-style pipeline, measured in the same run.
 
 * stage-1 training images/s: ``TensorLTData.train_batches`` (tensor augmentation on the device) + channels_last
-  (+ bf16 autocast on CUDA, + compile with LTBENCH_BENCH_COMPILE=1) vs torchvision CIFAR + PIL transforms +
-  DataLoader, fp32 NCHW eager;
-* evaluation images/s: ``eval_batches`` vs a DataLoader over the test set with ToTensor + Normalize;
+  + the stage-1 precision ``auto`` resolves to (bf16 autocast on CUDA and on CPUs with native bf16, fp32
+  elsewhere: what ``bench.py run`` trains with), + compile with LTBENCH_BENCH_COMPILE=1, vs torchvision CIFAR + PIL
+  transforms + DataLoader, fp32 NCHW eager;
+* evaluation images/s: ``eval_batches`` vs a DataLoader over the test set with ToTensor + Normalize, both fp32 (the
+  evaluator never autocasts);
 * stage-2 step: a classifier step on cached features vs the classifier-balancing way (a frozen backbone forward
   on augmented images from the DataLoader, then the classifier step).
 
@@ -21,7 +23,7 @@ from common import bench_device, rounds, steps, use_compile
 from conftest import META, RESULTS, record
 from ltbench.models import create_network
 from ltbench.train.head import index_batches
-from ltbench.train.loop import autocast_for, cross_entropy_step
+from ltbench.train.loop import autocast_for, cross_entropy_step, resolve_precision
 from reference import forever, reference_step, eval_loader, train_loader, workers
 
 BATCH, EVAL_BATCH = 128, 256
@@ -67,8 +69,14 @@ def _paired(benchmark, fns: dict, dev, metric: str, items: int, unit: str) -> No
     benchmark.extra_info["paired_ratio_median"] = statistics.median(ratios)
 
 
+def _precision(dev: torch.device) -> str:
+    """Our side's precision: what ``precision = "auto"`` resolves to on this device, as a real run would train."""
+    return resolve_precision("auto", dev)
+
+
 def _stage1_fn(bench_data, dev, k, side):
     if side == "ours":
+        precision = _precision(dev)
         net = _net(bench_data, dev, channels_last=True)
         model = torch.compile(net) if use_compile() else net
         opt = _sgd(net.parameters())
@@ -82,7 +90,7 @@ def _stage1_fn(bench_data, dev, k, side):
 
         def fn():
             for _ in range(k):
-                with autocast_for(dev, True):
+                with autocast_for(dev, precision):
                     loss, _, _ = step(next(it))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -103,7 +111,7 @@ def _stage1_fn(bench_data, dev, k, side):
 def test_stage1_train(benchmark, bench_data):
     dev, k = bench_device(), steps()
     META.update(steps_per_round=k, rounds=rounds(), reference_workers=workers(), compile=use_compile(),
-                bf16_autocast=dev.type == "cuda")
+                precision=_precision(dev), bf16_autocast=_precision(dev) == "bf16")
     fns = {side: _stage1_fn(bench_data, dev, k, side) for side in ("ours", "reference")}
     _paired(benchmark, fns, dev, "stage1_train", k * BATCH, "img/s")
 
@@ -120,8 +128,7 @@ def _eval_fn(bench_data, dev, k, side):
         def fn():
             for _ in range(k):
                 x, _ = next(it)
-                with autocast_for(dev, True):
-                    net(x.contiguous(memory_format=torch.channels_last))
+                net(x.contiguous(memory_format=torch.channels_last))
     else:
         it = forever(eval_loader(bench_data, EVAL_BATCH))
 

@@ -41,3 +41,52 @@ def test_bench_jpeg_writes_under_outputs(monkeypatch, tmp_path):
         assert not list(tmp_path.rglob("*.json"))  # nothing relative to the working directory
     finally:
         want.unlink(missing_ok=True)
+
+
+
+def _tiny_bench_data():
+    import torch
+
+    from ltbench.data.base import TensorLTData
+
+    g = torch.Generator().manual_seed(0)
+    return TensorLTData("bench-tiny", 4, torch.randint(0, 256, (256, 3, 8, 8), dtype=torch.uint8, generator=g),
+                        torch.arange(256) % 4, torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8, generator=g),
+                        torch.arange(64) % 4, torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.25, 0.25, 0.25]), 1)
+
+
+def _import_throughput_benchmark(monkeypatch):
+    """benchmarks/test_throughput.py, imported beside benchmarks/conftest.py (whose module name tests/ also uses)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_conftest", REPO / "benchmarks" / "conftest.py")
+    bench_conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_conftest)
+    monkeypatch.setitem(sys.modules, "conftest", bench_conftest)
+    monkeypatch.delitem(sys.modules, "test_throughput", raising=False)
+    import test_throughput
+    monkeypatch.delitem(sys.modules, "test_throughput")  # monkeypatch puts back what was there before
+    return test_throughput
+
+
+def test_throughput_benchmark_trains_under_the_resolved_precision(monkeypatch):
+    """Our side of the stage-1 benchmark trains in the precision a real run resolves ``auto`` to: bf16 autocast only
+    where ``resolve_precision`` says so. It used to autocast bf16 on every CPU (oneDNN emulates it without
+    avx512_bf16, several times slower than the fp32 a run uses there), so the ratio described no real run."""
+    import torch
+
+    bench = _import_throughput_benchmark(monkeypatch)
+    seen: list = []
+    real = bench.autocast_for
+
+    def spy(dev, precision):
+        seen.append(precision)
+        return real(dev, precision)
+
+    monkeypatch.setattr(bench, "autocast_for", spy)
+    monkeypatch.setattr(bench, "use_compile", lambda: False)
+    for resolved in ("fp32", "bf16"):
+        monkeypatch.setattr(bench, "resolve_precision", lambda req, dev, r=resolved: r)
+        seen.clear()
+        bench._stage1_fn(_tiny_bench_data(), torch.device("cpu"), 2, "ours")()
+        assert seen == [resolved, resolved]
