@@ -111,7 +111,7 @@ def _stage1_fn(bench_data, dev, k, side):
 def test_stage1_train(benchmark, bench_data):
     dev, k = bench_device(), steps()
     META.update(steps_per_round=k, rounds=rounds(), reference_workers=workers(), compile=use_compile(),
-                precision=_precision(dev), bf16_autocast=_precision(dev) == "bf16")
+                stage1_precision=_precision(dev), stage1_bf16_autocast=_precision(dev) == "bf16", eval_precision="fp32")
     fns = {side: _stage1_fn(bench_data, dev, k, side) for side in ("ours", "reference")}
     _paired(benchmark, fns, dev, "stage1_train", k * BATCH, "img/s")
 

@@ -43,7 +43,6 @@ def test_bench_jpeg_writes_under_outputs(monkeypatch, tmp_path):
         want.unlink(missing_ok=True)
 
 
-
 def _tiny_bench_data():
     import torch
 
@@ -56,27 +55,35 @@ def _tiny_bench_data():
 
 
 def _import_throughput_benchmark(monkeypatch):
-    """benchmarks/test_throughput.py, imported beside benchmarks/conftest.py (whose module name tests/ also uses)."""
+    """benchmarks/test_throughput.py under a private module name, imported beside benchmarks/conftest.py (whose
+    module name tests/ also uses); sys.path and the benchmark's helper modules are put back afterwards."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_conftest", REPO / "benchmarks" / "conftest.py")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # benchmarks/conftest.py inserts its folders at import
+    before = set(sys.modules)
+    spec = importlib.util.spec_from_file_location("_bench_conftest", REPO / "benchmarks" / "conftest.py")
     bench_conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_conftest)
-    monkeypatch.setitem(sys.modules, "conftest", bench_conftest)
-    monkeypatch.delitem(sys.modules, "test_throughput", raising=False)
-    import test_throughput
-    monkeypatch.delitem(sys.modules, "test_throughput")  # monkeypatch puts back what was there before
-    return test_throughput
+    monkeypatch.setitem(sys.modules, "conftest", bench_conftest)  # what test_throughput imports META from
+    spec = importlib.util.spec_from_file_location("_bench_throughput", REPO / "benchmarks" / "test_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for name in ("reference", "common"):  # the benchmark's own helpers, if this import brought them in
+        if name not in before:
+            monkeypatch.delitem(sys.modules, name, raising=False)
+    return bench
 
 
 def test_throughput_benchmark_trains_under_the_resolved_precision(monkeypatch):
     """Our side of the stage-1 benchmark trains in the precision a real run resolves ``auto`` to: bf16 autocast only
-    where ``resolve_precision`` says so. It used to autocast bf16 on every CPU (oneDNN emulates it without
-    avx512_bf16, several times slower than the fp32 a run uses there), so the ratio described no real run."""
+    where ``resolve_precision("auto", ...)`` says so. From 2026-11-28 (when ``autocast_for`` began to autocast on
+    CPU) it autocast bf16 on every CPU, which oneDNN emulates without avx512_bf16, several times slower than the
+    fp32 a run uses there, so the ratio described no real run."""
     import torch
 
     bench = _import_throughput_benchmark(monkeypatch)
     seen: list = []
+    asked: list = []
     real = bench.autocast_for
 
     def spy(dev, precision):
@@ -85,8 +92,13 @@ def test_throughput_benchmark_trains_under_the_resolved_precision(monkeypatch):
 
     monkeypatch.setattr(bench, "autocast_for", spy)
     monkeypatch.setattr(bench, "use_compile", lambda: False)
-    for resolved in ("fp32", "bf16"):
-        monkeypatch.setattr(bench, "resolve_precision", lambda req, dev, r=resolved: r)
-        seen.clear()
-        bench._stage1_fn(_tiny_bench_data(), torch.device("cpu"), 2, "ours")()
-        assert seen == [resolved, resolved]
+    with torch.random.fork_rng():  # _net seeds the global generator
+        for resolved in ("fp32", "bf16"):
+            def fake_resolve(req, dev, r=resolved):
+                asked.append(req)
+                return r
+            monkeypatch.setattr(bench, "resolve_precision", fake_resolve)
+            seen.clear()
+            bench._stage1_fn(_tiny_bench_data(), torch.device("cpu"), 2, "ours")()
+            assert seen == [resolved, resolved]
+    assert set(asked) == {"auto"}

@@ -1,0 +1,85 @@
+"""The bare ResNet-32 training step on this CPU: bf16 autocast vs fp32, and one 2-thread process vs two 1-thread
+processes at once (how to run two stage-1 groups on a 2-core machine). Synthetic data: only the network is timed.
+
+    python benchmarks/step_probe.py [--steps 15] [--out FILE]     # JSON under outputs/benchmarks/ unless --out
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def rate(threads: int, precision: str, steps: int, batch: int = 128, classes: int = 100) -> float:
+    """Training images/s of ``steps`` timed steps after 3 warm-up steps (channels_last, SGD with momentum)."""
+    import torch
+
+    from ltbench.models import create_network
+    from ltbench.train.loop import autocast_for
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = create_network("resnet32", classes).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, classes, (batch,))
+    dev = torch.device("cpu")
+
+    def step():
+        with autocast_for(dev, precision):
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    for _ in range(3):
+        step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--child", nargs=2, metavar=("THREADS", "PRECISION"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        print(rate(int(a.child[0]), a.child[1], a.steps))
+        return
+    from common import result_path
+    from ltbench.runner import cpu_model
+    from ltbench.train.loop import cpu_has_native_bf16
+
+    def child(threads: int, precision: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, __file__, "--steps", str(a.steps), "--child", str(threads), precision],
+                                stdout=subprocess.PIPE, text=True)
+
+    def alone(threads: int, precision: str) -> float:
+        return float(child(threads, precision).communicate()[0])
+    out: dict = {"date": dt.datetime.now().isoformat(timespec="seconds"), "cpu_model": cpu_model(),
+                 "cpu_native_bf16": cpu_has_native_bf16(), "steps": a.steps, "batch": 128, "classes": 100}
+    out["one_process_2_threads"] = {p: alone(2, p) for p in ("bf16", "fp32")}
+    for p in ("bf16", "fp32"):
+        procs = [child(1, p), child(1, p)]
+        rates = [float(q.communicate()[0]) for q in procs]
+        out[f"two_processes_1_thread_{p}"] = {"each": rates, "together": sum(rates)}
+    one = out["one_process_2_threads"]
+    out["bf16_over_fp32_2_threads"] = one["bf16"] / one["fp32"]
+    out["two_1_thread_over_one_2_thread_bf16"] = out["two_processes_1_thread_bf16"]["together"] / one["bf16"]
+    print(json.dumps(out, indent=2))
+    path = Path(a.out) if a.out else result_path(f"step-probe-cpu-{dt.date.today()}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
