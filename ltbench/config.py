@@ -90,10 +90,27 @@ class Stage2Config:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
+    # "cosine" (default: to 0 over the stage-2 epochs) or "step": lr x lr_gamma at each of lr_milestones, with
+    # warmup_epochs of whole-epoch warm-up first (BagofTricks-LT's cRT: 5 warm-up epochs, x0.1 at 10 and 20 of 30)
+    lr_schedule: str = "cosine"
+    lr_milestones: list[int] = field(default_factory=lambda: [10, 20])
+    lr_gamma: float = 0.1
+    warmup_epochs: float = 0
 
     def __post_init__(self) -> None:
         if self.protocol_epochs is None:
             self.protocol_epochs = self.epochs
+
+    def recorded(self) -> dict:
+        """The fields as config.json and the stage-2 cache key hold them: the schedule fields only when they are
+        used (step schedule, a warm-up), so the cosine default keeps every existing record and key unchanged."""
+        d = asdict(self)
+        if self.lr_schedule == "cosine":
+            for k in ("lr_schedule", "lr_milestones", "lr_gamma"):
+                d.pop(k)
+        if not self.warmup_epochs:
+            d.pop("warmup_epochs")
+        return d
 
 
 def default_output_dir() -> str:
@@ -201,6 +218,7 @@ class RunConfig:
         if self.stage1.lr_schedule == "cosine":  # the step fields are recorded only when they are used
             for k in ("lr_milestones", "lr_gamma"):
                 d["stage1"].pop(k)
+        d["stage2"] = self.stage2.recorded()
         d["reduced"] = self.reduced
         d["dataset_tag"] = self.dataset_tag
         d["stage1_schedule"] = self.stage1_schedule()
@@ -444,6 +462,19 @@ def validate(cfg: RunConfig) -> None:
                                f"{s1.preset_epochs - 1} (the preset's epochs), got {ms!r}")
         if not (0 < s1.lr_gamma <= 1):
             raise LtbenchError(f"stage1 lr_gamma must be in (0, 1], got {s1.lr_gamma}")
+    if s2.lr_schedule not in ("cosine", "step"):
+        raise LtbenchError(f"stage2 lr_schedule must be 'cosine' or 'step', got {s2.lr_schedule!r}")
+    if not (s2.warmup_epochs >= 0) or s2.warmup_epochs >= s2.epochs:
+        raise LtbenchError(f"stage2 warmup_epochs must be >= 0 and below the stage-2 epochs ({s2.epochs}), "
+                           f"got {s2.warmup_epochs}")
+    if s2.lr_schedule == "step":
+        ms = s2.lr_milestones
+        if not (isinstance(ms, list) and ms and all(isinstance(m, int) and not isinstance(m, bool) for m in ms)
+                and ms == sorted(set(ms)) and 0 < ms[0] and ms[-1] < s2.epochs):
+            raise LtbenchError(f"stage2 lr_milestones must be increasing whole epochs between 1 and "
+                               f"{s2.epochs - 1} (the stage-2 epochs), got {ms!r}")
+        if not (0 < s2.lr_gamma <= 1):
+            raise LtbenchError(f"stage2 lr_gamma must be in (0, 1], got {s2.lr_gamma}")
     cls = get_method(cfg.method)
     cls.check_stage1(cfg.stage1_mode)
     if cfg.stage1_mode == "swa":

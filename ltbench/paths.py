@@ -207,7 +207,7 @@ def stage1_cached(cfg: Any) -> bool:
 def stage2_key(cfg: Any) -> str:
     """Hash of what a stage-2 checkpoint depends on beyond stage 1: method, its options, stage-2 and eval settings."""
     payload = json.dumps({"method": cfg.method, "options": cfg.method_options,
-                          "stage2": cfg.stage2.__dict__, "eval": cfg.eval_batch_size}, sort_keys=True, default=str)
+                          "stage2": cfg.stage2.recorded(), "eval": cfg.eval_batch_size}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

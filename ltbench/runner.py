@@ -99,7 +99,7 @@ RUN_IDENTITY = ("method", "dataset", "imbalance", "stage1_mode", "seed", "subset
 # what a config written before a field existed means by its absence
 _IDENTITY_DEFAULTS = {"subset_seed": 0}
 # stage-1 fields added later, as runs recorded before them behaved (compared like recorded values)
-_STAGE_DEFAULTS = {"stage1": {"lr_schedule": "cosine"}, "stage2": {}}
+_STAGE_DEFAULTS = {"stage1": {"lr_schedule": "cosine"}, "stage2": {"lr_schedule": "cosine", "warmup_epochs": 0}}
 # [data] load options that change speed or checking, not the data (as in RunConfig.stage1_key)
 _DATA_EXECUTION_OPTIONS = ("workers", "decode", "check_files")
 _ABSENT = object()

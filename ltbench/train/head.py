@@ -13,7 +13,7 @@ import torch.nn as nn
 from ..checkpoint import atomic_torch_save, load_checkpoint
 from ..data.samplers import class_balanced_indices, instance_indices
 from .loop import sgd, train_one_epoch
-from .schedules import warmup_cosine
+from .schedules import warmup_cosine, warmup_step
 
 # idx (a batch of training indices on the device) -> (mean loss, #correct, batch size)
 BatchLoss = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, int]]
@@ -57,6 +57,14 @@ def head_on_frozen_extractor(head: nn.Module, extractor: nn.Module, bn: str) -> 
     return loss
 
 
+def stage2_lr(cfg) -> Callable[[float], float]:
+    """The stage-2 learning rate at fractional epoch t: cosine to 0 (default, with an optional linear warm-up) or
+    the step schedule (whole-epoch warm-up, then x lr_gamma per milestone), as ``Stage2Config`` says."""
+    if cfg.lr_schedule == "step":
+        return lambda t: warmup_step(t, cfg.lr, cfg.warmup_epochs, cfg.lr_milestones, cfg.lr_gamma)
+    return lambda t: warmup_cosine(t, cfg.lr, cfg.epochs, cfg.warmup_epochs)
+
+
 def train_head(module: nn.Module, params, labels: torch.Tensor, batch_loss: BatchLoss, ctx,
                balanced: bool = True, tag: str = "head", image_batches: bool = False) -> nn.Module:
     """Train ``params`` of ``module`` for ``ctx.cfg.stage2.epochs`` epochs (cosine lr to 0, SGD as in stage 1).
@@ -80,7 +88,7 @@ def train_head(module: nn.Module, params, labels: torch.Tensor, batch_loss: Batc
         start = ck["epoch"]
         ctx.echo(f"stage 2: resuming {tag} from epoch {start}/{cfg.epochs}")
     steps = (len(labels) + cfg.batch_size - 1) // cfg.batch_size
-    lr_at = lambda t: warmup_cosine(t, cfg.lr, cfg.epochs)  # noqa: E731
+    lr_at = stage2_lr(cfg)
     step = batch_loss if image_batches else (lambda b: batch_loss(b[0]))  # noqa: E731
     for epoch in range(start, cfg.epochs):
         module.train()
