@@ -110,8 +110,9 @@ def _stage1_fn(bench_data, dev, k, side):
 
 def test_stage1_train(benchmark, bench_data):
     dev, k = bench_device(), steps()
+    precision = _precision(dev)
     META.update(steps_per_round=k, rounds=rounds(), reference_workers=workers(), compile=use_compile(),
-                stage1_precision=_precision(dev), stage1_bf16_autocast=_precision(dev) == "bf16", eval_precision="fp32")
+                stage1_precision=precision, stage1_bf16_autocast=precision == "bf16", eval_precision="fp32")
     fns = {side: _stage1_fn(bench_data, dev, k, side) for side in ("ours", "reference")}
     _paired(benchmark, fns, dev, "stage1_train", k * BATCH, "img/s")
 

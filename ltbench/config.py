@@ -425,6 +425,21 @@ def resolve(method: str, dataset: str, imbalance: int | None, stage1_mode: str, 
     return cfg
 
 
+def _check_lr_schedule(stage: str, sc, horizon: int, horizon_what: str) -> None:
+    """One stage's ``lr_schedule``: "cosine" or "step"; for "step", milestones that are increasing whole epochs
+    inside ``horizon`` (the epochs they are written for) and a decay factor in (0, 1]."""
+    if sc.lr_schedule not in ("cosine", "step"):
+        raise LtbenchError(f"{stage} lr_schedule must be 'cosine' or 'step', got {sc.lr_schedule!r}")
+    if sc.lr_schedule == "step":
+        ms = sc.lr_milestones
+        if not (isinstance(ms, list) and ms and all(isinstance(m, int) and not isinstance(m, bool) for m in ms)
+                and ms == sorted(set(ms)) and 0 < ms[0] and ms[-1] < horizon):
+            raise LtbenchError(f"{stage} lr_milestones must be increasing whole epochs between 1 and "
+                               f"{horizon - 1} ({horizon_what}), got {ms!r}")
+        if not (0 < sc.lr_gamma <= 1):
+            raise LtbenchError(f"{stage} lr_gamma must be in (0, 1], got {sc.lr_gamma}")
+
+
 def validate(cfg: RunConfig) -> None:
     """Checks across fields, before any compute: ranges, the method's extractor, SWAG snapshots."""
     from .registry import get_dataset, get_method
@@ -452,29 +467,11 @@ def validate(cfg: RunConfig) -> None:
     if cfg.subset_seed and not getattr(get_dataset(cfg.dataset), "random_subset", False):
         raise LtbenchError(f"{cfg.dataset} has a fixed train subset (bundled or given by split lists), so there is "
                            f"no subset to draw: drop --subset-seed (got {cfg.subset_seed})")
-    if s1.lr_schedule not in ("cosine", "step"):
-        raise LtbenchError(f"stage1 lr_schedule must be 'cosine' or 'step', got {s1.lr_schedule!r}")
-    if s1.lr_schedule == "step":
-        ms = s1.lr_milestones
-        if not (isinstance(ms, list) and ms and all(isinstance(m, int) and not isinstance(m, bool) for m in ms)
-                and ms == sorted(set(ms)) and 0 < ms[0] and ms[-1] < s1.preset_epochs):
-            raise LtbenchError(f"stage1 lr_milestones must be increasing whole epochs between 1 and "
-                               f"{s1.preset_epochs - 1} (the preset's epochs), got {ms!r}")
-        if not (0 < s1.lr_gamma <= 1):
-            raise LtbenchError(f"stage1 lr_gamma must be in (0, 1], got {s1.lr_gamma}")
-    if s2.lr_schedule not in ("cosine", "step"):
-        raise LtbenchError(f"stage2 lr_schedule must be 'cosine' or 'step', got {s2.lr_schedule!r}")
+    _check_lr_schedule("stage1", s1, s1.preset_epochs, "the preset's epochs")
     if not (s2.warmup_epochs >= 0) or s2.warmup_epochs >= s2.epochs:
         raise LtbenchError(f"stage2 warmup_epochs must be >= 0 and below the stage-2 epochs ({s2.epochs}), "
                            f"got {s2.warmup_epochs}")
-    if s2.lr_schedule == "step":
-        ms = s2.lr_milestones
-        if not (isinstance(ms, list) and ms and all(isinstance(m, int) and not isinstance(m, bool) for m in ms)
-                and ms == sorted(set(ms)) and 0 < ms[0] and ms[-1] < s2.epochs):
-            raise LtbenchError(f"stage2 lr_milestones must be increasing whole epochs between 1 and "
-                               f"{s2.epochs - 1} (the stage-2 epochs), got {ms!r}")
-        if not (0 < s2.lr_gamma <= 1):
-            raise LtbenchError(f"stage2 lr_gamma must be in (0, 1], got {s2.lr_gamma}")
+    _check_lr_schedule("stage2", s2, s2.epochs, "the stage-2 epochs")
     cls = get_method(cfg.method)
     cls.check_stage1(cfg.stage1_mode)
     if cfg.stage1_mode == "swa":

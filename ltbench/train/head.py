@@ -67,7 +67,8 @@ def stage2_lr(cfg) -> Callable[[float], float]:
 
 def train_head(module: nn.Module, params, labels: torch.Tensor, batch_loss: BatchLoss, ctx,
                balanced: bool = True, tag: str = "head", image_batches: bool = False) -> nn.Module:
-    """Train ``params`` of ``module`` for ``ctx.cfg.stage2.epochs`` epochs (cosine lr to 0, SGD as in stage 1).
+    """Train ``params`` of ``module`` for ``ctx.cfg.stage2.epochs`` epochs (lr from ``stage2_lr``: cosine to 0 by
+    default; SGD as in stage 1).
 
     By default a batch is a tensor of training indices into cached features (``batch_loss(idx)``); with
     ``image_batches`` it is a freshly augmented (x, y) batch of the training images, class-balanced when
