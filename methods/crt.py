@@ -2,11 +2,12 @@
 sampling on the frozen extractor.
 
 By default as classifier-balancing does it: freshly augmented class-balanced batches through the frozen backbone
-every step, the backbone's BN in train mode (see ``ltbench/train/rebalance.py`` for the options).
+every step, the backbone's BN in train mode (see ``ltbench/train/rebalance.py`` for the options, among them
+``backbone=finetune``, BagofTricks-LT's stored cRT config, which also trains the backbone).
 """
 from ltbench.heads import fresh_linear
 from ltbench.method import Method, Stage2Context
-from ltbench.train.rebalance import REBALANCE_OPTIONS, fit_rebalanced
+from ltbench.train.rebalance import CRT_OPTIONS, check_backbone_option, fit_rebalanced
 
 
 class CRT(Method):
@@ -15,7 +16,10 @@ class CRT(Method):
     name = "crt"
     label = "cRT"
     order = 10
-    option_specs = REBALANCE_OPTIONS
+    option_specs = CRT_OPTIONS
+
+    def validate(self) -> None:
+        check_backbone_option(self.options)
 
     def fit(self, ctx: Stage2Context):
         make = lambda d: fresh_linear(d, ctx.data.num_classes, ctx.generator)  # noqa: E731

@@ -57,6 +57,21 @@ def head_on_frozen_extractor(head: nn.Module, extractor: nn.Module, bn: str) -> 
     return loss
 
 
+def head_on_finetuned_extractor(head: nn.Module, extractor: nn.Module) -> Callable[[tuple], tuple]:
+    """A loss on (augmented image, label) batches that trains the extractor too (``backbone='finetune'``).
+
+    Not classifier-balancing (its backbone is frozen): this is what BagofTricks-LT's stored cRT config runs, whose
+    ``BACKBONE.FREEZE`` is left at its default ``False``, so class-balanced re-training updates the whole network.
+    Offered only to measure that reading; BN is in train mode as in every stage-2 pass with gradients.
+    """
+    def loss(batch: tuple):
+        x, y = batch
+        extractor.train()
+        logits = head(extractor(x).float())
+        return nn.functional.cross_entropy(logits, y), (logits.argmax(1) == y).sum(), len(y)
+    return loss
+
+
 def stage2_lr(cfg) -> Callable[[float], float]:
     """The stage-2 learning rate at fractional epoch t: cosine to 0 (default, with an optional linear warm-up) or
     the step schedule (whole-epoch warm-up, then x lr_gamma per milestone), as ``Stage2Config`` says."""
@@ -66,7 +81,8 @@ def stage2_lr(cfg) -> Callable[[float], float]:
 
 
 def train_head(module: nn.Module, params, labels: torch.Tensor, batch_loss: BatchLoss, ctx,
-               balanced: bool = True, tag: str = "head", image_batches: bool = False) -> nn.Module:
+               balanced: bool = True, tag: str = "head", image_batches: bool = False,
+               precision: str = "fp32") -> nn.Module:
     """Train ``params`` of ``module`` for ``ctx.cfg.stage2.epochs`` epochs (lr from ``stage2_lr``: cosine to 0 by
     default; SGD as in stage 1).
 
@@ -74,6 +90,7 @@ def train_head(module: nn.Module, params, labels: torch.Tensor, batch_loss: Batc
     ``image_batches`` it is a freshly augmented (x, y) batch of the training images, class-balanced when
     ``balanced`` (``batch_loss((x, y))``). The per-epoch checkpoint (all of ``module``'s state, so BN statistics
     a stage-2 pass re-estimates are kept too) lives in ``ctx.workdir``; rows are appended to ``ctx.log``.
+    ``precision`` is fp32 for every classifier stage 2; a pass that trains the extractor too runs in stage 1's.
     """
     cfg = ctx.cfg.stage2
     opt = sgd(params, cfg)
@@ -96,7 +113,7 @@ def train_head(module: nn.Module, params, labels: torch.Tensor, batch_loss: Batc
         batches = (ctx.data.train_batches(cfg.batch_size, gen, ctx.device, augment=True, balanced=balanced)
                    if image_batches else index_batches(labels, cfg.batch_size, gen, balanced))
         row = train_one_epoch(opt, batches, step, lr_at, epoch,
-                              steps, ctx.device, precision="fp32", what=f"stage 2 ({tag})",
+                              steps, ctx.device, precision=precision, what=f"stage 2 ({tag})",
                               progress=None if getattr(ctx.echo, "quiet", False) else
                               f"stage 2 [{tag}] {epoch + 1}/{cfg.epochs}", progress_total=len(labels))
         ctx.log.append(row)

@@ -10,6 +10,10 @@ Options both methods declare (``REBALANCE_OPTIONS``):
   frozen extractor's BatchNorm uses batch statistics and its running statistics are re-estimated on the
   class-balanced batches; test features use the re-estimated statistics. ``'eval'`` keeps stage 1's statistics.
   Only used with ``features='augmented'``.
+
+cRT alone also declares ``backbone`` (``CRT_OPTIONS``): ``'frozen'`` (default, Kang et al.) or ``'finetune'``, the
+whole network re-trained with the new classifier on the class-balanced augmented batches, which is what
+BagofTricks-LT's stored cRT config runs (``BACKBONE.FREEZE`` left at ``False``); it exists to measure that reading.
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ import torch.nn.functional as F
 from ..options import Option
 from ..evaluate import FeaturePredictor
 from .features import base_features
-from .head import ce_on_features, head_on_frozen_extractor, train_head
+from ..errors import LtbenchError
+from .head import ce_on_features, head_on_finetuned_extractor, head_on_frozen_extractor, train_head
 
 REBALANCE_OPTIONS = (
     Option("balanced", "bool", True, "class-balanced sampling (false: instance-balanced)"),
@@ -32,6 +37,21 @@ REBALANCE_OPTIONS = (
            "train (batch statistics, running statistics re-estimated; the reference) or eval (stage-1 statistics)",
            choices=("train", "eval")),
 )
+
+CRT_OPTIONS = REBALANCE_OPTIONS + (
+    Option("backbone", "str", "frozen", "frozen: only the classifier trains (Kang et al.; the reference); "
+           "finetune: the whole network trains with it (BagofTricks-LT's stored cRT config; a deviation, slow)",
+           choices=("frozen", "finetune")),
+)
+
+
+def check_backbone_option(options: dict) -> None:
+    """``backbone='finetune'`` needs images through the extractor with its BN in train mode; refuse the rest."""
+    if options.get("backbone", "frozen") == "finetune" and (options["features"] != "augmented"
+                                                           or options["extractor_bn"] != "train"):
+        raise LtbenchError("option backbone=finetune trains the extractor on augmented images with its BN in train "
+                           f"mode; it cannot go with features={options['features']} / "
+                           f"extractor_bn={options['extractor_bn']} (drop one of them)")
 
 
 def fit_rebalanced(ctx, options: dict, make_head: Callable[[int], nn.Module],
@@ -47,13 +67,21 @@ def fit_rebalanced(ctx, options: dict, make_head: Callable[[int], nn.Module],
                    balanced=options["balanced"], tag=tag)
         return head, FeaturePredictor("base", lambda z: F.log_softmax(head(z), dim=1))
     ctx.info["stage2_extractor_bn"] = options["extractor_bn"]
+    finetune = options.get("backbone", "frozen") == "finetune"
     extractor = copy.deepcopy(ctx.stage1.network.extractor)  # BN statistics may change; stage 1 stays as cached
     for p in extractor.parameters():
-        p.requires_grad_(False)
+        p.requires_grad_(finetune)
     head = make_head(ctx.stage1.network.head.in_features).to(ctx.device)
     module = nn.ModuleDict({"head": head, "extractor": extractor})  # one checkpoint holds BN statistics too
-    loss = head_on_frozen_extractor(head, extractor, options["extractor_bn"])
-    train_head(module, trainable(head), ctx.data.train_labels, loss, ctx, balanced=options["balanced"], tag=tag,
-               image_batches=True)
+    if finetune:
+        ctx.info["stage2_backbone"] = "finetune"
+        loss = head_on_finetuned_extractor(head, extractor)
+        params = trainable(head) + list(extractor.parameters())
+        precision = ctx.cfg.stage1_precision(ctx.device)
+    else:
+        loss = head_on_frozen_extractor(head, extractor, options["extractor_bn"])
+        params, precision = trainable(head), "fp32"
+    train_head(module, params, ctx.data.train_labels, loss, ctx, balanced=options["balanced"], tag=tag,
+               image_batches=True, precision=precision)
     extractor.eval()  # test features with the statistics stage 2 left (re-estimated with extractor_bn='train')
     return head, FeaturePredictor("extractor", lambda z: F.log_softmax(head(z), dim=1), extractor=extractor)
