@@ -36,6 +36,7 @@ class Option:
     low_open: bool = False
     high_open: bool = False
     nullable: bool = False
+    key_default: bool = True
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:

@@ -206,7 +206,11 @@ def stage1_cached(cfg: Any) -> bool:
 
 def stage2_key(cfg: Any) -> str:
     """Hash of what a stage-2 checkpoint depends on beyond stage 1: method, its options, stage-2 and eval settings."""
-    payload = json.dumps({"method": cfg.method, "options": cfg.method_options,
+    from .registry import get_method  # lazy: imports torch
+    specs = {o.name: o for o in get_method(cfg.method).option_specs}
+    options = {k: v for k, v in cfg.method_options.items()
+               if k not in specs or specs[k].key_default or v != specs[k].default}
+    payload = json.dumps({"method": cfg.method, "options": options,
                           "stage2": cfg.stage2.recorded(), "eval": cfg.eval_batch_size}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 

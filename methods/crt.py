@@ -7,7 +7,7 @@ every step, the backbone's BN in train mode (see ``ltbench/train/rebalance.py`` 
 """
 from ltbench.heads import fresh_linear
 from ltbench.method import Method, Stage2Context
-from ltbench.train.rebalance import CRT_OPTIONS, check_backbone_option, fit_rebalanced
+from ltbench.train.rebalance import REBALANCE_OPTIONS, check_backbone_option, fit_rebalanced
 
 
 class CRT(Method):
@@ -16,7 +16,7 @@ class CRT(Method):
     name = "crt"
     label = "cRT"
     order = 10
-    option_specs = CRT_OPTIONS
+    option_specs = REBALANCE_OPTIONS
 
     def validate(self) -> None:
         check_backbone_option(self.options)

@@ -3,7 +3,7 @@ is learned with class-balanced sampling on the frozen extractor (same regime opt
 """
 from ltbench.heads import ScaledLinear
 from ltbench.method import Method, Stage2Context
-from ltbench.train.rebalance import REBALANCE_OPTIONS, fit_rebalanced
+from ltbench.train.rebalance import REBALANCE_OPTIONS, check_backbone_option, fit_rebalanced
 
 
 class LWS(Method):
@@ -13,6 +13,9 @@ class LWS(Method):
     label = "LWS"
     order = 20
     option_specs = REBALANCE_OPTIONS
+
+    def validate(self) -> None:
+        check_backbone_option(self.options)
 
     def fit(self, ctx: Stage2Context):
         make = lambda d: ScaledLinear(ctx.stage1.network.head)  # noqa: E731

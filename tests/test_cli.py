@@ -1,5 +1,6 @@
 """The CLI contract: clear errors, non-zero exit and nothing written for bad input; a real smoke run per tiny set."""
 import json
+import os
 import subprocess
 import sys
 
@@ -73,9 +74,11 @@ def test_list_shows_methods_and_dataset_sizes():
 @pytest.mark.parametrize("dataset", ["cifar10-lt-tiny",  # the README test runs the quick start on cifar100-lt-tiny by default
                                      pytest.param("cifar100-lt-tiny", marks=pytest.mark.slow)])
 def test_smoke_run_writes_an_auditable_folder(tmp_path, dataset):
-    """The default job on each bundled tiny set, through the real script in a subprocess."""
+    """The default job on each bundled tiny set, through the real script in a subprocess (with a cache of its own,
+    so stage 1 trains here whatever ran before)."""
+    env = {**os.environ, "LTBENCH_CACHE": str(tmp_path / "cache")}
     res = subprocess.run([sys.executable, str(REPO / "bench.py"), "run", "--method", "ce", "--dataset", dataset,
-                          "--results", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+                          "--results", str(tmp_path)], capture_output=True, text=True, cwd=REPO, env=env)
     assert res.returncode == 0, res.stderr
     d = tmp_path / "runs" / dataset / "sgd-ce" / "seed0"
     assert sorted(p.name for p in d.iterdir()) == ["config.json", "log.jsonl", "metrics.json", "predictions.npz",
@@ -96,7 +99,7 @@ def test_smoke_run_writes_an_auditable_folder(tmp_path, dataset):
         assert audit.returncode == 0 and audit.stdout.startswith("ok"), audit.stdout
     # running the same command again skips the finished run
     again = subprocess.run([sys.executable, str(REPO / "bench.py"), "run", "--method", "ce", "--dataset", dataset,
-                            "--results", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+                            "--results", str(tmp_path)], capture_output=True, text=True, cwd=REPO, env=env)
     assert again.returncode == 0 and "skip" in again.stderr
 
 

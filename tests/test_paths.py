@@ -79,7 +79,8 @@ def test_cache_names_are_the_established_ones(tmp_path, monkeypatch):
     assert s1 == tmp_path / "stage1" / f"cifar100-lt-if100-swa-seed2-{cfg.stage1_key()}-d01234567"
     established = ("epochs", "protocol_epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay")
     stage2 = {k: getattr(cfg.stage2, k) for k in established}  # the fields before the optional step schedule
-    payload = json.dumps({"method": cfg.method, "options": cfg.method_options, "stage2": stage2,
+    options = {k: v for k, v in cfg.method_options.items() if k != "backbone"}  # before it: keyed only if not frozen
+    payload = json.dumps({"method": cfg.method, "options": options, "stage2": stage2,
                           "eval": cfg.eval_batch_size}, sort_keys=True, default=str)
     h = hashlib.sha256(payload.encode()).hexdigest()[:12]
     assert paths.stage2_dir(cfg, s1) == tmp_path / "stage2" / f"{s1.name}-crt-{h}"

@@ -114,7 +114,8 @@ def test_native_values_are_accepted(tmp_path):
     preset = _preset(tmp_path, _with_table("methods.crt", "balanced = false\nfeatures = \"cached\"")
                      + "\n[methods.tau_norm]\ntaus = [0, 0.5, 1]\ntau = 1\n"
                      + "\n[methods.swag]\npool_size = 4\nscale = 1\neval_samples = \"none\"\n")
-    assert _resolve(preset).method_options == {"balanced": False, "features": "cached", "extractor_bn": "train"}
+    assert _resolve(preset).method_options == {"balanced": False, "features": "cached", "extractor_bn": "train",
+                                                 "backbone": "frozen"}
     tau = _resolve(preset, method="tau_norm").method_options
     assert tau["taus"] == [0.0, 0.5, 1.0] and tau["tau"] == 1.0
     swag = resolve("swag", "cifar10-lt-tiny", None, "swa", 0, str(preset), device="cpu").method_options

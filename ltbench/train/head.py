@@ -60,8 +60,9 @@ def head_on_frozen_extractor(head: nn.Module, extractor: nn.Module, bn: str) -> 
 def head_on_finetuned_extractor(head: nn.Module, extractor: nn.Module) -> Callable[[tuple], tuple]:
     """A loss on (augmented image, label) batches that trains the extractor too (``backbone='finetune'``).
 
-    Not classifier-balancing (its backbone is frozen): this is what BagofTricks-LT's stored cRT config runs, whose
-    ``BACKBONE.FREEZE`` is left at its default ``False``, so class-balanced re-training updates the whole network.
+    Not classifier-balancing (its backbone is frozen): this is what BagofTricks-LT's stored cRT and LWS configs run,
+    whose ``BACKBONE.FREEZE`` is left at its default ``False``, so class-balanced re-training updates the whole
+    network.
     Offered only to measure that reading; BN is in train mode as in every stage-2 pass with gradients.
     """
     def loss(batch: tuple):

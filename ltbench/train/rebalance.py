@@ -11,9 +11,10 @@ Options both methods declare (``REBALANCE_OPTIONS``):
   class-balanced batches; test features use the re-estimated statistics. ``'eval'`` keeps stage 1's statistics.
   Only used with ``features='augmented'``.
 
-cRT alone also declares ``backbone`` (``CRT_OPTIONS``): ``'frozen'`` (default, Kang et al.) or ``'finetune'``, the
-whole network re-trained with the new classifier on the class-balanced augmented batches, which is what
-BagofTricks-LT's stored cRT config runs (``BACKBONE.FREEZE`` left at ``False``); it exists to measure that reading.
+* ``backbone='frozen'`` (default, Kang et al.) or ``'finetune'``: the whole network re-trained with the classifier
+  (cRT) or the scales (LWS) on the class-balanced augmented batches, in stage 1's precision. That is what
+  BagofTricks-LT's stored cRT and LWS configs run (``BACKBONE.FREEZE`` left at its default ``False``); the option
+  exists to measure that reading (docs/stage2-measurements.md), not as a method of its own.
 """
 from __future__ import annotations
 
@@ -36,14 +37,10 @@ REBALANCE_OPTIONS = (
     Option("extractor_bn", "str", "train", "BN of the frozen extractor in stage 2 with features=augmented: "
            "train (batch statistics, running statistics re-estimated; the reference) or eval (stage-1 statistics)",
            choices=("train", "eval")),
+    Option("backbone", "str", "frozen", "frozen: only the classifier (cRT) or its scales (LWS) train (Kang et al.; "
+           "the reference); finetune: the whole network trains with them (BagofTricks-LT's stored configs; a "
+           "deviation, ~stage-1 cost per epoch)", choices=("frozen", "finetune"), key_default=False),
 )
-
-CRT_OPTIONS = REBALANCE_OPTIONS + (
-    Option("backbone", "str", "frozen", "frozen: only the classifier trains (Kang et al.; the reference); "
-           "finetune: the whole network trains with it (BagofTricks-LT's stored cRT config; a deviation, slow)",
-           choices=("frozen", "finetune")),
-)
-
 
 def check_backbone_option(options: dict) -> None:
     """``backbone='finetune'`` needs images through the extractor with its BN in train mode; refuse the rest."""
