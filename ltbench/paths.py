@@ -205,7 +205,9 @@ def stage1_cached(cfg: Any) -> bool:
 
 
 def stage2_key(cfg: Any) -> str:
-    """Hash of what a stage-2 checkpoint depends on beyond stage 1: method, its options, stage-2 and eval settings."""
+    """Hash of what a stage-2 checkpoint depends on beyond stage 1: method, its options, stage-2 and eval settings.
+
+    An option declared ``key_default=False`` enters the hash only when it is not at its default."""
     from .registry import get_method  # lazy: imports torch
     specs = {o.name: o for o in get_method(cfg.method).option_specs}
     options = {k: v for k, v in cfg.method_options.items()

@@ -17,6 +17,7 @@ class CRT(Method):
     label = "cRT"
     order = 10
     option_specs = REBALANCE_OPTIONS
+    legacy_options = {"backbone": "frozen"}  # runs recorded before the option froze the backbone
 
     def validate(self) -> None:
         check_backbone_option(self.options)

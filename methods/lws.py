@@ -1,5 +1,6 @@
 """``lws``: learnable weight scaling (Kang et al. 2020): the stage-1 classifier stays frozen and one scale per class
-is learned with class-balanced sampling on the frozen extractor (same regime options as ``crt``).
+is learned with class-balanced sampling on the frozen extractor (same regime options as ``crt``, among them
+``backbone=finetune``, which also trains the extractor).
 """
 from ltbench.heads import ScaledLinear
 from ltbench.method import Method, Stage2Context
@@ -13,6 +14,7 @@ class LWS(Method):
     label = "LWS"
     order = 20
     option_specs = REBALANCE_OPTIONS
+    legacy_options = {"backbone": "frozen"}  # runs recorded before the option froze the backbone
 
     def validate(self) -> None:
         check_backbone_option(self.options)

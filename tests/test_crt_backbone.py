@@ -7,6 +7,7 @@ import torch
 from ltbench.errors import LtbenchError
 from ltbench.models import create_network
 from ltbench.registry import get_method
+from ltbench.train import loop
 from ltbench.train.head import head_on_finetuned_extractor, head_on_frozen_extractor
 from test_methods import _ctx
 from test_protocol_fixes import fit_and_predict
@@ -44,27 +45,57 @@ def test_finetune_loss_sends_gradient_into_every_extractor_parameter_and_frozen_
         assert n == 8 and abs(loss.item() - want.item()) < 1e-4
 
 
-def test_finetune_moves_a_copy_of_the_extractor_and_predicts_with_it(tmp_path):
-    ctx = _ctx(tmp_path, "crt", backbone="finetune")
-    net = ctx.stage1.network
-    before = {k: v.clone() for k, v in net.state_dict().items()}
-    log_probs = fit_and_predict(get_method("crt")(backbone="finetune"), ctx)
-    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())   # stage 1 itself untouched
-    assert ctx.info["stage2_backbone"] == "finetune"
-    frozen_ctx = _ctx(tmp_path / "frozen", "crt")
-    frozen = fit_and_predict(get_method("crt")(), frozen_ctx)
-    assert "stage2_backbone" not in frozen_ctx.info                               # default runs record nothing new
-    assert log_probs.shape == frozen.shape == (200, 10)
-    assert not torch.allclose(log_probs, frozen, atol=1e-3)                       # the backbone did learn
+def _params(state: dict, prefix: str = "") -> dict:
+    """The extractor's parameters (weights, not BN buffers, which bn=train re-estimates anyway) of a state dict."""
+    names = {n for n, _ in create_network("resnet32", 10).extractor.named_parameters()}
+    return {n: state[prefix + n] for n in names}
 
 
-def test_lws_finetune_trains_the_scales_and_the_extractor_but_not_the_stage1_classifier(tmp_path):
-    ctx = _ctx(tmp_path, "lws", backbone="finetune")
-    w = ctx.stage1.network.head.weight.detach().clone()
-    fit_and_predict(get_method("lws")(backbone="finetune"), ctx)
-    assert torch.equal(ctx.stage1.network.head.weight, w)                        # the classifier stays frozen
-    assert ctx.info["stage2_backbone"] == "finetune"
-    assert any(abs(s - 1.0) > 1e-6 for s in ctx.info["lws_scales"])              # the scales learned
+@pytest.mark.parametrize("method", ["crt", "lws"])
+def test_finetune_trains_a_copy_of_the_extractor_and_frozen_leaves_it(tmp_path, monkeypatch, method):
+    """The fine-tuned extractor is in the stage-2 checkpoint: its weights moved under finetune and not under frozen,
+    and stage 1's own network is untouched either way. fp32 on both sides, so precision cannot make them differ."""
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
+    moved = {}
+    for backbone in ("frozen", "finetune"):
+        ctx = _ctx(tmp_path / backbone, method, backbone=backbone)
+        net = ctx.stage1.network
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        fit_and_predict(get_method(method)(backbone=backbone), ctx)
+        assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())   # stage 1 itself untouched
+        ck = torch.load(ctx.workdir / f"{method}-ckpt.pt", weights_only=False)["module"]
+        trained, start = _params(ck, "extractor."), _params(before, "extractor.")
+        moved[backbone] = [n for n in start if not torch.equal(trained[n], start[n])]
+        assert ctx.info.get("stage2_backbone") == (None if backbone == "frozen" else "finetune")
+        if backbone == "finetune":
+            assert ctx.info["stage2_precision"] == "fp32"
+    assert moved["frozen"] == [] and len(moved["finetune"]) == len(start)
+    if method == "lws":
+        assert any(abs(s - 1.0) > 1e-6 for s in ctx.info["lws_scales"])              # the scales learned too
+
+
+@pytest.mark.parametrize("method", ["crt", "lws"])
+def test_a_bad_combination_is_refused_when_the_config_is_resolved(method):
+    """Before any compute: the grid and ``run --method all`` resolve every config first."""
+    from ltbench.config import resolve
+    with pytest.raises(LtbenchError, match="backbone=finetune.*features=cached"):
+        resolve(method, "cifar10-lt-tiny", None, "sgd", 0, "cifar-tiny", device="cpu",
+                method_options={"backbone": "finetune", "features": "cached"})
+
+
+@pytest.mark.parametrize("method", ["crt", "lws"])
+def test_a_run_recorded_before_the_option_is_the_frozen_run_and_not_the_finetune_one(tmp_path, method):
+    """Old configs lack ``backbone``: they are the frozen regime, so asking for finetune must not skip them."""
+    from ltbench.config import resolve
+    from ltbench.runner import finished_run_differs
+    from test_run_conflicts import _recorded
+    frozen = resolve(method, "cifar10-lt-tiny", None, "sgd", 0, "cifar-tiny", device="cpu")
+    old = _recorded(tmp_path, frozen, drop_options=("backbone",))
+    assert finished_run_differs(frozen, old) is None
+    ft = resolve(method, "cifar10-lt-tiny", None, "sgd", 0, "cifar-tiny", device="cpu",
+                 method_options={"backbone": "finetune"})
+    why = finished_run_differs(ft, old)
+    assert why is not None and "option backbone='frozen' there, 'finetune' asked" in why
 
 
 @pytest.mark.parametrize("method", ["crt", "lws"])

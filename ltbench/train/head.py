@@ -60,15 +60,14 @@ def head_on_frozen_extractor(head: nn.Module, extractor: nn.Module, bn: str) -> 
 def head_on_finetuned_extractor(head: nn.Module, extractor: nn.Module) -> Callable[[tuple], tuple]:
     """A loss on (augmented image, label) batches that trains the extractor too (``backbone='finetune'``).
 
-    Not classifier-balancing (its backbone is frozen): this is what BagofTricks-LT's stored cRT and LWS configs run,
-    whose ``BACKBONE.FREEZE`` is left at its default ``False``, so class-balanced re-training updates the whole
-    network.
-    Offered only to measure that reading; BN is in train mode as in every stage-2 pass with gradients.
+    This is not classifier-balancing, which freezes the backbone; it is what BagofTricks-LT's stored cRT and LWS
+    configs run, whose ``BACKBONE.FREEZE`` is left at its default ``False``, so class-balanced re-training updates
+    the whole network. Offered only to measure that reading; BN is in train mode, as in any training pass.
     """
     def loss(batch: tuple):
         x, y = batch
         extractor.train()
-        logits = head(extractor(x).float())
+        logits = head(extractor(x)).float()  # under bf16 autocast the head's output is bf16: CE in fp32
         return nn.functional.cross_entropy(logits, y), (logits.argmax(1) == y).sum(), len(y)
     return loss
 

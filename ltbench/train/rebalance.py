@@ -1,5 +1,6 @@
 """The classifier-balancing stage 2 shared by cRT and LWS: a classifier trained on a frozen extractor's features,
-either from freshly augmented class-balanced images each step (the reference regime) or from cached features.
+either from freshly augmented class-balanced images each step (the reference regime) or from cached features
+(or, with ``backbone='finetune'``, a measurement aid, with the extractor trained too).
 
 Options both methods declare (``REBALANCE_OPTIONS``):
 
@@ -44,11 +45,14 @@ REBALANCE_OPTIONS = (
 
 def check_backbone_option(options: dict) -> None:
     """``backbone='finetune'`` needs images through the extractor with its BN in train mode; refuse the rest."""
-    if options.get("backbone", "frozen") == "finetune" and (options["features"] != "augmented"
-                                                           or options["extractor_bn"] != "train"):
+    if options.get("backbone", "frozen") != "finetune":
+        return
+    clash = [f"{k}={options[k]}" for k, ok in (("features", "augmented"), ("extractor_bn", "train"))
+             if options[k] != ok]
+    if clash:
         raise LtbenchError("option backbone=finetune trains the extractor on augmented images with its BN in train "
-                           f"mode; it cannot go with features={options['features']} / "
-                           f"extractor_bn={options['extractor_bn']} (drop one of them)")
+                           f"mode; it cannot go with {' and '.join(clash)} (drop "
+                           f"{'it' if len(clash) == 1 else 'them'} or use backbone=frozen)")
 
 
 def fit_rebalanced(ctx, options: dict, make_head: Callable[[int], nn.Module],
@@ -71,10 +75,11 @@ def fit_rebalanced(ctx, options: dict, make_head: Callable[[int], nn.Module],
     head = make_head(ctx.stage1.network.head.in_features).to(ctx.device)
     module = nn.ModuleDict({"head": head, "extractor": extractor})  # one checkpoint holds BN statistics too
     if finetune:
-        ctx.info["stage2_backbone"] = "finetune"
         loss = head_on_finetuned_extractor(head, extractor)
         params = trainable(head) + list(extractor.parameters())
         precision = ctx.cfg.stage1_precision(ctx.device)
+        ctx.info["stage2_backbone"] = "finetune"
+        ctx.info["stage2_precision"] = precision
     else:
         loss = head_on_frozen_extractor(head, extractor, options["extractor_bn"])
         params, precision = trainable(head), "fp32"
