@@ -368,13 +368,10 @@ def method_options_for(method: str, raw: dict, cli_options: dict[str, Any], wher
     ``[methods.<method>]`` table, then the command line's values (each checked by the declaration), then the
     method's checks across options (``Method.validate``), so a bad combination fails here, before any compute."""
     from .registry import get_method  # lazy: imports torch
-    from .options import resolve_options
     cls = get_method(method)
     preset_opts = dict(raw.get("methods", {}).get(method, {}))
     _check_preset_options(cls.option_specs, preset_opts, f"{where} [methods.{method}]")
-    resolved = resolve_options(cls.option_specs, {**preset_opts, **cli_options}, f"method {method!r}")
-    cls(**resolved)  # Method.validate: raises LtbenchError on a combination the method cannot honour
-    return resolved
+    return cls(**{**preset_opts, **cli_options}).options  # resolves each option, then Method.validate
 
 
 def check_preset_methods(raw: dict, path: str) -> None:

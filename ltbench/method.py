@@ -84,7 +84,8 @@ class Method:
     requires_swag: ClassVar[bool] = False        # derived from stage1_modes
     oracle: ClassVar[bool] = False               # chooses with test labels (via OracleCandidates): marked in tables
     # options added after runs were recorded, with the value that reproduces how those runs behaved: a finished run
-    # without the option is compared as if it had this value (so a rule change is not hidden behind a skip)
+    # without the option is compared as if it had this value (so a rule change is not hidden behind a skip); one
+    # whose legacy value is also its default stays out of the stage-2 cache key at that value (``paths.stage2_key``)
     legacy_options: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kw: Any) -> None:

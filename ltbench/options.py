@@ -24,9 +24,6 @@ class Option:
 
     ``choices`` restricts str values; ``low`` / ``high`` bound numbers (inclusive unless ``low_open`` /
     ``high_open``); ``nullable`` allows ``None`` (written ``none`` or ``null`` on the command line).
-    ``key_default=False`` leaves the default value out of the stage-2 cache key (``paths.stage2_key``): for an
-    option added after runs were cached, whose default is the behaviour they had, so adding it does not orphan
-    their checkpoints. Such a default is then fixed for good: changing it would re-key nothing and mix regimes.
     """
 
     name: str
@@ -39,7 +36,6 @@ class Option:
     low_open: bool = False
     high_open: bool = False
     nullable: bool = False
-    key_default: bool = True
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:

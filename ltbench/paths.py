@@ -207,11 +207,12 @@ def stage1_cached(cfg: Any) -> bool:
 def stage2_key(cfg: Any) -> str:
     """Hash of what a stage-2 checkpoint depends on beyond stage 1: method, its options, stage-2 and eval settings.
 
-    An option declared ``key_default=False`` enters the hash only when it is not at its default."""
+    An option added later whose default is how earlier runs behaved (its ``Method.legacy_options`` value equals
+    its default) enters the hash only away from that default, so adding it keeps their checkpoints' keys."""
     from .registry import get_method  # lazy: imports torch
-    specs = {o.name: o for o in get_method(cfg.method).option_specs}
-    options = {k: v for k, v in cfg.method_options.items()
-               if k not in specs or specs[k].key_default or v != specs[k].default}
+    cls = get_method(cfg.method)
+    unkeyed = {k for k, v in cls.legacy_options.items() if cls.defaults.get(k) == v}
+    options = {k: v for k, v in cfg.method_options.items() if k not in unkeyed or v != cls.defaults[k]}
     payload = json.dumps({"method": cfg.method, "options": options,
                           "stage2": cfg.stage2.recorded(), "eval": cfg.eval_batch_size}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]

@@ -40,12 +40,12 @@ REBALANCE_OPTIONS = (
            choices=("train", "eval")),
     Option("backbone", "str", "frozen", "frozen: only the classifier (cRT) or its scales (LWS) train (Kang et al.; "
            "the reference); finetune: the whole network trains with them (BagofTricks-LT's stored configs; a "
-           "deviation, ~stage-1 cost per epoch)", choices=("frozen", "finetune"), key_default=False),
+           "deviation, ~stage-1 cost per epoch)", choices=("frozen", "finetune")),
 )
 
 def check_backbone_option(options: dict) -> None:
     """``backbone='finetune'`` needs images through the extractor with its BN in train mode; refuse the rest."""
-    if options.get("backbone", "frozen") != "finetune":
+    if options["backbone"] != "finetune":
         return
     clash = [f"{k}={options[k]}" for k, ok in (("features", "augmented"), ("extractor_bn", "train"))
              if options[k] != ok]
@@ -68,7 +68,7 @@ def fit_rebalanced(ctx, options: dict, make_head: Callable[[int], nn.Module],
                    balanced=options["balanced"], tag=tag)
         return head, FeaturePredictor("base", lambda z: F.log_softmax(head(z), dim=1))
     ctx.info["stage2_extractor_bn"] = options["extractor_bn"]
-    finetune = options.get("backbone", "frozen") == "finetune"
+    finetune = options["backbone"] == "finetune"
     extractor = copy.deepcopy(ctx.stage1.network.extractor)  # BN statistics may change; stage 1 stays as cached
     for p in extractor.parameters():
         p.requires_grad_(finetune)
