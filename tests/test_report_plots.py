@@ -81,6 +81,20 @@ def test_leaderboard_includes_the_findings_file(results):
     assert "What the runs show" not in (results / "README.md").read_text()
 
 
+def test_no_plots_leaves_the_plots_folder_alone(results):
+    """``--no-plots`` makes no plots, so it must not prune the ones an earlier full call made (it used to delete
+    them all); stale tables are still pruned."""
+    build_leaderboard(results, echo=lambda s: None)
+    before = {p.name: p.read_bytes() for p in (results / "plots").iterdir()}
+    assert len(before) == 2 * len(TAGS) * len(FIGURES)
+    stale_table = results / "tables" / "gone.csv"
+    stale_table.write_text("old")
+    build_leaderboard(results, plots=False, echo=lambda s: None)
+    assert {p.name: p.read_bytes() for p in (results / "plots").iterdir()} == before
+    assert not stale_table.exists()
+    assert "plots/" not in (results / "README.md").read_text()
+
+
 def test_leaderboard_without_runs(tmp_path):
     (tmp_path / "runs").mkdir()  # an empty store (a folder without runs/ is refused: test_store_integrity.py)
     msgs: list[str] = []

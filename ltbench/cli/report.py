@@ -162,7 +162,7 @@ def plot(results: str, datasets: tuple[str, ...], out: str | None) -> None:
 @_results_opt
 @click.option("--baselines", type=click.Path(dir_okay=False), default=None,
               help="published numbers (default: <results>/baselines.csv, else this repository's)")
-@click.option("--no-plots", is_flag=True, help="tables and README only")
+@click.option("--no-plots", is_flag=True, help="tables and README only; plots/ is left as it is")
 @click.option("--html", "html_dir", type=click.Path(file_okay=False), default=None,
               help="also write the static site to DIR (as `bench.py site --out DIR`)")
 def leaderboard(results: str, baselines: str | None, no_plots: bool, html_dir: str | None) -> None:

@@ -133,7 +133,8 @@ def build_leaderboard(results: Path | str, baselines: Path | str | None = None, 
                   "source. `bench.py compare` sets our runs beside them.", ""]
     _write(results / "README.md", "\n".join(lines).rstrip() + "\n", written)
     keep = {p.resolve() for p in written}
-    for folder in (results / "tables", results / "plots"):
+    # without plots this call made no plots, so plots/ is not its to prune: ``--no-plots`` leaves it as it is
+    for folder in (results / "tables", results / "plots") if plots else (results / "tables",):
         for p in _prune(folder, keep):
             echo(f"removed stale {p}")
     return written
