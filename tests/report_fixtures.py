@@ -10,6 +10,7 @@ import numpy as np
 
 from ltbench.metrics import compute_metrics
 from ltbench.paths import iter_run_dirs
+from ltbench.registry import get_method
 from ltbench.store import run_dir, write_run
 
 TRAIN_COUNTS = [500, 300, 150, 90, 60, 40, 25, 15, 10, 5]  # many: 3, medium: 4, few: 3
@@ -61,7 +62,9 @@ def make_run(results: Path, method: str, stage1: str, seed: int, acc: float, dat
     config = {"method": method, "dataset": dataset, "imbalance": imbalance, "dataset_tag": tag,
               "stage1_mode": stage1, "seed": seed, "reduced": reduced,
               "stage1": {"epochs": 10 if reduced else 200, "protocol_epochs": 200},
-              "stage2": {"epochs": 10}, "train_class_counts": list(counts), "environment": {}}
+              "stage2": {"epochs": 10}, "train_class_counts": list(counts), "environment": {},
+              # every option resolved, as a run of the CLI records them (so the run is at its method's defaults)
+              "method_options": json.loads(json.dumps(get_method(method).defaults))}
     if subset_seed:
         config["subset_seed"] = subset_seed
     config.update(config_extra or {})

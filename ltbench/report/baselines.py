@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import LtbenchError
-from .tables import METHOD_NAMES, STAGE1_NAMES, cell_text, tau_footnote, unstable_bound_text
+from .tables import STAGE1_NAMES, cell_text, method_label, split_method_key, tau_footnote, unstable_bound_text
 
 COLUMNS = ("dataset", "imbalance", "backbone", "method", "stage1", "epochs", "acc", "many", "medium", "few",
            "nll", "ece", "split_rule", "source", "note")
@@ -92,12 +92,14 @@ def _imb_equal(a, b) -> bool:
 def compare(agg: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
     """One row per (our setting, published row) with the same dataset, imbalance factor and stage-2 method.
 
-    ``d_<metric>`` = ours (mean over seeds) - published; NaN where either side lacks the number.
+    A variant row (non-default method options, e.g. 'crt[backbone=finetune]') is compared with its method's
+    published rows too, under its own label. ``d_<metric>`` = ours (mean over seeds) - published; NaN where either
+    side lacks the number.
     """
     out = []
     for _, r in agg.iterrows():
         ds = canonical_dataset(r["dataset"])
-        match = baselines[(baselines.dataset == ds) & (baselines.method == r["method"])]
+        match = baselines[(baselines.dataset == ds) & (baselines.method == split_method_key(r["method"])[0])]
         match = match[[_imb_equal(x, r["imbalance"]) for x in match.imbalance]]
         for _, b in match.iterrows():
             row = {"dataset_tag": r["dataset_tag"], "stage1_mode": r["stage1_mode"], "method": r["method"],
@@ -134,7 +136,7 @@ def render_compare_markdown(cmp: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (3 * len(used)) + ["---"] * 2)
              + "|"]
     for _, r in cmp.iterrows():
-        ours = f"{STAGE1_NAMES.get(r.stage1_mode, r.stage1_mode)} + {METHOD_NAMES.get(r.method, r.method)}"
+        ours = f"{STAGE1_NAMES.get(r.stage1_mode, r.stage1_mode)} + {method_label(r.method)}"
         cells = [r.dataset_tag, ours, f"{r.n}" + (" †" if r.reduced else "") + (" ‡" if r.get("unstable_seeds") else "")]
         for pub in used:
             nd = 3 if pub == "nll" else 2
@@ -150,7 +152,7 @@ def render_compare_markdown(cmp: pd.DataFrame) -> str:
         foot += " † = our runs used a reduced schedule: the difference says little."
     if "unstable_seeds" in cmp and cmp["unstable_seeds"].astype(bool).any():
         bad = dict.fromkeys(f"{r.dataset_tag} {STAGE1_NAMES.get(r.stage1_mode, r.stage1_mode)} + "
-                            f"{METHOD_NAMES.get(r.method, r.method)} (seeds {r.unstable_seeds})"
+                            f"{method_label(r.method)} (seeds {r.unstable_seeds})"
                             for r in cmp.itertuples() if r.unstable_seeds)
         foot += f" ‡ = an unstable stage 2 ({unstable_bound_text()}) in: {', '.join(bad)}."
     if "tau_choices" in cmp:  # published tau-norm rows do not always say where tau was chosen; ours does

@@ -24,14 +24,14 @@ from ..errors import LtbenchError  # noqa: E402
 from ..metrics import per_class_accuracy, shot_groups  # noqa: E402
 from ..store import read_run  # noqa: E402
 from .reliability import FEW, reliability_axes, reliability_figure  # noqa: E402
-from .tables import METHOD_NAMES, STAGE1_NAMES, _row_order  # noqa: E402
+from .tables import STAGE1_NAMES, _row_order, method_label  # noqa: E402
 
 PLOT_FORMATS = ("png", "pdf")
 
 
 def setting_label(stage1: str, method: str, reduced: bool = False, unstable: bool = False) -> str:
     """'SGD + cRT', with † for a reduced schedule and ‡ for an unstable stage 2 (as in the tables)."""
-    return (f"{STAGE1_NAMES.get(stage1, stage1)} + {METHOD_NAMES.get(method, method)}" + (" †" if reduced else "")
+    return (f"{STAGE1_NAMES.get(stage1, stage1)} + {method_label(method)}" + (" †" if reduced else "")
             + (" ‡" if unstable else ""))
 
 

@@ -26,8 +26,8 @@ import pandas as pd
 from ..errors import LtbenchError
 from ..metrics import ECE_BINS
 from ..store import read_run
-from .tables import (METHOD_NAMES, METHOD_ORDER, STAGE1_NAMES, STAGE1_ORDER, UNSTABLE_MARK, collect_runs,
-                     unstable_bound_text)
+from .tables import (METHOD_NAMES, STAGE1_NAMES, STAGE1_ORDER, UNSTABLE_MARK, collect_runs, method_label,
+                     method_rank, unstable_bound_text)
 
 SEED_METRICS = ("acc", "acc_many", "acc_medium", "acc_few", "nll", "ece", "brier")  # differences over seeds
 BOOT_METRICS = ("acc", "nll", "ece")  # also bootstrapped over test examples
@@ -170,7 +170,7 @@ class Comparison:
 
 def run_label(name: str) -> str:
     s1, _, m = name.partition("-")
-    return f"{STAGE1_NAMES.get(s1, s1)} + {METHOD_NAMES.get(m, m)}"
+    return f"{STAGE1_NAMES.get(s1, s1)} + {method_label(m)}"
 
 
 def _boot_key(d: str, replicates: int, boot_seed: int) -> tuple:
@@ -224,7 +224,7 @@ def paired(runs: pd.DataFrame, tag: str, a: str, b: str, kind: str = "chosen", r
 
 def _names(sub: pd.DataFrame) -> list[str]:
     pairs = sorted(set(zip(sub.stage1_mode, sub.method)),
-                   key=lambda p: (STAGE1_ORDER.get(p[0], 9), p[0], METHOD_ORDER.get(p[1], 99), p[1]))
+                   key=lambda p: (STAGE1_ORDER.get(p[0], 9), p[0], method_rank(p[1])))
     return [f"{s}-{m}" for s, m in pairs]
 
 

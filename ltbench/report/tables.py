@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -129,6 +130,62 @@ STAGE1_ORDER = {"sgd": 0, "swa": 1}
 METHOD_ORDER = dict(_ORDERS)
 
 
+def _plain(v: Any) -> Any:
+    """A value as config.json stores it (tuples become lists), so a default compares equal to its stored self."""
+    return json.loads(json.dumps(v))
+
+
+def method_variant(config: dict) -> str:
+    """'' for a run at its method's default options, else 'name=value,...' for each option it changed.
+
+    Why: a run folder is named by method only, so without this a run with a non-default option (a deviation from
+    the reference, e.g. cRT with ``backbone=finetune``) would sit in the reference row and average with it. An
+    option missing from an older config.json takes its ``legacy_options`` value (how that run behaved).
+    """
+    from ..registry import get_method
+    try:
+        cls = get_method(config["method"])
+    except LtbenchError:
+        return ""
+    stored = config.get("method_options") or {}
+    changed = []
+    for name, default in cls.defaults.items():
+        value = _plain(stored.get(name, cls.legacy_options.get(name, default)))
+        if value != _plain(default):
+            changed.append(f"{name}={json.dumps(value, separators=(',', ':')).strip(chr(34))}")
+    return ",".join(changed)
+
+
+def method_key(config: dict) -> str:
+    """The table row of a run: its method, plus ``[options]`` when it ran with non-default method options."""
+    variant = method_variant(config)
+    return f"{config['method']}[{variant}]" if variant else str(config["method"])
+
+
+def split_method_key(key: str) -> tuple[str, str]:
+    """'crt[backbone=finetune]' -> ('crt', 'backbone=finetune'); 'crt' -> ('crt', '')."""
+    base, _, rest = key.partition("[")
+    return base, rest.removesuffix("]")
+
+
+def method_label(key: str) -> str:
+    """Plain-text table name of a row key: 'cRT', or 'cRT [backbone=finetune]' for a non-default variant."""
+    base, variant = split_method_key(key)
+    return METHOD_NAMES.get(base, base) + (f" [{variant}]" if variant else "")
+
+
+def method_latex(key: str) -> str:
+    base, variant = split_method_key(key)
+    name = METHOD_LATEX.get(base, tex_escape(METHOD_NAMES.get(base, base)))
+    return name + (f" [{tex_escape(variant)}]" if variant else "")
+
+
+def method_rank(key: str) -> tuple[int, str, str]:
+    """Sort key: the method's declared order, a variant right after its reference row."""
+    base, variant = split_method_key(key)
+    return METHOD_ORDER.get(base, 99), base, variant
+
+
 @dataclass
 class Collected:
     """Per-run rows that passed the audit, and the runs left out with the reason why."""
@@ -155,7 +212,7 @@ def collect_runs(results: Path | str, datasets: tuple[str, ...] | list[str] | No
         if datasets and c["dataset"] not in datasets and tag not in datasets:
             continue
         row = {"dataset": c["dataset"], "imbalance": c["imbalance"], "dataset_tag": tag,
-               "stage1_mode": c["stage1_mode"], "method": c["method"], "seed": int(c["seed"]),
+               "stage1_mode": c["stage1_mode"], "method": method_key(c), "seed": int(c["seed"]),
                "reduced": bool(c["reduced"]), "dir": str(d)}
         for k in [k for k, _, _ in METRICS] + list(EXTRA_METRICS):
             v = m.get(k)
@@ -215,7 +272,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         out.append(row)
     agg = pd.DataFrame(out)
     order = sorted(range(len(agg)), key=lambda i: (agg.dataset_tag[i], STAGE1_ORDER.get(agg.stage1_mode[i], 9),
-                                                   METHOD_ORDER.get(agg.method[i], 99), agg.method[i]))
+                                                   method_rank(agg.method[i])))
     return agg.iloc[order].reset_index(drop=True)
 
 
@@ -237,7 +294,7 @@ def _dataset_label(tag: str) -> str:
 
 def _row_order(agg: pd.DataFrame) -> list[tuple[str, str]]:
     pairs = {(s, m) for s, m in zip(agg.stage1_mode, agg.method)}
-    return sorted(pairs, key=lambda p: (STAGE1_ORDER.get(p[0], 9), p[0], METHOD_ORDER.get(p[1], 99), p[1]))
+    return sorted(pairs, key=lambda p: (STAGE1_ORDER.get(p[0], 9), p[0], method_rank(p[1])))
 
 
 def _num(v: float, key: str) -> str:
@@ -294,7 +351,7 @@ def unstable_footnote(agg: pd.DataFrame) -> str:
     """'‡ unstable stage 2 (<bound>) ... in: <setting> (seed(s) ...)': the bound and every affected run."""
     sub = agg[agg["unstable"].astype(bool)]
     where = [f"{r.dataset_tag} {STAGE1_NAMES.get(r.stage1_mode, r.stage1_mode)} + "
-             f"{METHOD_NAMES.get(r.method, r.method)} (seed{'s' if ',' in r.unstable_seeds else ''} "
+             f"{method_label(r.method)} (seed{'s' if ',' in r.unstable_seeds else ''} "
              f"{r.unstable_seeds.replace(',', ', ')})" for r in sub.itertuples()]
     return (f"{UNSTABLE_MARK} unstable stage 2 ({unstable_bound_text()}; the reasons are in each run's config.json, "
             "'unstable'), kept in the mean, in: " + ", ".join(where))
@@ -320,7 +377,7 @@ def render_markdown(agg: pd.DataFrame, keep_order: bool = False, cost: bool = Fa
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
     order = list(dict.fromkeys(zip(agg.stage1_mode, agg.method))) if keep_order else _row_order(agg)
     for s1, meth in order:
-        cells = [STAGE1_NAMES.get(s1, s1), METHOD_NAMES.get(meth, meth)]
+        cells = [STAGE1_NAMES.get(s1, s1), method_label(meth)]
         ns, costs = [], []
         for t in tags:
             sel = agg[(agg.dataset_tag == t) & (agg.stage1_mode == s1) & (agg.method == meth)]
@@ -395,7 +452,7 @@ def render_latex(agg: pd.DataFrame, caption: str = "Long-tailed classification r
             lines.append(r"\midrule")
         prev_s1 = s1
         cells = [tex_escape(STAGE1_NAMES.get(s1, s1)),
-                 METHOD_LATEX.get(meth, tex_escape(METHOD_NAMES.get(meth, meth)))]
+                 method_latex(meth)]
         for t in tags:
             sel = agg[(agg.dataset_tag == t) & (agg.stage1_mode == s1) & (agg.method == meth)]
             if sel.empty:

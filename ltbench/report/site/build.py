@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from html import escape
 from pathlib import Path
 from typing import Callable
@@ -156,7 +157,8 @@ class Site:
                 "runs: " + "; ".join(f"{escape(n)} seed {s}: {escape(w)}" for n, s, w in bad) + ".</p>")
 
     def page_name(self, s1: str, method: str) -> str:
-        return f"{s1}-{method}.html"
+        # a variant row key ('crt[backbone=finetune]') becomes a plain file name
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{s1}-{method}").strip("_") + ".html"
 
     # --- pages ----------------------------------------------------------------------------------------------------
     def build(self) -> list[Path]:
