@@ -185,13 +185,16 @@ def check_all(results: Path | str, tol: float = 1e-6) -> dict[Path, list[str]]:
 
     Beyond ``check_run`` on each ``<dataset>/<stage1>-<method>/seed<S>`` folder (complete or not), this flags the
     hidden ``.seed<S>.tmp-*`` / ``.old-*`` folders a killed writer leaves behind and stray entries that do not fit
-    the layout, so a reader knows what the tables will leave out and why. Sound runs map to an empty list.
+    the layout, so a reader knows what the tables will leave out and why. Sound runs map to an empty list. Other
+    hidden entries (``.gitkeep``, ``.DS_Store``) are skipped, as the tables skip them.
     """
     root = runs_root(results)
     out: dict[Path, list[str]] = {}
     if not root.is_dir():
         return out
     for ds in sorted(root.iterdir()):
+        if _hidden_other(ds):
+            continue
         if ds.name.startswith(".probe-"):
             out[ds] = ["leftover write probe (a killed process); safe to delete"]
             continue
@@ -202,10 +205,12 @@ def check_all(results: Path | str, tol: float = 1e-6) -> dict[Path, list[str]]:
             out[ds] = ["stray entry: expected <dataset>[-if<N>][-subset<K>] folders under runs/"]
             continue
         for name in sorted(ds.iterdir()):
+            if _hidden_other(name):
+                continue
             if not name.is_dir() or not _parses(parse_run_name, name.name):
                 out[name] = ["stray entry: expected <stage1>-<method> folders"]
                 continue
-            for seed in sorted(name.iterdir()):
+            for seed in sorted(p for p in name.iterdir() if not _hidden_other(p)):
                 if seed.name.startswith(".") and (".tmp-" in seed.name or ".old-" in seed.name):
                     out[seed] = ["leftover of an interrupted write (not a run; `results check --clean` removes it)"]
                 elif not seed.is_dir() or not _parses(parse_seed_name, seed.name):
@@ -213,6 +218,11 @@ def check_all(results: Path | str, tol: float = 1e-6) -> dict[Path, list[str]]:
                 else:
                     out[seed] = check_run(seed, tol)
     return out
+
+
+def _hidden_other(path: Path) -> bool:
+    """A hidden entry that is not a leftover of ours (e.g. ``.gitkeep``): not a run, not a problem."""
+    return path.name.startswith(".") and not is_leftover(path)
 
 
 def _parses(parse, name: str) -> bool:

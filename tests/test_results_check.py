@@ -24,6 +24,9 @@ def _cli() -> click.Group:
 def test_results_check_lists_every_problem(tmp_path):
     res = tmp_path / "results"
     good, _ = make_run(res, "ce", "sgd", 0, 60.0)
+    # hidden files that are not ours (a .gitkeep, a .DS_Store) are skipped at every level, as the tables skip them
+    for hidden in (res / "runs" / ".gitkeep", good.parents[1] / ".DS_Store", good.parent / ".DS_Store"):
+        hidden.write_text("")
     r = CliRunner().invoke(_cli(), ["results", "check", "--results", str(res)])
     assert r.exit_code == 0 and "1 entry checked: 1 sound run, no problems" in r.output, r.output
 
