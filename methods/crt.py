@@ -17,7 +17,9 @@ class CRT(Method):
     label = "cRT"
     order = 10
     option_specs = REBALANCE_OPTIONS
-    legacy_options = {"backbone": "frozen"}  # runs recorded before the option froze the backbone
+    # how runs recorded before each option behaved: the backbone frozen; before the augmented regime (be5958f),
+    # cached un-augmented features
+    legacy_options = {"backbone": "frozen", "features": "cached"}
 
     def validate(self) -> None:
         check_backbone_option(self.options)

@@ -29,7 +29,7 @@ from ltbench.method import Method, Stage2Context
 from ltbench.options import Option
 from ltbench.train.features import base_features
 from ltbench.train.head import train_head
-from methods.swag import POOL_OPTIONS, draw_members, pool_features
+from methods.swag import POOL_LEGACY_OPTIONS, POOL_OPTIONS, draw_members, pool_features
 
 WEIGHTINGS = ("none", "entropy", "mutual_info")
 
@@ -78,6 +78,7 @@ class SRepr(Method):
     label = "SWA + SRepr"
     order = 50
     stage1_modes = ("swa",)
+    legacy_options = POOL_LEGACY_OPTIONS
     option_specs = POOL_OPTIONS + (
         Option("alpha", "float", 0.5, "weight of the distillation term (1 - alpha: stochastic-representation CE)",
                low=0.0, high=1.0),

@@ -51,6 +51,11 @@ def bma_log_probs(head: torch.nn.Module, feats: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(logp, dim=0) - torch.log(torch.tensor(float(feats.shape[0])))
 
 
+# runs recorded before the reference normalisation (be5958f) divided the low-rank term by sqrt(K-1) with K the
+# snapshots kept: lowrank_norm=kept
+POOL_LEGACY_OPTIONS = {"lowrank_norm": "kept"}
+
+
 class SWAG(Method):
     """SWAG: Bayesian model average over SWAG-sampled extractors with a re-trained classifier."""
 
@@ -58,6 +63,7 @@ class SWAG(Method):
     label = "SWAG"
     order = 40
     stage1_modes = ("swa",)
+    legacy_options = POOL_LEGACY_OPTIONS
     option_specs = POOL_OPTIONS + (
         Option("classifier", "str", "sr", "train the classifier on stochastic representations (sr) or on the "
                "SWA features (crt)", choices=("sr", "crt")),

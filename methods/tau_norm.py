@@ -96,7 +96,9 @@ class TauNorm(Method):
     name = "tau_norm"
     label = "τ-norm"
     order = 30
-    legacy_options = {"ceiling": 101.0}  # runs before the ceiling rule: only the spread made a sweep degenerate
+    # runs before the ceiling rule: only the spread made a sweep degenerate; before the spread rule (be5958f),
+    # nothing did (the sweep's argmax was taken as it came)
+    legacy_options = {"ceiling": 101.0, "min_spread": 0.0}
     option_specs = TAU_OPTIONS + (
         Option("selection", "str", "holdout", "how tau is chosen (never on the test set)", choices=("holdout", "fixed")),
         Option("tau", "float", 1.0, "tau for selection=fixed, and when the held-out sweep is degenerate", low=0.0),

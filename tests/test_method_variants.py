@@ -5,6 +5,7 @@ reference cRT row and be averaged with it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -32,8 +33,14 @@ def test_key_of_default_legacy_and_changed_options():
         "crt[backbone=finetune]"
     assert method_key({"method": "crt", "method_options": {**CRT_OLD, "features": "cached", "balanced": False}}) == \
         "crt[balanced=false,features=cached]"
-    # tau-norm stores a tuple default (the tau grid) as a JSON list: still the default row
-    assert method_key({"method": "tau_norm", "method_options": _stored(get_method("tau_norm").defaults)}) == "tau_norm"
+    # tau-norm's defaults (a float grid among them) as config.json holds them: still the default row
+    tau_defaults = _stored(get_method("tau_norm").defaults)
+    assert method_key({"method": "tau_norm", "method_options": tau_defaults}) == "tau_norm"
+    # values are typed by the declaration first: a string "false" is the default false, "1" the default 1.0
+    assert method_key({"method": "tau_norm", "method_options": {**tau_defaults, "keep_bias": "false",
+                                                                "tau": "1"}}) == "tau_norm"
+    assert method_key({"method": "tau_norm", "method_options": {**tau_defaults, "keep_bias": "true"}}) == \
+        "tau_norm[keep_bias=true]"
     assert method_key({"method": "ce", "method_options": {}}) == "ce"
     assert split_method_key("crt[backbone=finetune]") == ("crt", "backbone=finetune")
     assert split_method_key("crt") == ("crt", "")
@@ -50,6 +57,23 @@ def store(tmp_path):
                          config_extra={"method_options": {**CRT_OLD, "backbone": "finetune"}})
     make_run(tmp_path, "ce", "sgd", 0, 0.45)
     return tmp_path, (m_ref0, m_ref1, m_fine)
+
+
+def test_options_missing_from_older_configs_count_at_how_those_runs_behaved():
+    """Configs written before an option existed: the value that reproduces those runs, not today's default (a run
+    from before be5958f trained cRT on cached features, swept tau-norm with no degeneracy rule, and normalised
+    SWAG's low-rank term by the snapshots kept)."""
+    assert method_key({"method": "crt", "method_options": {"balanced": True}}) == "crt[features=cached]"
+    assert method_key({"method": "lws", "method_options": {"balanced": True}}) == "lws[features=cached]"
+    old_tau = {"holdout_fraction": 0.2, "keep_bias": False, "taus": [0.0, 1.0, 2.0]}
+    assert method_key({"method": "tau_norm", "method_options": old_tau}) == \
+        "tau_norm[taus=[0.0,1.0,2.0],min_spread=0.0,ceiling=101.0]"
+    # a config from between the spread rule and the ceiling rule: only the ceiling is legacy
+    between = {k: v for k, v in _stored(get_method("tau_norm").defaults).items() if k != "ceiling"}
+    assert method_key({"method": "tau_norm", "method_options": between}) == "tau_norm[ceiling=101.0]"
+    for m in ("swag", "srepr"):
+        old = {k: v for k, v in _stored(get_method(m).defaults).items() if k != "lowrank_norm"}
+        assert method_key({"method": m, "method_options": old}) == f"{m}[lowrank_norm=kept]"
 
 
 def test_variant_is_its_own_row_and_not_averaged(store):
@@ -69,9 +93,12 @@ def test_tables_and_site_label_the_variant(store):
     assert [r.split(" | ")[1] for r in rows] == ["CE", "cRT", "cRT [backbone=finetune]"]  # variant after reference
     assert "cRT [backbone=finetune]" in render_latex(agg)
     build_site(root, replicates=20, echo=lambda s: None)
-    page = root / "site" / "cifar10-lt-if100" / "sgd-crt_backbone_finetune.html"
+    # a plain file name plus a short hash of the key (two keys never share a page)
+    name = f"sgd-crt_backbone_finetune-{hashlib.sha1(b'sgd-crt[backbone=finetune]').hexdigest()[:6]}.html"
+    page = root / "site" / "cifar10-lt-if100" / name
     assert page.is_file() and "cRT [backbone=finetune]" in page.read_text()
-    assert 'href="sgd-crt_backbone_finetune.html"' in (root / "site" / "cifar10-lt-if100" / "index.html").read_text()
+    assert f'href="{name}"' in (root / "site" / "cifar10-lt-if100" / "index.html").read_text()
+    assert (root / "site" / "cifar10-lt-if100" / "sgd-crt.html").is_file()  # plain keys keep their names
 
 
 def test_variant_is_compared_with_its_methods_published_rows_under_its_own_label(store):
@@ -85,3 +112,31 @@ def test_variant_is_compared_with_its_methods_published_rows_under_its_own_label
     assert sorted(cmp.index) == ["crt", "crt[backbone=finetune]"]
     assert cmp.loc["crt[backbone=finetune]", "d_acc"] == pytest.approx(m_fine["acc"] - 50.0)
     assert "SGD + cRT [backbone=finetune]" in render_compare_markdown(cmp.reset_index())
+
+
+def test_stats_pair_with_the_reference_variant_a_store_holds_and_compare_takes_variant_keys(tmp_path):
+    """A store whose cRT rows are all one variant (runs recorded before an option existed) still gets its
+    comparisons against cRT: that variant is the store's reference row; `compare --paired` takes a variant's key."""
+    from click.testing import CliRunner
+    from bench import cli as bench_cli
+    from ltbench.report import stats as S
+    old_crt = {"method_options": {"balanced": True}}  # pre-be5958f: cached features
+    make_run(tmp_path, "crt", "sgd", 0, 0.60, config_extra=old_crt)
+    make_run(tmp_path, "crt", "swa", 0, 0.62, config_extra=old_crt)
+    make_run(tmp_path, "srepr", "swa", 0, 0.64)
+    make_run(tmp_path, "ce", "swa", 0, 0.50)
+    got = {(c.a, c.b, c.kind) for c in S.all_comparisons(tmp_path, replicates=0)}
+    assert got == {("swa-ce", "swa-crt[features=cached]", "reference"),
+                   ("swa-srepr", "swa-crt[features=cached]", "reference"),
+                   ("swa-crt[features=cached]", "sgd-crt[features=cached]", "extractor"),
+                   ("swa-ce", "sgd-crt[features=cached]", "baseline"),
+                   ("swa-srepr", "sgd-crt[features=cached]", "baseline")}
+    # with a plain cRT row beside a variant, the plain row is the reference
+    make_run(tmp_path, "crt", "swa", 1, 0.62)
+    make_run(tmp_path, "ce", "swa", 1, 0.52)
+    got = {(c.a, c.b) for c in S.all_comparisons(tmp_path, replicates=0) if c.kind == "reference"}
+    assert ("swa-ce", "swa-crt") in got and ("swa-ce", "swa-crt[features=cached]") not in got
+    r = CliRunner().invoke(bench_cli, ["compare", "--paired", "swa-crt[features=cached]", "swa-ce",
+                                       "--results", str(tmp_path), "--bootstrap", "50"])
+    assert r.exit_code == 0 and "paired over seeds 0 (n = 1)" in r.output, r.output
+    assert "SWA + cRT [features=cached]" in r.output

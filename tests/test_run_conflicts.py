@@ -56,7 +56,11 @@ def _fake_finished_run(folder, stage1_epochs, options=None, cfg=None):
     folder.mkdir(parents=True)
     ident = {k: getattr(cfg, k) for k in ("method", "dataset", "imbalance", "stage1_mode", "seed")} if cfg else {}
     (folder / "config.json").write_text(json.dumps({"stage1": {"epochs": stage1_epochs}, "stage2": {"epochs": 5},
-                                                    "reduced": True, "method_options": options or {}, **ident}))
+                                                    "reduced": True, **ident,
+                                                    # resolved options, as a real run records them (a config
+                                                    # without them predates the options: legacy values apply)
+                                                    "method_options": {**(cfg.method_options if cfg else {}),
+                                                                       **(options or {})}}))
     (folder / "metrics.json").write_text("{}")
     (folder / "predictions.npz").write_bytes(b"")
 

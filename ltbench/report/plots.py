@@ -24,7 +24,7 @@ from ..errors import LtbenchError  # noqa: E402
 from ..metrics import per_class_accuracy, shot_groups  # noqa: E402
 from ..store import read_run  # noqa: E402
 from .reliability import FEW, reliability_axes, reliability_figure  # noqa: E402
-from .tables import STAGE1_NAMES, _row_order, method_label  # noqa: E402
+from .tables import STAGE1_NAMES, _row_order, method_label, split_method_key  # noqa: E402
 
 PLOT_FORMATS = ("png", "pdf")
 
@@ -48,7 +48,7 @@ STAGE1_LINES = {"sgd": "-", "swa": "--"}
 def setting_style(stage1: str, method: str, index: int) -> dict:
     """Colour per setting (tab10 by position), marker per method, line style per extractor, and hollow markers
     for the SWA extractor: two settings never look alike even where their curves or points coincide."""
-    marker = METHOD_MARKERS.get(method) or OTHER_MARKERS[sum(map(ord, method)) % len(OTHER_MARKERS)]
+    marker = METHOD_MARKERS.get(split_method_key(method)[0]) or OTHER_MARKERS[sum(map(ord, method)) % len(OTHER_MARKERS)]
     color = plt.get_cmap("tab10")(index % 10)
     hollow = stage1 != "sgd"
     return {"color": color, "marker": marker, "ls": STAGE1_LINES.get(stage1, ":"),

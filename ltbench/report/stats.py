@@ -27,7 +27,7 @@ from ..errors import LtbenchError
 from ..metrics import ECE_BINS
 from ..store import read_run
 from .tables import (METHOD_NAMES, STAGE1_NAMES, STAGE1_ORDER, UNSTABLE_MARK, collect_runs, method_label,
-                     method_rank, unstable_bound_text)
+                     method_rank, split_method_key, unstable_bound_text)
 
 SEED_METRICS = ("acc", "acc_many", "acc_medium", "acc_few", "nll", "ece", "brier")  # differences over seeds
 BOOT_METRICS = ("acc", "nll", "ece")  # also bootstrapped over test examples
@@ -240,18 +240,29 @@ def setting_comparisons(runs: pd.DataFrame, tag: str, reference: str = DEFAULT_R
     out = []
     for n in names:
         s1, _, m = n.partition("-")
-        ref = f"{s1}-{reference}"
-        if m != reference and ref in names:
+        ref = _reference_row(names, s1, reference)
+        if ref is not None and split_method_key(m)[0] != reference:
             out.append(paired(runs, tag, n, ref, "reference", replicates, boot_seed, cache))
     for n in names:
         s1, _, m = n.partition("-")
         if s1 == "swa" and f"sgd-{m}" in names:
             out.append(paired(runs, tag, n, f"sgd-{m}", "extractor", replicates, boot_seed, cache))
-    for n in names:  # a method that exists only on SWA (SWAG, SRepr) against the plain baseline: reference on SGD
+    base_ref = _reference_row(names, "sgd", reference)
+    for n in names:  # a row only on SWA (SWAG, SRepr; any row without an SGD twin) against the reference on SGD
         s1, _, m = n.partition("-")
-        if s1 == "swa" and f"sgd-{m}" not in names and f"sgd-{reference}" in names:
-            out.append(paired(runs, tag, n, f"sgd-{reference}", "baseline", replicates, boot_seed, cache))
+        if s1 == "swa" and f"sgd-{m}" not in names and base_ref is not None:
+            out.append(paired(runs, tag, n, base_ref, "baseline", replicates, boot_seed, cache))
     return [c for c in out if c is not None]
+
+
+def _reference_row(names: list[str], s1: str, reference: str) -> str | None:
+    """The reference method's row on extractor ``s1``: its plain row, else its only variant row (a store of runs
+    recorded before an option existed holds e.g. only 'crt[features=cached]'); None when there is none, or several
+    variants and no plain row (which one is the reference would be a guess)."""
+    if f"{s1}-{reference}" in names:
+        return f"{s1}-{reference}"
+    rows = [n for n in names if n.partition("-")[0] == s1 and split_method_key(n.partition("-")[2])[0] == reference]
+    return rows[0] if len(rows) == 1 else None
 
 
 def all_comparisons(results: Path | str, reference: str = DEFAULT_REFERENCE, replicates: int = DEFAULT_BOOTSTRAP,

@@ -140,19 +140,23 @@ def method_variant(config: dict) -> str:
 
     Why: a run folder is named by method only, so without this a run with a non-default option (a deviation from
     the reference, e.g. cRT with ``backbone=finetune``) would sit in the reference row and average with it. An
-    option missing from an older config.json takes its ``legacy_options`` value (how that run behaved).
+    option missing from an older config.json takes its ``legacy_options`` value (how runs before the option
+    behaved); stored values are typed by the method's declaration first, so '"false"' and false are one value.
     """
+    from ..options import resolve_options
     from ..registry import get_method
     try:
         cls = get_method(config["method"])
     except LtbenchError:
         return ""
-    stored = config.get("method_options") or {}
-    changed = []
-    for name, default in cls.defaults.items():
-        value = _plain(stored.get(name, cls.legacy_options.get(name, default)))
-        if value != _plain(default):
-            changed.append(f"{name}={json.dumps(value, separators=(',', ':')).strip(chr(34))}")
+    stored = {k: v for k, v in (config.get("method_options") or {}).items() if k in cls.defaults}
+    given = {**{k: v for k, v in cls.legacy_options.items() if k in cls.defaults}, **stored}
+    try:
+        resolved = resolve_options(cls.option_specs, given, f"method {cls.name!r}")
+    except LtbenchError:  # a value today's declaration refuses: compare it as stored
+        resolved = {**cls.defaults, **given}
+    changed = [f"{k}={json.dumps(_plain(v), separators=(',', ':')).strip(chr(34))}"
+               for k, v in resolved.items() if _plain(v) != _plain(cls.defaults[k])]
     return ",".join(changed)
 
 

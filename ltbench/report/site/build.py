@@ -15,6 +15,7 @@ regenerated site is byte-identical and a test can catch a stale one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -157,8 +158,11 @@ class Site:
                 "runs: " + "; ".join(f"{escape(n)} seed {s}: {escape(w)}" for n, s, w in bad) + ".</p>")
 
     def page_name(self, s1: str, method: str) -> str:
-        # a variant row key ('crt[backbone=finetune]') becomes a plain file name
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{s1}-{method}").strip("_") + ".html"
+        # a variant row key ('crt[backbone=finetune]') becomes a plain file name, with a short hash of the key so
+        # that two keys never share one ('a_b=c' and 'a=b_c')
+        name = f"{s1}-{method}"
+        plain = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+        return (plain if plain == name else f"{plain}-{hashlib.sha1(name.encode()).hexdigest()[:6]}") + ".html"
 
     # --- pages ----------------------------------------------------------------------------------------------------
     def build(self) -> list[Path]:
