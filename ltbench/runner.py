@@ -25,7 +25,7 @@ from .method import OracleCandidates, Stage2Context, TrainOnly
 from .paths import run_dir_for, stage2_dir
 from .registry import get_dataset, get_method
 from .report.reliability import reliability_png
-from .store import RunExistsError, check_writable, is_complete, write_run
+from .store import RunExistsError, as_recorded, check_writable, is_complete, write_run
 from .train.stage1 import get_stage1
 
 Echo = Callable[[str], None]
@@ -85,10 +85,6 @@ def environment(device: torch.device) -> dict:
     }
 
 
-def _json_roundtrip(x):
-    return json.loads(json.dumps(x, default=str))
-
-
 def _schedule_text(stage1: dict, stage2: dict, reduced) -> str:
     return (f"stage 1 {stage1.get('epochs')} epochs, stage 2 {stage2.get('epochs')} epochs"
             + (", reduced" if reduced else ", full schedule"))
@@ -141,7 +137,7 @@ def finished_run_differs(cfg: RunConfig, out: Path) -> str | None:
         return f"its config.json cannot be read ({type(e).__name__})"
     if not isinstance(old, dict):
         return "its config.json does not hold a run configuration"
-    new = _json_roundtrip(cfg.to_dict())
+    new = as_recorded(cfg.to_dict())
     ident = [f"{k} {old.get(k)!r} there, {new[k]!r} asked" if k in old else f"no {k} recorded, {new[k]!r} asked"
              for k in RUN_IDENTITY if old.get(k, _IDENTITY_DEFAULTS.get(k, _ABSENT)) != new[k]]
     if ident:
@@ -153,7 +149,7 @@ def finished_run_differs(cfg: RunConfig, out: Path) -> str | None:
         keys = sorted(k for k in set(a) & set(b) if k not in STAGE1_EXECUTION_OPTIONS and a[k] != b[k])
         diffs += [f"{part}.{k} {a[k]!r} there, {b[k]!r} asked" for k in keys]
     try:
-        opts = _json_roundtrip(get_method(cfg.method)(**cfg.method_options).options)
+        opts = as_recorded(get_method(cfg.method)(**cfg.method_options).options)
         legacy = dict(get_method(cfg.method).legacy_options)
     except Exception:  # noqa: BLE001 - invalid options are reported by execute() itself
         opts, legacy = {}, {}

@@ -13,6 +13,7 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -165,3 +166,8 @@ def read_run(d: Path) -> dict:
         out["predictions"] = {k: z[k] for k in z.files}
     return out
 
+
+def as_recorded(x: Any) -> Any:
+    """``x`` as config.json records it (tuples become lists, other objects their str), so a value compares equal
+    to its stored self."""
+    return json.loads(json.dumps(x, default=str))

@@ -207,10 +207,10 @@ def test_grid_plan_loads_the_data_once_for_all_finished_runs_of_a_setting(tmp_pa
 
 def _recorded(tmp_path, cfg, drop_stage1=(), drop_options=()):
     """``cfg``'s config.json as a run recorded before ``drop_*`` existed would hold it."""
-    from ltbench.runner import _json_roundtrip
+    from ltbench.store import as_recorded
     from ltbench.registry import get_method
-    d = _json_roundtrip(cfg.to_dict())
-    d["method_options"] = _json_roundtrip(get_method(cfg.method)(**cfg.method_options).options)
+    d = as_recorded(cfg.to_dict())
+    d["method_options"] = as_recorded(get_method(cfg.method)(**cfg.method_options).options)
     for k in drop_stage1:
         d["stage1"].pop(k)
     for k in drop_options:

@@ -48,7 +48,8 @@ STAGE1_LINES = {"sgd": "-", "swa": "--"}
 def setting_style(stage1: str, method: str, index: int) -> dict:
     """Colour per setting (tab10 by position), marker per method, line style per extractor, and hollow markers
     for the SWA extractor: two settings never look alike even where their curves or points coincide."""
-    marker = METHOD_MARKERS.get(split_method_key(method)[0]) or OTHER_MARKERS[sum(map(ord, method)) % len(OTHER_MARKERS)]
+    base = split_method_key(method)[0]  # a variant row keeps its method's marker
+    marker = METHOD_MARKERS.get(base) or OTHER_MARKERS[sum(map(ord, method)) % len(OTHER_MARKERS)]
     color = plt.get_cmap("tab10")(index % 10)
     hollow = stage1 != "sgd"
     return {"color": color, "marker": marker, "ls": STAGE1_LINES.get(stage1, ":"),

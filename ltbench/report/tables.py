@@ -20,7 +20,7 @@ from ..audit import LOSS_RISE_BOUND, NLL_BOUND, check_run, stability_flags
 from ..errors import LtbenchError
 from .. import paths
 from ..paths import config_dataset_tag
-from ..store import iter_run_dirs, read_run
+from ..store import as_recorded, iter_run_dirs, read_run
 
 METRICS: list[tuple[str, str, bool]] = [  # (metrics.json key, column name, higher is better)
     ("acc", "acc", True), ("acc_many", "many", True), ("acc_medium", "medium", True), ("acc_few", "few", True),
@@ -130,11 +130,6 @@ STAGE1_ORDER = {"sgd": 0, "swa": 1}
 METHOD_ORDER = dict(_ORDERS)
 
 
-def _plain(v: Any) -> Any:
-    """A value as config.json stores it (tuples become lists), so a default compares equal to its stored self."""
-    return json.loads(json.dumps(v))
-
-
 def method_variant(config: dict) -> str:
     """'' for a run at its method's default options, else 'name=value,...' for each option it changed.
 
@@ -155,8 +150,8 @@ def method_variant(config: dict) -> str:
         resolved = resolve_options(cls.option_specs, given, f"method {cls.name!r}")
     except LtbenchError:  # a value today's declaration refuses: compare it as stored
         resolved = {**cls.defaults, **given}
-    changed = [f"{k}={json.dumps(_plain(v), separators=(',', ':')).strip(chr(34))}"
-               for k, v in resolved.items() if _plain(v) != _plain(cls.defaults[k])]
+    changed = [f"{k}={json.dumps(as_recorded(v), separators=(',', ':')).strip(chr(34))}"
+               for k, v in resolved.items() if as_recorded(v) != as_recorded(cls.defaults[k])]
     return ",".join(changed)
 
 
