@@ -94,3 +94,64 @@ def test_compare_cli(tmp_path):
     res = CliRunner().invoke(bench.cli, ["compare", "--results", str(tmp_path), "--dataset", "cifar100-lt-if50",
                                          "--baselines", str(_write(tmp_path, [_row()]))])
     assert res.exit_code == 2 and "no published number matches" in res.stderr
+
+
+@pytest.mark.parametrize("written, options, key", [
+    ("crt[backbone=finetune]", {"backbone": "finetune"}, "crt[backbone=finetune]"),
+    ("tau_norm[selection=fixed, keep_bias=True]", {"keep_bias": True, "selection": "fixed"},
+     "tau_norm[keep_bias=true,selection=fixed]"),  # declared order, typed
+    ("crt[backbone=frozen]", {"backbone": "frozen"}, "crt"),  # the default is the reference: no variant
+    ("tau_norm[taus=0,0.5,1]", {"taus": [0.0, 0.5, 1.0]}, "tau_norm[taus=[0.0,0.5,1.0]]"),  # a list keeps its commas
+])
+def test_published_options_name_the_row_as_a_run_of_them_would_be_named(tmp_path, written, options, key):
+    """A published row's options give the key the tables give a run recorded with those options."""
+    from ltbench.registry import get_method
+    from ltbench.report.tables import method_key
+    b = load_baselines(_write(tmp_path, [_row(method=written)]))
+    assert b.method.tolist() == [key]
+    base = written.partition("[")[0]
+    assert method_key({"method": base, "method_options": {**get_method(base).defaults, **options}}) == key
+
+
+@pytest.mark.parametrize("written, msg", [
+    ("crt[bogus=1]", "unknown option(s) bogus"),
+    ("crt[backbone=sideways]", "backbone"),
+    ("ride[experts=3]", "options are only for a registered method"),
+    ("crt[backbone=finetune", "method[key=value,...]"),
+    ("crt[finetune]", "is not key=value"),
+])
+def test_bad_published_options_are_rejected_with_their_line(tmp_path, written, msg):
+    p = _write(tmp_path, [_row(), _row(method=written)])
+    with pytest.raises(LtbenchError) as e:
+        load_baselines(p)
+    assert msg in str(e.value) and f"{p}:3" in str(e.value)
+
+
+def test_a_published_row_under_other_options_is_shown_marked_not_as_the_same_method(tmp_path):
+    from ltbench.report.baselines import render_compare_markdown
+    make_run(tmp_path, "crt", "sgd", 0, 0.6)
+    agg = aggregate(collect_runs(tmp_path).runs)
+    p = _write(tmp_path, [_row(method="crt[backbone=finetune]", acc=70.0), _row(acc=74.99, source="paper T2")])
+    cmp = compare(agg, load_baselines(p)).set_index("pub_method")
+    assert sorted(cmp.index) == ["crt", "crt[backbone=finetune]"]  # both shown, only one is the same method
+    assert cmp.loc["crt[backbone=finetune]", "options_differ"] and not cmp.loc["crt", "options_differ"]
+    acc = float(pd.read_json(tmp_path / "runs/cifar10-lt-if100/sgd-crt/seed0/metrics.json", typ="series")["acc"])
+    assert cmp.loc["crt[backbone=finetune]", "d_acc"] == pytest.approx(acc - 70.0)
+    md = render_compare_markdown(cmp.reset_index()).splitlines()
+    marked = [ln for ln in md if "options backbone=finetune" in ln]
+    plain = [ln for ln in md if "paper T2" in ln]
+    assert len(marked) == 1 and "SGD + cRT §" in marked[0]
+    assert len(plain) == 1 and "§" not in plain[0]
+    assert any(ln.startswith("Δ = ours") and "§ = the published run used other method options" in ln for ln in md)
+
+
+def test_shipped_bagoftricks_classifier_balancing_rows_name_their_regime():
+    """BagofTricks-LT's cRT / LWS configs re-train the backbone and its tau-norm fixes tau = 1 with the FC bias
+    (configs/cao_cifar/two_stage/classifier_balance/*, read in docs/stage2-measurements.md): its rows say so."""
+    b = load_baselines()
+    bot = b[b.source.str.contains("Classifier-balancing table")]
+    assert len(bot) == 12
+    assert sorted(set(bot.method)) == ["crt[backbone=finetune]", "lws[backbone=finetune]",
+                                       "tau_norm[keep_bias=true,selection=fixed]"]
+    row = bot[(bot.dataset == "cifar100-lt") & (bot.imbalance == 100) & bot.method.str.startswith("crt")].iloc[0]
+    assert row.acc == 40.26

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import LtbenchError
-from .tables import STAGE1_NAMES, cell_text, method_label, split_method_key, tau_footnote, unstable_bound_text
+from .tables import (STAGE1_NAMES, cell_text, method_label, split_method_key, tau_footnote, unstable_bound_text,
+                     variant_text)
 
 COLUMNS = ("dataset", "imbalance", "backbone", "method", "stage1", "epochs", "acc", "many", "medium", "few",
            "nll", "ece", "split_rule", "source", "note")
@@ -35,6 +37,36 @@ def canonical_dataset(name: str) -> str:
 
 def default_baselines_path() -> Path:
     return Path(__file__).resolve().parents[2] / "results" / "baselines.csv"
+
+
+_OPTION_SPLIT = re.compile(r",(?=\s*[A-Za-z_]\w*\s*=)")  # 'a=1,taus=0,0.5,b=x' -> 'a=1' | 'taus=0,0.5' | 'b=x'
+
+
+def published_method_key(text: str, where: str) -> str:
+    """A published row's method, with the options it ran under where they are not the reference's, as the tables
+    name a run: 'crt[backbone=finetune]' (BagofTricks-LT's cRT re-trains the backbone). The options are typed and
+    checked against the method's declaration and written in its order, so the two sides compare as one key; an
+    option set to its default is dropped."""
+    base, bracket, rest = text.strip().partition("[")
+    base = base.strip()
+    if not bracket:
+        return base
+    if not rest.endswith("]"):
+        raise LtbenchError(f"{where}: method {text!r}: write the options as method[key=value,...]")
+    from ..options import resolve_options
+    from ..registry import get_method, method_names
+    if base not in method_names():
+        raise LtbenchError(f"{where}: method {text!r}: options are only for a registered method "
+                           f"({', '.join(method_names())}); drop the [...] for another method")
+    given: dict[str, str] = {}
+    for pair in (p for p in _OPTION_SPLIT.split(rest[:-1]) if p.strip()):
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise LtbenchError(f"{where}: method {text!r}: {pair!r} is not key=value")
+        given[key.strip()] = value.strip()
+    cls = get_method(base)
+    variant = variant_text(cls.defaults, resolve_options(cls.option_specs, given, f"{where}: method {base!r}"))
+    return f"{base}[{variant}]" if variant else base
 
 
 def _float(v: str, col: str, where: str) -> float:
@@ -74,6 +106,7 @@ def load_baselines(path: Path | str | None = None) -> pd.DataFrame:
                 raise LtbenchError(f"{where}: empty method")
             row = {c: (r.get(c) or "").strip() for c in COLUMNS}
             row["dataset"] = ds
+            row["method"] = published_method_key(row["method"], where)
             row["imbalance"] = int(row["imbalance"]) if row["imbalance"] else None
             for c in NUMERIC:
                 row[c] = _float(r.get(c), c, where)
@@ -93,16 +126,22 @@ def compare(agg: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
     """One row per (our setting, published row) with the same dataset, imbalance factor and stage-2 method.
 
     A variant row (non-default method options, e.g. 'crt[backbone=finetune]') is compared with its method's
-    published rows too, under its own label. ``d_<metric>`` = ours (mean over seeds) - published; NaN where either
-    side lacks the number.
+    published rows too, under its own label; a published row names its own options the same way. Where the two
+    sides' options differ, ``options_differ`` is True (the rendered table marks the row), so a published number from
+    another regime is shown but never passed off as the same method. ``d_<metric>`` = ours (mean over seeds) -
+    published; NaN where either side lacks the number.
     """
     out = []
+    pub_keys = [split_method_key(m) for m in baselines.method]
     for _, r in agg.iterrows():
         ds = canonical_dataset(r["dataset"])
-        match = baselines[(baselines.dataset == ds) & (baselines.method == split_method_key(r["method"])[0])]
+        base, variant = split_method_key(r["method"])
+        match = baselines[(baselines.dataset == ds).to_numpy() & [b == base for b, _ in pub_keys]]
         match = match[[_imb_equal(x, r["imbalance"]) for x in match.imbalance]]
         for _, b in match.iterrows():
+            pub_variant = split_method_key(b["method"])[1]
             row = {"dataset_tag": r["dataset_tag"], "stage1_mode": r["stage1_mode"], "method": r["method"],
+                   "pub_method": b["method"], "options_differ": pub_variant != variant,
                    "n": int(r["n"]), "reduced": bool(r["reduced"]), "unstable_seeds": str(r.get("unstable_seeds", "")),
                    "tau_choices": r.get("tau_choices"),
                    "pub_backbone": b["backbone"],
@@ -137,17 +176,22 @@ def render_compare_markdown(cmp: pd.DataFrame) -> str:
              + "|"]
     for _, r in cmp.iterrows():
         ours = f"{STAGE1_NAMES.get(r.stage1_mode, r.stage1_mode)} + {method_label(r.method)}"
+        ours += " §" if r.get("options_differ") else ""
         cells = [r.dataset_tag, ours, f"{r.n}" + (" †" if r.reduced else "") + (" ‡" if r.get("unstable_seeds") else "")]
         for pub in used:
             nd = 3 if pub == "nll" else 2
             cells += [r[f"ours_{pub}_text"] if not math.isnan(r[f"pub_{pub}"]) else "",
                       _plain(r[f"pub_{pub}"], nd), _signed(r[f"d_{pub}"], nd)]
+        pub_variant = split_method_key(r.get("pub_method") or "")[1]
         setting = ", ".join(x for x in (r.pub_backbone, r.pub_stage1, f"{r.pub_epochs} ep" if r.pub_epochs else "",
-                                        r.note) if x)
+                                        f"options {pub_variant}" if pub_variant else "", r.note) if x)
         cells += [setting.replace("|", "/"), r.source.replace("|", "/")]
         lines.append("| " + " | ".join(cells) + " |")
     foot = ("Δ = ours (mean over n seeds) - published; percent points for accuracies and ECE. Published numbers "
             "come from other code bases, schedules and sometimes backbones (see 'published setting').")
+    if "options_differ" in cmp and cmp["options_differ"].astype(bool).any():
+        foot += (" § = the published run used other method options than ours (ours: the options in our row's "
+                 "label, none = the reference; theirs: 'options' in its setting), so Δ compares two regimes.")
     if cmp["reduced"].any():
         foot += " † = our runs used a reduced schedule: the difference says little."
     if "unstable_seeds" in cmp and cmp["unstable_seeds"].astype(bool).any():

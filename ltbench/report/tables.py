@@ -150,8 +150,13 @@ def method_variant(config: dict) -> str:
         resolved = resolve_options(cls.option_specs, given, f"method {cls.name!r}")
     except LtbenchError:  # a value today's declaration refuses: compare it as stored
         resolved = {**cls.defaults, **given}
+    return variant_text(cls.defaults, resolved)
+
+
+def variant_text(defaults: dict[str, Any], resolved: dict[str, Any]) -> str:
+    """'name=value,...' for each resolved option that differs from its default (in declaration order)."""
     changed = [f"{k}={json.dumps(as_recorded(v), separators=(',', ':')).strip(chr(34))}"
-               for k, v in resolved.items() if as_recorded(v) != as_recorded(cls.defaults[k])]
+               for k, v in resolved.items() if as_recorded(v) != as_recorded(defaults[k])]
     return ",".join(changed)
 
 
