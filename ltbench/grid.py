@@ -38,7 +38,7 @@ import torch
 from .config import STAGE1_MODES, RunConfig, default_output_dir, resolve
 from .data.load import load_run_data
 from .errors import LtbenchError
-from .paths import run_dir_for, stage1_cached
+from .paths import run_dir_for, stage1_cached, stage1_candidates
 from .progress import EVERY_S, Progress, plural
 from .registry import get_dataset, get_method, method_names
 from .store import is_complete
@@ -71,6 +71,19 @@ class Group:
     @property
     def stage1_cached(self) -> bool:  # any data fingerprint: the one of the data is known only once it is loaded
         return stage1_cached(self.runs[0].cfg)
+
+    def stage1_epochs_done(self) -> int:
+        """Epochs a killed stage 1 of this group has checkpointed (0 when none), so a projection counts only the
+        epochs left. A checkpoint that cannot be read counts as none here; the run itself reports it."""
+        done = 0
+        for d in stage1_candidates(self.runs[0].cfg):
+            if (d / "ckpt.pt").is_file():
+                try:
+                    ck = torch.load(d / "ckpt.pt", map_location="cpu", weights_only=False)
+                    done = max(done, int(ck.get("epoch", 0)))
+                except Exception:  # noqa: BLE001 - any unreadable file: nothing to resume from
+                    pass
+        return done
 
 
 def method_grid(methods: list[str] | None = None, stage1_modes: tuple[str, ...] | list[str] = STAGE1_MODES
@@ -241,7 +254,8 @@ def calibrate_stacked(cfg: RunConfig, data, device: torch.device, m: int, steps:
 def project_group_seconds(group: Group, n_train: int, n_test: int, tp: Throughput) -> float:
     """Projected seconds for the pending work of ``group`` at throughput ``tp``.
 
-    Stage 1: epochs x train images at the training rate (skipped when its artifact is cached). SWAG pool (once
+    Stage 1: epochs left (those a killed run has not checkpointed) x train images at the training rate (skipped
+    when its artifact is cached). SWAG pool (once
     per group, when a SWAG method is pending): per member, one BN pass plus train + test features at the eval
     rate. Frozen features: one train + test pass. Head training on cached features is negligible next to these.
     """
@@ -251,7 +265,7 @@ def project_group_seconds(group: Group, n_train: int, n_test: int, tp: Throughpu
     cfg = pending[0].cfg
     sec = 0.0
     if not group.stage1_cached:
-        sec += cfg.stage1.epochs * n_train / tp.train_img_s
+        sec += max(0, cfg.stage1.epochs - group.stage1_epochs_done()) * n_train / tp.train_img_s
         if cfg.stage1_mode == "swa":
             sec += n_train / tp.eval_img_s  # BN recompute of the SWA average
     sec += (n_train + n_test) / tp.eval_img_s  # base features
@@ -261,6 +275,40 @@ def project_group_seconds(group: Group, n_train: int, n_test: int, tp: Throughpu
         sec += max(pool_sizes) * (n_train + n_train + n_test) / tp.eval_img_s
     sec += len(pending) * (n_test / tp.eval_img_s)  # evaluation of each run (un-cached predictors)
     return sec
+
+
+def fit_time_budget(groups: list[Group], projected: dict[tuple, float], budget_s: float
+                    ) -> tuple[list[Group], list[Group]]:
+    """The pending groups to run now and those left for later: in plan order, each group whose projected time fits
+    in what the budget still has (a group that does not fit waits, and a smaller one after it may still go). Why:
+    a stage 1 cut off by the end of a session or a device lease leaves its only progress in a cache that may be
+    lost, so work is started only where it is projected to finish. With ``--jobs`` the sum counts as one process's
+    (the projection does not know how the device scales), which errs towards starting less."""
+    chosen, left, used = [], [], 0.0
+    for g in (g for g in groups if g.pending):
+        if used + projected[g.key] <= budget_s:
+            chosen.append(g)
+            used += projected[g.key]
+        else:
+            left.append(g)
+    return chosen, left
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '2h30m', '90m', '45s', '1h5m10s' or a plain number of seconds ('5400')."""
+    import re
+    t = str(text).strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+(?:\.\d+)?", t):
+        return float(t)
+    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", t)
+    if m is None or not any(m.groups()):
+        raise LtbenchError(f"--time-budget {text!r}: give a duration such as 2h30m, 90m, 45s or 5400 (seconds)")
+    h, mi, sec = (float(x) if x else 0.0 for x in m.groups())
+    return h * 3600 + mi * 60 + sec
+
+
+def group_label(g: Group) -> str:
+    return f"{g.runs[0].cfg.dataset_tag} seed{g.key[2]} {g.key[3]}"
 
 
 def fmt_s(sec: float) -> str:

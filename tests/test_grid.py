@@ -287,3 +287,72 @@ def test_grid_plan_line_says_one_run_in_the_singular(tmp_path):
     assert r.exit_code == 0, r.output
     assert "grid: 1 run in 1 stage-1 group; 0 already complete (skipped), 1 to run; 1 stage-1 training needed" \
         in r.output
+
+
+# ------------------------------------------------------------------- --time-budget: start only what finishes
+
+
+def _pending_group(i: int) -> Group:
+    from ltbench.grid import PlannedRun
+    return Group((i,), [PlannedRun(cfg=None, out=Path(f"run{i}"), done=False)])
+
+
+def test_time_budget_starts_in_plan_order_each_group_that_still_fits():
+    from ltbench.grid import PlannedRun, fit_time_budget
+    gs = [_pending_group(i) for i in range(5)] + [Group((9,), [PlannedRun(cfg=None, out=Path("x"), done=True)])]
+    cost = {(0,): 10.0, (1,): 9.0, (2,): 5.0, (3,): 4.0, (4,): 1.0, (9,): 0.0}
+    chosen, left = fit_time_budget(gs, cost, 15.0)
+    # 10 fits; 9 would make 19; 5 makes 15 (fits exactly); then 4 and 1 would exceed it; a finished group is neither
+    assert [g.key for g in chosen] == [(0,), (2,)] and [g.key for g in left] == [(1,), (3,), (4,)]
+    assert fit_time_budget(gs, cost, 0.5) == ([], [g for g in gs[:5]])
+
+
+@pytest.mark.parametrize("text, seconds", [("2h30m", 9000), ("90m", 5400), ("5400", 5400), ("45s", 45),
+                                           ("1h5m10s", 3910), ("1.5h", 5400), (" 2H ", 7200)])
+def test_time_budget_durations(text, seconds):
+    from ltbench.grid import parse_duration
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["2h30", "soon", "", "-5", "m"])
+def test_time_budget_bad_durations_are_refused(text):
+    from ltbench.errors import LtbenchError
+    from ltbench.grid import parse_duration
+    with pytest.raises(LtbenchError, match="give a duration such as 2h30m"):
+        parse_duration(text)
+
+
+def test_projection_counts_only_the_stage1_epochs_a_killed_run_has_left(tmp_path, monkeypatch):
+    import torch
+    from ltbench.grid import Throughput, project_group_seconds
+    from ltbench.paths import stage1_cache_root, stage1_prefix
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    g = build_plan(["cifar100-lt"], [100], [0], results=str(tmp_path / "res"), methods=["ce"],
+                   stage1_modes=["sgd"])[0]
+    tp = Throughput(train_img_s=400.0, eval_img_s=1600.0, device="cpu", how="test")
+    fresh = project_group_seconds(g, 10847, 10000, tp)
+    d = stage1_cache_root() / f"{stage1_prefix(g.runs[0].cfg)}-dabcdef12"
+    d.mkdir(parents=True)
+    torch.save({"epoch": 150}, d / "ckpt.pt")
+    assert g.stage1_epochs_done() == 150
+    assert fresh - project_group_seconds(g, 10847, 10000, tp) == pytest.approx(150 * 10847 / 400.0)
+    (d / "ckpt.pt").write_bytes(b"not a checkpoint")  # unreadable: counts as nothing done (the run reports it)
+    assert project_group_seconds(g, 10847, 10000, tp) == pytest.approx(fresh)
+
+
+def test_grid_time_budget_lists_what_waits_and_is_checked_before_compute(tmp_path):
+    from bench import cli
+    base = ["grid", "--dataset", "cifar10-lt-tiny", "--seed", "0", "--method", "ce", "--epochs", "2",
+            "--results", str(tmp_path / "res"), "--device", "cpu", "--threads", "1", "--dry-run"]
+    res = CliRunner().invoke(cli, base + ["--calibration-steps", "2", "--time-budget", "10h"])
+    assert res.exit_code == 0, res.output
+    assert "time budget 10h00m00s: 2 of 2 pending groups fit" in res.stderr and "left for a later run" not in res.stderr
+    res = CliRunner().invoke(cli, base + ["--calibration-steps", "2", "--time-budget", "0s"])
+    assert res.exit_code == 0, res.output
+    assert "0 of 2 pending groups fit" in res.stderr and "nothing started" in res.stderr
+    assert "left for a later run: cifar10-lt-tiny seed0 sgd" in res.stderr
+    assert "left for a later run: cifar10-lt-tiny seed0 swa" in res.stderr
+    for bad, msg in ((["--calibration-steps", "0", "--time-budget", "2h"], "needs the projection"),
+                     (["--time-budget", "soon"], "give a duration")):
+        res = CliRunner().invoke(cli, base + bad)
+        assert res.exit_code == 2 and msg in res.output and "calibration resnet32" not in res.output

@@ -54,16 +54,21 @@ Examples:
               help="at most this many stage-1 networks in one stacked network (with --batched)")
 @click.option("--calibration-steps", type=int, default=6, show_default=True,
               help="timed training steps for the projection (0: no projection)")
+@click.option("--time-budget", default=None, metavar="DURATION",
+              help="start only the stage-1 groups projected to finish within DURATION (e.g. 2h30m, 90m, 5400), "
+                   "in plan order; the rest are listed and left for a later run (needs the calibration)")
 @click.option("--dry-run", is_flag=True, help="print the plan and the projection, run nothing")
 @click.option("--verbose", is_flag=True, help="also show each run's own progress lines")
 @click.option("--quiet", is_flag=True, help="no plan, calibration or progress output (errors and the final line only)")
 @click.option("--replace", is_flag=True,
               help="re-run and replace finished runs whose config differs (e.g. reduced runs in a full grid)")
 def grid(datasets, imbalances, seeds, methods, stage1_modes, subset_seed, options, epochs, stage2_epochs, preset,
-         data_root, results, device, deterministic, threads, jobs, batched, stack_max, calibration_steps, dry_run,
-         verbose, quiet, replace) -> None:
+         data_root, results, device, deterministic, threads, jobs, batched, stack_max, calibration_steps, time_budget,
+         dry_run, verbose, quiet, replace) -> None:
     """Plan, project and run the full protocol grid (resumable: run it again to continue)."""
-    from ..grid import build_plan, fmt_s, method_grid, print_plan, project_grid, run_grid
+    from ..grid import (build_plan, fit_time_budget, fmt_s, group_label, method_grid, parse_duration, print_plan,
+                        project_grid, run_grid)
+    from ..progress import plural
     from ..runner import resolve_device
 
     def say(s: str) -> None:
@@ -74,6 +79,10 @@ def grid(datasets, imbalances, seeds, methods, stage1_modes, subset_seed, option
         raise LtbenchError("--jobs must be at least 1")
     if stack_max < 1:
         raise LtbenchError("--stack-max must be at least 1")
+    budget_s = parse_duration(time_budget) if time_budget is not None else None
+    if budget_s is not None and calibration_steps <= 0:
+        raise LtbenchError("--time-budget needs the projection, which --calibration-steps 0 turns off; "
+                           "leave --calibration-steps at its default (6) or drop --time-budget")
     per_method = options_for_methods(options, sorted({m for m, _ in method_grid(methods, stage1_modes)}))
     groups = build_plan(datasets, imbalances, seeds, epochs, stage2_epochs, preset, data_root, results, device,
                         methods, stage1_modes=stage1_modes, method_options=per_method, deterministic=deterministic,
@@ -101,6 +110,17 @@ def grid(datasets, imbalances, seeds, methods, stage1_modes, subset_seed, option
         echo(f"projected wall time: {fmt_s(serial)} for one process"
              + (f"; with --jobs {jobs}, at best {fmt_s(serial / jobs)} if the device scales "
                 f"(it may not: measure)" if jobs > 1 else ""))
+    if todo and budget_s is not None:
+        chosen, left = fit_time_budget(groups, projected, budget_s)
+        echo(f"time budget {fmt_s(budget_s)}: {len(chosen)} of {plural(len(todo), 'pending group')} fit "
+             f"(projected {fmt_s(sum(projected[g.key] for g in chosen))})")
+        for g in left:
+            echo(f"  left for a later run: {group_label(g)} (projected {fmt_s(projected[g.key])})")
+        if not chosen:
+            echo("nothing started: no pending group is projected to finish within the time budget")
+            return
+        groups = chosen
+        todo = chosen
     if dry_run or not todo:
         if not todo:
             echo("nothing to run: every run of the grid is complete")
