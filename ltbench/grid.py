@@ -277,20 +277,24 @@ def project_group_seconds(group: Group, n_train: int, n_test: int, tp: Throughpu
     return sec
 
 
-def fit_time_budget(groups: list[Group], projected: dict[tuple, float], budget_s: float
+def fit_time_budget(units: list[list[Group]], projected: dict[tuple, float], budget_s: float
                     ) -> tuple[list[Group], list[Group]]:
-    """The pending groups to run now and those left for later: in plan order, each group whose projected time fits
-    in what the budget still has (a group that does not fit waits, and a smaller one after it may still go). Why:
-    a stage 1 cut off by the end of a session or a device lease leaves its only progress in a cache that may be
-    lost, so work is started only where it is projected to finish. With ``--jobs`` the sum counts as one process's
-    (the projection does not know how the device scales), which errs towards starting less."""
+    """The pending groups to run now and those left for later: in plan order, each unit of work (one group, or
+    under ``--batched`` one stack of stage-1 networks, which is chosen or left whole: a part of a stack would train
+    at another rate than projected) whose projected time fits in what the budget still has; a unit that does not
+    fit waits, and a smaller one after it may still go. Why: a stage 1 cut off by the end of a session or a device
+    lease leaves its only progress in a cache that may be lost, so work is started only where it is projected to
+    finish. With ``--jobs`` the sum counts as one process's (the projection does not know how the device scales),
+    which errs towards starting less."""
     chosen, left, used = [], [], 0.0
-    for g in (g for g in groups if g.pending):
-        if used + projected[g.key] <= budget_s:
-            chosen.append(g)
-            used += projected[g.key]
+    for unit in units:
+        pend = [g for g in unit if g.pending]
+        cost = sum(projected[g.key] for g in pend)
+        if used + cost <= budget_s:
+            chosen += pend
+            used += cost
         else:
-            left.append(g)
+            left += pend
     return chosen, left
 
 
@@ -305,6 +309,13 @@ def parse_duration(text: str) -> float:
         raise LtbenchError(f"--time-budget {text!r}: give a duration such as 2h30m, 90m, 45s or 5400 (seconds)")
     h, mi, sec = (float(x) if x else 0.0 for x in m.groups())
     return h * 3600 + mi * 60 + sec
+
+
+def parse_time_budget(text: str) -> float:
+    sec = parse_duration(text)
+    if sec <= 0:
+        raise LtbenchError(f"--time-budget {text!r}: the budget must be more than zero")
+    return sec
 
 
 def group_label(g: Group) -> str:

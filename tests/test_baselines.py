@@ -102,6 +102,8 @@ def test_compare_cli(tmp_path):
      "tau_norm[keep_bias=true,selection=fixed]"),  # declared order, typed
     ("crt[backbone=frozen]", {"backbone": "frozen"}, "crt"),  # the default is the reference: no variant
     ("tau_norm[taus=0,0.5,1]", {"taus": [0.0, 0.5, 1.0]}, "tau_norm[taus=[0.0,0.5,1.0]]"),  # a list keeps its commas
+    ("tau_norm[taus=[0.0,0.5,1.0],keep_bias=true]", {"taus": [0.0, 0.5, 1.0], "keep_bias": True},
+     "tau_norm[taus=[0.0,0.5,1.0],keep_bias=true]"),  # the key as the tables write it reads back as itself
 ])
 def test_published_options_name_the_row_as_a_run_of_them_would_be_named(tmp_path, written, options, key):
     """A published row's options give the key the tables give a run recorded with those options."""
@@ -119,12 +121,21 @@ def test_published_options_name_the_row_as_a_run_of_them_would_be_named(tmp_path
     ("ride[experts=3]", "options are only for a registered method"),
     ("crt[backbone=finetune", "method[key=value,...]"),
     ("crt[finetune]", "is not key=value"),
+    ("crt[backbone=finetune,backbone=frozen]", "option backbone is given twice"),
 ])
 def test_bad_published_options_are_rejected_with_their_line(tmp_path, written, msg):
     p = _write(tmp_path, [_row(), _row(method=written)])
     with pytest.raises(LtbenchError) as e:
         load_baselines(p)
     assert msg in str(e.value) and f"{p}:3" in str(e.value)
+
+
+def test_an_unquoted_comma_in_a_method_is_named_as_such(tmp_path):
+    p = tmp_path / "b.csv"
+    p.write_text(",".join(COLUMNS) + "\n"
+                 + "cifar10-lt,100,resnet32,tau_norm[keep_bias=true,selection=fixed],sgd,,72.7,,,,,,,src,note\n")
+    with pytest.raises(LtbenchError, match=r"b.csv:2: more fields than the header's 15; .* must be in double quotes"):
+        load_baselines(p)
 
 
 def test_a_published_row_under_other_options_is_shown_marked_not_as_the_same_method(tmp_path):

@@ -301,10 +301,20 @@ def test_time_budget_starts_in_plan_order_each_group_that_still_fits():
     from ltbench.grid import PlannedRun, fit_time_budget
     gs = [_pending_group(i) for i in range(5)] + [Group((9,), [PlannedRun(cfg=None, out=Path("x"), done=True)])]
     cost = {(0,): 10.0, (1,): 9.0, (2,): 5.0, (3,): 4.0, (4,): 1.0, (9,): 0.0}
-    chosen, left = fit_time_budget(gs, cost, 15.0)
+    chosen, left = fit_time_budget([[g] for g in gs], cost, 15.0)
     # 10 fits; 9 would make 19; 5 makes 15 (fits exactly); then 4 and 1 would exceed it; a finished group is neither
     assert [g.key for g in chosen] == [(0,), (2,)] and [g.key for g in left] == [(1,), (3,), (4,)]
-    assert fit_time_budget(gs, cost, 0.5) == ([], [g for g in gs[:5]])
+    assert fit_time_budget([[g] for g in gs], cost, 0.5) == ([], gs[:5])
+
+
+def test_time_budget_keeps_a_stack_of_stage1_networks_whole():
+    """Under --batched a stack is one unit: the part of it that would fit is not started alone (alone it would
+    train at one network's rate, not at its share of the stack's)."""
+    from ltbench.grid import fit_time_budget
+    gs = [_pending_group(i) for i in range(4)]
+    cost = {(0,): 4.0, (1,): 4.0, (2,): 4.0, (3,): 3.0}
+    chosen, left = fit_time_budget([[gs[0], gs[1], gs[2]], [gs[3]]], cost, 10.0)
+    assert [g.key for g in chosen] == [(3,)] and [g.key for g in left] == [(0,), (1,), (2,)]
 
 
 @pytest.mark.parametrize("text, seconds", [("2h30m", 9000), ("90m", 5400), ("5400", 5400), ("45s", 45),
@@ -314,12 +324,14 @@ def test_time_budget_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["2h30", "soon", "", "-5", "m"])
-def test_time_budget_bad_durations_are_refused(text):
+@pytest.mark.parametrize("text, msg", [("2h30", "give a duration such as 2h30m"), ("soon", "give a duration"),
+                                       ("", "give a duration"), ("-5", "give a duration"), ("m", "give a duration"),
+                                       ("0", "more than zero"), ("0h0m", "more than zero")])
+def test_time_budget_bad_durations_are_refused(text, msg):
     from ltbench.errors import LtbenchError
-    from ltbench.grid import parse_duration
-    with pytest.raises(LtbenchError, match="give a duration such as 2h30m"):
-        parse_duration(text)
+    from ltbench.grid import parse_time_budget
+    with pytest.raises(LtbenchError, match=msg):
+        parse_time_budget(text)
 
 
 def test_projection_counts_only_the_stage1_epochs_a_killed_run_has_left(tmp_path, monkeypatch):
@@ -340,19 +352,49 @@ def test_projection_counts_only_the_stage1_epochs_a_killed_run_has_left(tmp_path
     assert project_group_seconds(g, 10847, 10000, tp) == pytest.approx(fresh)
 
 
-def test_grid_time_budget_lists_what_waits_and_is_checked_before_compute(tmp_path):
+def _fixed_projection(monkeypatch, seconds: dict[str, float]):
+    """Replace the calibrated projection by fixed seconds per extractor, so which groups fit does not depend on
+    this machine's speed; returns the list of calls (a refused command must not reach it)."""
+    import ltbench.grid as grid_mod
+    calls = []
+
+    def fake(groups, dev, steps, batched, stack_max, echo):
+        calls.append(steps)
+        return {g.key: seconds[g.key[3]] if g.pending else 0.0 for g in groups}
+    monkeypatch.setattr(grid_mod, "project_grid", fake)
+    return calls
+
+
+def test_grid_time_budget_lists_what_waits_and_is_checked_before_compute(tmp_path, monkeypatch):
     from bench import cli
+    calls = _fixed_projection(monkeypatch, {"sgd": 600.0, "swa": 3000.0})
     base = ["grid", "--dataset", "cifar10-lt-tiny", "--seed", "0", "--method", "ce", "--epochs", "2",
             "--results", str(tmp_path / "res"), "--device", "cpu", "--threads", "1", "--dry-run"]
-    res = CliRunner().invoke(cli, base + ["--calibration-steps", "2", "--time-budget", "10h"])
+    res = CliRunner().invoke(cli, base + ["--time-budget", "1h"])
     assert res.exit_code == 0, res.output
-    assert "time budget 10h00m00s: 2 of 2 pending groups fit" in res.stderr and "left for a later run" not in res.stderr
-    res = CliRunner().invoke(cli, base + ["--calibration-steps", "2", "--time-budget", "0s"])
+    assert "time budget 1h00m00s: 2 of 2 pending groups fit" in res.stderr and "left for a later run" not in res.stderr
+    res = CliRunner().invoke(cli, base + ["--time-budget", "30m"])
     assert res.exit_code == 0, res.output
+    assert "1 of 2 pending groups fit (projected 10m00s)" in res.stderr
+    assert "left for a later run: cifar10-lt-tiny seed0 swa (projected 50m00s)" in res.stderr
+    res = CliRunner().invoke(cli, base + ["--time-budget", "5m"])
     assert "0 of 2 pending groups fit" in res.stderr and "nothing started" in res.stderr
-    assert "left for a later run: cifar10-lt-tiny seed0 sgd" in res.stderr
-    assert "left for a later run: cifar10-lt-tiny seed0 swa" in res.stderr
+    n = len(calls)
     for bad, msg in ((["--calibration-steps", "0", "--time-budget", "2h"], "needs the projection"),
-                     (["--time-budget", "soon"], "give a duration")):
+                     (["--time-budget", "soon"], "give a duration"), (["--time-budget", "0"], "more than zero")):
         res = CliRunner().invoke(cli, base + bad)
-        assert res.exit_code == 2 and msg in res.output and "calibration resnet32" not in res.output
+        assert res.exit_code == 2 and msg in res.output
+    assert len(calls) == n  # refused before the projection (and before any training)
+
+
+def test_grid_time_budget_runs_only_what_fits_and_says_so_under_quiet(tmp_path, monkeypatch):
+    from bench import cli
+    _fixed_projection(monkeypatch, {"sgd": 60.0, "swa": 3000.0})
+    res = CliRunner().invoke(cli, ["grid", "--dataset", "cifar10-lt-tiny", "--seed", "0", "--method", "ce",
+                                   "--epochs", "1", "--stage2-epochs", "1", "--results", str(tmp_path / "res"),
+                                   "--device", "cpu", "--threads", "1", "--quiet", "--time-budget", "10m"])
+    assert res.exit_code == 0, res.output
+    runs = tmp_path / "res" / "runs" / "cifar10-lt-tiny"
+    assert (runs / "sgd-ce" / "seed0" / "metrics.json").is_file() and not (runs / "swa-ce").exists()
+    assert "left for a later run: cifar10-lt-tiny seed0 swa" in res.stderr
+    assert "grid finished: 1/1 runs" in res.stderr and "1 group left for a later run (time budget)" in res.stderr

@@ -66,8 +66,8 @@ def grid(datasets, imbalances, seeds, methods, stage1_modes, subset_seed, option
          data_root, results, device, deterministic, threads, jobs, batched, stack_max, calibration_steps, time_budget,
          dry_run, verbose, quiet, replace) -> None:
     """Plan, project and run the full protocol grid (resumable: run it again to continue)."""
-    from ..grid import (build_plan, fit_time_budget, fmt_s, group_label, method_grid, parse_duration, print_plan,
-                        project_grid, run_grid)
+    from ..grid import (build_plan, fit_time_budget, fmt_s, group_label, method_grid, parse_time_budget, print_plan,
+                        project_grid, run_grid, stage1_stacks)
     from ..progress import plural
     from ..runner import resolve_device
 
@@ -79,7 +79,7 @@ def grid(datasets, imbalances, seeds, methods, stage1_modes, subset_seed, option
         raise LtbenchError("--jobs must be at least 1")
     if stack_max < 1:
         raise LtbenchError("--stack-max must be at least 1")
-    budget_s = parse_duration(time_budget) if time_budget is not None else None
+    budget_s = parse_time_budget(time_budget) if time_budget is not None else None
     if budget_s is not None and calibration_steps <= 0:
         raise LtbenchError("--time-budget needs the projection, which --calibration-steps 0 turns off; "
                            "leave --calibration-steps at its default (6) or drop --time-budget")
@@ -110,14 +110,16 @@ def grid(datasets, imbalances, seeds, methods, stage1_modes, subset_seed, option
         echo(f"projected wall time: {fmt_s(serial)} for one process"
              + (f"; with --jobs {jobs}, at best {fmt_s(serial / jobs)} if the device scales "
                 f"(it may not: measure)" if jobs > 1 else ""))
-    if todo and budget_s is not None:
-        chosen, left = fit_time_budget(groups, projected, budget_s)
-        echo(f"time budget {fmt_s(budget_s)}: {len(chosen)} of {plural(len(todo), 'pending group')} fit "
-             f"(projected {fmt_s(sum(projected[g.key] for g in chosen))})")
+    left = []
+    if todo and budget_s is not None:  # said even under --quiet: what it leaves out is part of the result
+        units = stage1_stacks(todo, stack_max) if batched else [[g] for g in todo]
+        chosen, left = fit_time_budget(units, projected, budget_s)
+        say(f"time budget {fmt_s(budget_s)}: {len(chosen)} of {plural(len(todo), 'pending group')} fit "
+            f"(projected {fmt_s(sum(projected[g.key] for g in chosen))})")
         for g in left:
-            echo(f"  left for a later run: {group_label(g)} (projected {fmt_s(projected[g.key])})")
+            say(f"  left for a later run: {group_label(g)} (projected {fmt_s(projected[g.key])})")
         if not chosen:
-            echo("nothing started: no pending group is projected to finish within the time budget")
+            say("nothing started: no pending group is projected to finish within the time budget")
             return
         groups = chosen
         todo = chosen
@@ -129,7 +131,8 @@ def grid(datasets, imbalances, seeds, methods, stage1_modes, subset_seed, option
         echo(f"stage 1: batched (stacks of up to {stack_max} networks of one dataset and IF)")
     res = run_grid(groups, jobs, projected, echo, verbose, batched, stack_max, quiet=quiet, threads=threads)
     say(f"grid finished: {res['done']}/{res['runs']} runs in {fmt_s(res['seconds'])}"
-        + (f", {len(res['failed'])} failed" if res["failed"] else ""))
+        + (f", {len(res['failed'])} failed" if res["failed"] else "")
+        + (f"; {plural(len(left), 'group')} left for a later run (time budget)" if left else ""))
     for out, err in res["failed"]:
         say(f"  failed: {out}: {err}")
     if res["failed"]:

@@ -60,10 +60,14 @@ def published_method_key(text: str, where: str) -> str:
                            f"({', '.join(method_names())}); drop the [...] for another method")
     given: dict[str, str] = {}
     for pair in (p for p in _OPTION_SPLIT.split(rest[:-1]) if p.strip()):
-        key, eq, value = pair.partition("=")
-        if not eq or not key.strip():
+        key, eq, value = (x.strip() for x in pair.partition("="))
+        if not eq or not key:
             raise LtbenchError(f"{where}: method {text!r}: {pair!r} is not key=value")
-        given[key.strip()] = value.strip()
+        if key in given:
+            raise LtbenchError(f"{where}: method {text!r}: option {key} is given twice")
+        if value.startswith("[") and value.endswith("]"):  # a list as the tables write it: taus=[0.0,0.5]
+            value = value[1:-1]
+        given[key] = value
     cls = get_method(base)
     variant = variant_text(cls.defaults, resolve_options(cls.option_specs, given, f"{where}: method {base!r}"))
     return f"{base}[{variant}]" if variant else base
@@ -96,6 +100,10 @@ def load_baselines(path: Path | str | None = None) -> pd.DataFrame:
         rows = []
         for i, r in enumerate(reader, start=2):
             where = f"{path}:{i}"
+            if r.get(None):  # csv puts the fields beyond the header under None
+                raise LtbenchError(f"{where}: more fields than the header's {len(reader.fieldnames)}; a field that "
+                                   'holds a comma (a method with options: "tau_norm[keep_bias=true,selection=fixed]")'
+                                   " must be in double quotes")
             if not (r.get("source") or "").strip():
                 raise LtbenchError(f"{where}: row for {r.get('method')!r} on {r.get('dataset')!r} has no source; "
                                    "every published number needs its paper/table or repository file")

@@ -13,7 +13,8 @@ from .. import paths
 from ..errors import LtbenchError
 from .baselines import compare, default_baselines_path, load_baselines, render_compare_csv, render_compare_markdown
 from .plots import plot_all
-from .tables import collect_runs, aggregate, exclusion_lines, render_csv, render_latex, render_markdown
+from .tables import (aggregate, collect_runs, exclusion_lines, render_csv, render_latex, render_markdown,
+                     split_method_key)
 
 GENERATED_SUFFIXES = {".png", ".pdf", ".tex", ".md", ".csv"}
 
@@ -129,7 +130,7 @@ def build_leaderboard(results: Path | str, baselines: Path | str | None = None, 
     if base is not None:
         lines += ["## Published baselines", "",
                   f"{base_ref[0].upper() + base_ref[1:]} holds {len(base)} rows of published numbers for "
-                  f"{base.method.nunique()} methods on {', '.join(sorted(base.dataset.unique()))}, each with its "
+                  f"{len({split_method_key(m)[0] for m in base.method})} methods on {', '.join(sorted(base.dataset.unique()))}, each with its "
                   "source. `bench.py compare` sets our runs beside them.", ""]
     _write(results / "README.md", "\n".join(lines).rstrip() + "\n", written)
     keep = {p.resolve() for p in written}
