@@ -26,6 +26,7 @@ import dataclasses
 import json
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from typing import Callable
 
 import torch
 
+from .checkpoint import load_checkpoint
 from .config import STAGE1_MODES, RunConfig, default_output_dir, resolve
 from .data.load import load_run_data
 from .errors import LtbenchError
@@ -77,12 +79,12 @@ class Group:
         epochs left. A checkpoint that cannot be read counts as none here; the run itself reports it."""
         done = 0
         for d in stage1_candidates(self.runs[0].cfg):
-            if (d / "ckpt.pt").is_file():
-                try:
-                    ck = torch.load(d / "ckpt.pt", map_location="cpu", weights_only=False)
-                    done = max(done, int(ck.get("epoch", 0)))
-                except Exception:  # noqa: BLE001 - any unreadable file: nothing to resume from
-                    pass
+            try:
+                ck = load_checkpoint(d / "ckpt.pt")
+            except LtbenchError:  # unreadable: nothing to resume from
+                continue
+            if ck is not None:
+                done = max(done, int(ck.get("epoch", 0)))
         return done
 
 
@@ -300,7 +302,6 @@ def fit_time_budget(units: list[list[Group]], projected: dict[tuple, float], bud
 
 def parse_duration(text: str) -> float:
     """Seconds in '2h30m', '90m', '45s', '1h5m10s' or a plain number of seconds ('5400')."""
-    import re
     t = str(text).strip().lower().replace(" ", "")
     if re.fullmatch(r"\d+(?:\.\d+)?", t):
         return float(t)

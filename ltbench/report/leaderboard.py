@@ -130,8 +130,9 @@ def build_leaderboard(results: Path | str, baselines: Path | str | None = None, 
     if base is not None:
         lines += ["## Published baselines", "",
                   f"{base_ref[0].upper() + base_ref[1:]} holds {len(base)} rows of published numbers for "
-                  f"{len({split_method_key(m)[0] for m in base.method})} methods on {', '.join(sorted(base.dataset.unique()))}, each with its "
-                  "source. `bench.py compare` sets our runs beside them.", ""]
+                  f"{len({split_method_key(m)[0] for m in base.method})} methods on "
+                  f"{', '.join(sorted(base.dataset.unique()))}, each with its source. `bench.py compare` sets our "
+                  "runs beside them.", ""]
     _write(results / "README.md", "\n".join(lines).rstrip() + "\n", written)
     keep = {p.resolve() for p in written}
     # without plots this call made no plots, so plots/ is not its to prune: ``--no-plots`` leaves it as it is
