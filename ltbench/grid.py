@@ -41,7 +41,7 @@ from .config import STAGE1_MODES, RunConfig, default_output_dir, resolve
 from .data.load import load_run_data
 from .errors import LtbenchError
 from .paths import run_dir_for, stage1_cached, stage1_candidates
-from .progress import EVERY_S, Progress, plural
+from .progress import ACTIVITY, EVERY_S, Progress, plural
 from .registry import get_dataset, get_method, method_names
 from .store import is_complete
 
@@ -419,8 +419,9 @@ class GridProgress(Progress):
         return "?" if eta is None else fmt_s(eta)
 
     def _line(self, now: float) -> str:
+        now_doing = ACTIVITY.text()  # a silenced run's stage 1 would otherwise leave hours of "0/6 runs done"
         return (f"grid: {self.n}/{self.total} runs done, elapsed {fmt_s(now - self.start)}, "
-                f"ETA {self._eta_text(now)}")
+                f"ETA {self._eta_text(now)}" + (f"; now {now_doing}" if now_doing else ""))
 
     def write(self, text: str) -> None:
         """A line above the bar (terminal) or a plain line; nothing under ``quiet``."""

@@ -20,6 +20,7 @@ or, when the loop is not a plain iteration, ``with Progress(total, desc) as p: .
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Callable, Iterable, Iterator, TextIO, TypeVar
 
@@ -138,6 +139,51 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Activity:
+    """The long step this process is in now ("stage 1 [sgd] epoch 9/200, ~1h57m to go"), for a status line that
+    cannot see a silenced run's own output: the grid's heartbeat, which otherwise says only "0/6 runs done" for the
+    hours a stage-1 network trains. The loop sets it (``begin`` / ``update`` / ``end``); readers call ``text``.
+
+    The time to go is the pace of the steps done since ``begin`` (resumed steps do not count towards the pace).
+    """
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self.clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self.label: str | None = None
+        self.total = self.done = self.first = 0
+        self.unit = ""
+        self.started = 0.0
+
+    def begin(self, label: str, total: int, done: int = 0, unit: str = "epoch") -> None:
+        with self._lock:
+            self.label, self.total, self.done, self.first, self.unit = label, total, done, done, unit
+            self.started = self.clock()
+
+    def update(self, done: int) -> None:
+        with self._lock:
+            self.done = done
+
+    def end(self) -> None:
+        with self._lock:
+            self.label = None
+
+    def text(self) -> str | None:
+        """``label unit done/total`` and, once a step finished since ``begin``, ``~T to go``; None when idle."""
+        with self._lock:
+            if self.label is None:
+                return None
+            head = f"{self.label} {self.unit} {self.done}/{self.total}"
+            ran = self.done - self.first
+            if ran <= 0 or self.done >= self.total:
+                return head
+            left = (self.total - self.done) * (self.clock() - self.started) / ran
+            return f"{head}, ~{format_duration(left)} to go"
+
+
+ACTIVITY = Activity()  # this process's; a --jobs worker has its own (its lines come with --verbose)
 
 
 def track(iterable: Iterable[T], total: int | None = None, desc: str = "", unit: str = "img",

@@ -223,6 +223,30 @@ def test_grid_progress_plain_lines():
     assert p.n == 2
 
 
+def test_grid_heartbeat_says_what_a_silenced_run_is_doing(monkeypatch):
+    """Without --verbose a run's own lines are silenced; the heartbeat then names the stage-1 epoch it is at, so
+    hours of stage 1 do not read as a stalled "0/6 runs done"."""
+    import io
+    from ltbench import grid
+    from ltbench.progress import Activity
+
+    clock, buf = _Clock(), io.StringIO()
+    act = Activity(clock=clock)
+    monkeypatch.setattr(grid, "ACTIVITY", act)
+    p = grid.GridProgress(6, stream=buf, tty=False, clock=clock, every_s=30)
+    act.begin("stage 1 [swa]", 200)
+    clock.t = 40.0
+    act.update(1)                                              # one epoch in 40 s: 199 x 40 s = 7960 s to go
+    p.heartbeat()
+    act.end()
+    clock.t = 80.0
+    p.heartbeat()                                              # stage 1 over: the plain line again
+    assert buf.getvalue().splitlines() == [
+        "grid: 0/6 runs done, elapsed 40s, ETA ?; now stage 1 [swa] epoch 1/200, ~2h12m to go",
+        "grid: 0/6 runs done, elapsed 1m20s, ETA ?",
+    ]
+
+
 def test_grid_progress_without_projection_counts_runs_and_quiet_prints_nothing():
     import io
     from ltbench.grid import GridProgress

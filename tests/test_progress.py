@@ -106,3 +106,46 @@ def test_len_is_the_default_total():
 def test_format_duration():
     assert [format_duration(s) for s in (0, 12.4, 60, 200, 3600, 3725)] == ["0s", "12s", "1m00s", "3m20s",
                                                                           "1h00m", "1h02m"]
+
+
+def test_activity_says_the_step_and_the_time_to_go_at_the_pace_since_begin():
+    """What the grid's heartbeat shows while a silenced run trains stage 1: resumed epochs count as done but not
+    towards the pace (they took no time in this process)."""
+    from ltbench.progress import Activity
+
+    clock = FakeClock()
+    a = Activity(clock=clock)
+    assert a.text() is None
+    a.begin("stage 1 [sgd]", 200, done=50)                     # resumed at epoch 50
+    assert a.text() == "stage 1 [sgd] epoch 50/200"            # no pace yet: no time to go
+    clock.t += 30
+    a.update(51)
+    clock.t += 30
+    a.update(52)                                               # 2 epochs in 60 s: 148 left x 30 s = 4440 s
+    assert a.text() == "stage 1 [sgd] epoch 52/200, ~1h14m to go"
+    a.update(200)
+    assert a.text() == "stage 1 [sgd] epoch 200/200"
+    a.end()
+    assert a.text() is None
+
+
+def test_stage1_sets_the_activity_each_epoch_and_clears_it_after(tmp_path, monkeypatch):
+    import torch
+
+    from ltbench.config import resolve
+    from ltbench.progress import ACTIVITY
+    from ltbench.registry import get_dataset
+    from ltbench.train.stage1 import get_stage1
+    from tiny_data import small
+
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path))
+    data = small(get_dataset("cifar100-lt-tiny").load(None, None), 20)
+    cfg = resolve("ce", "cifar100-lt-tiny", None, "sgd", 0, "cifar-tiny", epochs=2, device="cpu")
+    cfg.stage1.batch_size = 10
+    seen: list[tuple[str, str | None]] = []
+    get_stage1(cfg, data, torch.device("cpu"), echo=lambda s: seen.append((s, ACTIVITY.text())))
+    at_epochs = [act for line, act in seen if " epoch " in line and "loss" in line]
+    assert len(at_epochs) == 2
+    assert at_epochs[0].startswith("stage 1 [sgd] epoch 1/2, ~") and at_epochs[0].endswith(" to go")
+    assert at_epochs[1] == "stage 1 [sgd] epoch 2/2"
+    assert ACTIVITY.text() is None

@@ -20,7 +20,7 @@ from ..config import RunConfig
 from ..distributed import average_bn_stats, barrier, broadcast_object, is_main, rank_world, wrap_ddp
 from ..models import Network, create_network
 from .. import paths
-from ..progress import plural
+from ..progress import ACTIVITY, plural
 from .accel import accelerate
 from .loop import cross_entropy_step, sgd, train_one_epoch
 from .schedules import swa_schedule, warmup_cosine, warmup_step
@@ -144,28 +144,33 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
     precision = cfg.stage1_precision(device)
     if start < s.epochs:
         echo(f"stage 1: precision {precision}" + (f" (auto on {device.type})" if s.precision == "auto" else ""))
-    for epoch in range(start, s.epochs):
-        net.train()
-        row = train_one_epoch(opt, data.train_batches(s.batch_size, gen, device), loss_fn, lr_at, epoch, steps,
-                              device, precision, what="stage 1",
-                              progress=None if quiet else f"stage 1 [{cfg.stage1_mode}] {epoch + 1}/{s.epochs}",
-                              progress_total=n)
-        average_bn_stats(net)  # DDP: ranks' BN running stats saw different images; make them one network
-        row["images_per_s"] *= world
-        row["world_size"] = world
-        if swag is not None and epoch + 1 > swa_start:
-            swag.collect(net)
-            row["swa_n"] = swag.n
-        row["stage"] = 1
-        seconds += row["seconds"]
-        log.append(row)
-        if is_main():  # saved before the epoch line, so a printed epoch is always one a rerun resumes after
-            atomic_torch_save(d / "ckpt.pt", {
-                "network": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                "torch_rng": torch.get_rng_state(), "swag": swag.state_dict() if swag is not None else None,
-                "log": log, "epoch": epoch + 1, "seconds": seconds, "config": cfg.to_dict(), "world_size": world})
-        echo(f"stage 1 [{cfg.stage1_mode}] epoch {epoch + 1}/{s.epochs}  loss {row['loss']:.4f}  "
-             f"train acc {row['train_acc']:.1f}%  lr {row['lr']:.4f}  {row['images_per_s']:.0f} img/s")
+    ACTIVITY.begin(f"stage 1 [{cfg.stage1_mode}]", s.epochs, start)  # the grid's heartbeat reads it
+    try:
+        for epoch in range(start, s.epochs):
+            net.train()
+            row = train_one_epoch(opt, data.train_batches(s.batch_size, gen, device), loss_fn, lr_at, epoch, steps,
+                                  device, precision, what="stage 1",
+                                  progress=None if quiet else f"stage 1 [{cfg.stage1_mode}] {epoch + 1}/{s.epochs}",
+                                  progress_total=n)
+            average_bn_stats(net)  # DDP: ranks' BN running stats saw different images; make them one network
+            row["images_per_s"] *= world
+            row["world_size"] = world
+            if swag is not None and epoch + 1 > swa_start:
+                swag.collect(net)
+                row["swa_n"] = swag.n
+            row["stage"] = 1
+            seconds += row["seconds"]
+            log.append(row)
+            if is_main():  # saved before the epoch line, so a printed epoch is always one a rerun resumes after
+                atomic_torch_save(d / "ckpt.pt", {
+                    "network": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(), "swag": swag.state_dict() if swag is not None else None,
+                    "log": log, "epoch": epoch + 1, "seconds": seconds, "config": cfg.to_dict(), "world_size": world})
+            ACTIVITY.update(epoch + 1)
+            echo(f"stage 1 [{cfg.stage1_mode}] epoch {epoch + 1}/{s.epochs}  loss {row['loss']:.4f}  "
+                 f"train acc {row['train_acc']:.1f}%  lr {row['lr']:.4f}  {row['images_per_s']:.0f} img/s")
+    finally:
+        ACTIVITY.end()
     if swag is not None:
         t0 = time.perf_counter()
         echo(f"stage 1: SWA average of {plural(swag.n, 'snapshot')}; recomputing BN statistics")
