@@ -1,7 +1,8 @@
 """Train a small batched stage-1 group (tests/test_batched_resume.py); optionally SIGKILL itself at a write.
 
-usage: python tests/batched_child.py [KILL_AT]   (LTBENCH_CACHE says where; KILL_AT: SIGKILL just before the
-KILL_AT-th checkpoint write of the batched trainer, 0 = never)
+usage: python tests/batched_child.py [KILL_AT] [float64]   (LTBENCH_CACHE says where; KILL_AT: SIGKILL just
+before the KILL_AT-th checkpoint write of the batched trainer, 0 = never; float64: networks and batches in float64,
+where a stack of one network and a stack of two are the same arithmetic, tests/test_batched.py)
 """
 from __future__ import annotations
 
@@ -32,8 +33,14 @@ def group():
     return cfgs, small(get_dataset("cifar10-lt-tiny").load(None, None), 48)
 
 
-def main(kill_at: int) -> None:
+def main(kill_at: int, float64: bool = False) -> None:
     torch.set_num_threads(1)
+    if float64:
+        import ltbench.data.base as data_base
+
+        real_normalize = data_base.normalize
+        data_base.normalize = lambda x, mean, std: real_normalize(x, mean, std).double()
+        torch.set_default_dtype(torch.float64)
     if kill_at:
         real, calls = batched.atomic_torch_save, [0]
 
@@ -50,4 +57,4 @@ def main(kill_at: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 0, "float64" in sys.argv[2:])
