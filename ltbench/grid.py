@@ -419,7 +419,7 @@ class GridProgress(Progress):
         return "?" if eta is None else fmt_s(eta)
 
     def _line(self, now: float) -> str:
-        now_doing = ACTIVITY.text()  # a silenced run's stage 1 would otherwise leave hours of "0/6 runs done"
+        now_doing = ACTIVITY.text(fmt_s)  # a silenced run's stage 1 would otherwise leave hours of "0/6 runs done"
         return (f"grid: {self.n}/{self.total} runs done, elapsed {fmt_s(now - self.start)}, "
                 f"ETA {self._eta_text(now)}" + (f"; now {now_doing}" if now_doing else ""))
 

@@ -142,48 +142,55 @@ class Progress:
 
 
 class Activity:
-    """The long step this process is in now ("stage 1 [sgd] epoch 9/200, ~1h57m to go"), for a status line that
-    cannot see a silenced run's own output: the grid's heartbeat, which otherwise says only "0/6 runs done" for the
-    hours a stage-1 network trains. The loop sets it (``begin`` / ``update`` / ``end``); readers call ``text``.
+    """The long step this process is in now ("stage 1 [sgd] 27/200 epochs done, ~1h49m to go"), for a status line
+    that cannot see a silenced run's own output: the grid's heartbeat, which otherwise says only "0/6 runs done" for
+    the hours a stage-1 network trains. The loop sets it (``begin`` / ``update`` / ``end``); readers call ``text``.
 
-    The time to go is the pace of the steps done since ``begin`` (resumed steps do not count towards the pace).
+    The time to go is the pace of the steps done since ``begin`` (resumed steps do not count towards the pace),
+    counted from the last ``update`` and less the time since, so it falls between two updates instead of growing.
+    All state is read and written under one lock (the heartbeat reads it from another thread).
     """
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
-        self.clock = clock or time.monotonic
+        self._clock = clock or time.monotonic
         self._lock = threading.Lock()
-        self.label: str | None = None
-        self.total = self.done = self.first = 0
-        self.unit = ""
-        self.started = 0.0
+        self._label: str | None = None
+        self._total = self._done = self._first = 0
+        self._unit = ""
+        self._started = self._at = 0.0
 
-    def begin(self, label: str, total: int, done: int = 0, unit: str = "epoch") -> None:
+    def begin(self, label: str, total: int, done: int = 0, unit: str = "epochs") -> None:
+        """A loop of ``total`` steps starts, ``done`` of them already done (a resume)."""
         with self._lock:
-            self.label, self.total, self.done, self.first, self.unit = label, total, done, done, unit
-            self.started = self.clock()
+            self._label, self._total, self._done, self._first, self._unit = label, total, done, done, unit
+            self._started = self._at = self._clock()
 
     def update(self, done: int) -> None:
+        """``done`` steps are done now."""
         with self._lock:
-            self.done = done
+            self._done, self._at = done, self._clock()
 
     def end(self) -> None:
+        """The loop is over (or failed): nothing to say any more."""
         with self._lock:
-            self.label = None
+            self._label = None
 
-    def text(self) -> str | None:
-        """``label unit done/total`` and, once a step finished since ``begin``, ``~T to go``; None when idle."""
+    def text(self, fmt: Callable[[float], str] = format_duration) -> str | None:
+        """``label done/total unit done`` and, once a step finished since ``begin``, ``~T to go`` (``fmt`` formats
+        the seconds); None when idle."""
         with self._lock:
-            if self.label is None:
+            if self._label is None:
                 return None
-            head = f"{self.label} {self.unit} {self.done}/{self.total}"
-            ran = self.done - self.first
-            if ran <= 0 or self.done >= self.total:
+            head = f"{self._label} {self._done}/{self._total} {self._unit} done"
+            ran = self._done - self._first
+            if ran <= 0 or self._done >= self._total:
                 return head
-            left = (self.total - self.done) * (self.clock() - self.started) / ran
-            return f"{head}, ~{format_duration(left)} to go"
+            per_step = (self._at - self._started) / ran
+            left = max(0.0, (self._total - self._done) * per_step - (self._clock() - self._at))
+            return f"{head}, ~{fmt(left)} to go"
 
 
-ACTIVITY = Activity()  # this process's; a --jobs worker has its own (its lines come with --verbose)
+ACTIVITY = Activity()  # this process's only: a --jobs worker's is not read (its lines come with --verbose)
 
 
 def track(iterable: Iterable[T], total: int | None = None, desc: str = "", unit: str = "img",

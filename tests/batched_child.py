@@ -2,7 +2,7 @@
 
 usage: python tests/batched_child.py [KILL_AT] [float64]   (LTBENCH_CACHE says where; KILL_AT: SIGKILL just
 before the KILL_AT-th checkpoint write of the batched trainer, 0 = never; float64: networks and batches in float64,
-where a stack of one network and a stack of two are the same arithmetic, tests/test_batched.py)
+where any stack equals the networks trained alone up to summation order, tests/test_batched.py)
 """
 from __future__ import annotations
 

@@ -54,9 +54,10 @@ def reference64(tmp_path_factory):
     # between the two networks' epoch-2 writes: resumed as two stacks of one network each, which in float32 round
     # differently from the stack of two (another grouped-convolution shape), and training amplifies that without
     # bound (measured on an AMD EPYC Zen 5, 2026-12-03: largest absolute difference 0.05 and 1.8 after 3 epochs,
-    # while two uninterrupted float32 runs agree bit for bit). In float64 the two stacks are the same arithmetic
-    # (tests/test_batched.py), so there the resumed networks must equal the uninterrupted ones: this case tests the
-    # resume, not the rounding.
+    # while two uninterrupted float32 runs agree bit for bit). With networks and batches in float64 (the loss and the
+    # SWAG deviations still float32, as in tests/test_batched.py) any stack equals the networks trained alone up to
+    # summation order, so the resumed networks must equal the uninterrupted ones: this case tests the resume, not
+    # the rounding.
     (4, {"ckpt": [2, 1]}, True),
 ])
 def test_killed_batched_group_resumes_to_the_uninterrupted_networks(tmp_path, request, kill_at, left, float64):
@@ -75,6 +76,7 @@ def test_killed_batched_group_resumes_to_the_uninterrupted_networks(tmp_path, re
     assert set(got) == set(reference)
     assert not list((tmp_path / "stage1").glob("*/ckpt.pt"))
     # whole-epoch kills resume the same stacked computation: bit-identical; the float64 case up to summation order
+    # (float32 quantities, the loss and the SWAG deviations, may then flip a last bit: relative 1e-6)
     tol = {"rtol": 0, "atol": 1e-9} if float64 else {}
     for name, want in reference.items():
         have = got[name]
@@ -84,11 +86,12 @@ def test_killed_batched_group_resumes_to_the_uninterrupted_networks(tmp_path, re
                 torch.testing.assert_close(have["network"][k], v, **tol)
             else:
                 assert torch.equal(have["network"][k], v), (name, k)
-        assert [row["loss"] for row in have["log"]] == pytest.approx([row["loss"] for row in want["log"]], rel=1e-9)
+        assert [row["loss"] for row in have["log"]] == pytest.approx([row["loss"] for row in want["log"]],
+                                                                     rel=1e-6 if float64 else 1e-9)
         if want["swag"] is not None:
             assert have["swag"]["n"] == want["swag"]["n"] == 2
             for k in ("mean", "sq_mean", "dev"):
                 if tol:
-                    torch.testing.assert_close(have["swag"][k], want["swag"][k], **tol)
+                    torch.testing.assert_close(have["swag"][k], want["swag"][k], rtol=1e-6, atol=1e-9)
                 else:
                     assert torch.equal(have["swag"][k], want["swag"][k]), (name, k)

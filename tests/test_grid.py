@@ -236,13 +236,13 @@ def test_grid_heartbeat_says_what_a_silenced_run_is_doing(monkeypatch):
     p = grid.GridProgress(6, stream=buf, tty=False, clock=clock, every_s=30)
     act.begin("stage 1 [swa]", 200)
     clock.t = 40.0
-    act.update(1)                                              # one epoch in 40 s: 199 x 40 s = 7960 s to go
+    act.update(1)                                  # one epoch in 40 s: 199 x 40 s = 7960 s to go, in the ETA's format
     p.heartbeat()
     act.end()
     clock.t = 80.0
     p.heartbeat()                                              # stage 1 over: the plain line again
     assert buf.getvalue().splitlines() == [
-        "grid: 0/6 runs done, elapsed 40s, ETA ?; now stage 1 [swa] epoch 1/200, ~2h12m to go",
+        "grid: 0/6 runs done, elapsed 40s, ETA ?; now stage 1 [swa] 1/200 epochs done, ~2h12m40s to go",
         "grid: 0/6 runs done, elapsed 1m20s, ETA ?",
     ]
 

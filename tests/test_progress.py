@@ -108,34 +108,40 @@ def test_format_duration():
                                                                           "1h00m", "1h02m"]
 
 
-def test_activity_says_the_step_and_the_time_to_go_at_the_pace_since_begin():
+def test_activity_says_the_steps_done_and_the_time_to_go_at_the_pace_since_begin():
     """What the grid's heartbeat shows while a silenced run trains stage 1: resumed epochs count as done but not
-    towards the pace (they took no time in this process)."""
+    towards the pace (they took no time in this process), and the time to go falls between two epochs."""
     from ltbench.progress import Activity
 
     clock = FakeClock()
     a = Activity(clock=clock)
     assert a.text() is None
     a.begin("stage 1 [sgd]", 200, done=50)                     # resumed at epoch 50
-    assert a.text() == "stage 1 [sgd] epoch 50/200"            # no pace yet: no time to go
+    assert a.text() == "stage 1 [sgd] 50/200 epochs done"      # no pace yet: no time to go
     clock.t += 30
     a.update(51)
     clock.t += 30
     a.update(52)                                               # 2 epochs in 60 s: 148 left x 30 s = 4440 s
-    assert a.text() == "stage 1 [sgd] epoch 52/200, ~1h14m to go"
+    assert a.text() == "stage 1 [sgd] 52/200 epochs done, ~1h14m to go"
+    clock.t += 20                                              # 20 s into epoch 53: 4420 s
+    assert a.text() == "stage 1 [sgd] 52/200 epochs done, ~1h13m to go"
+    assert a.text(fmt=lambda sec: f"{sec:.0f}s") == "stage 1 [sgd] 52/200 epochs done, ~4420s to go"
+    clock.t += 9000                                            # far slower than the pace: never negative
+    assert a.text(fmt=lambda sec: f"{sec:.0f}s").endswith("~0s to go")
     a.update(200)
-    assert a.text() == "stage 1 [sgd] epoch 200/200"
+    assert a.text() == "stage 1 [sgd] 200/200 epochs done"
     a.end()
     assert a.text() is None
 
 
 def test_stage1_sets_the_activity_each_epoch_and_clears_it_after(tmp_path, monkeypatch):
+    import pytest
     import torch
 
+    import ltbench.train.stage1 as stage1
     from ltbench.config import resolve
     from ltbench.progress import ACTIVITY
     from ltbench.registry import get_dataset
-    from ltbench.train.stage1 import get_stage1
     from tiny_data import small
 
     monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path))
@@ -143,9 +149,18 @@ def test_stage1_sets_the_activity_each_epoch_and_clears_it_after(tmp_path, monke
     cfg = resolve("ce", "cifar100-lt-tiny", None, "sgd", 0, "cifar-tiny", epochs=2, device="cpu")
     cfg.stage1.batch_size = 10
     seen: list[tuple[str, str | None]] = []
-    get_stage1(cfg, data, torch.device("cpu"), echo=lambda s: seen.append((s, ACTIVITY.text())))
+    stage1.get_stage1(cfg, data, torch.device("cpu"), echo=lambda s: seen.append((s, ACTIVITY.text())))
     at_epochs = [act for line, act in seen if " epoch " in line and "loss" in line]
     assert len(at_epochs) == 2
-    assert at_epochs[0].startswith("stage 1 [sgd] epoch 1/2, ~") and at_epochs[0].endswith(" to go")
-    assert at_epochs[1] == "stage 1 [sgd] epoch 2/2"
+    assert at_epochs[0].startswith("stage 1 [sgd] 1/2 epochs done, ~") and at_epochs[0].endswith(" to go")
+    assert at_epochs[1] == "stage 1 [sgd] 2/2 epochs done"
+    assert ACTIVITY.text() is None
+    # a stage 1 that fails mid-way does not leave a stale line behind for the next run's heartbeat
+    def boom(*a, **kw):
+        assert ACTIVITY.text() == "stage 1 [swa] 0/2 epochs done"
+        raise RuntimeError("boom")
+    monkeypatch.setattr(stage1, "train_one_epoch", boom)
+    swa = resolve("ce", "cifar100-lt-tiny", None, "swa", 0, "cifar-tiny", epochs=2, device="cpu")
+    with pytest.raises(RuntimeError, match="boom"):
+        stage1.get_stage1(swa, data, torch.device("cpu"), echo=lambda s: None)
     assert ACTIVITY.text() is None

@@ -35,7 +35,7 @@ from .loop import autocast_for
 from .stacked import StackedResNet32, stackable
 from .stacked_sgd import StackedSGD
 from ..paths import stage1_dir
-from ..progress import plural, track
+from ..progress import ACTIVITY, plural, track
 from .stage1 import build_network, invalidate_derived, lr_function, remove_stale_partials
 from .swag import Swag, network_with_weights
 
@@ -128,33 +128,38 @@ def _train(cfgs: tuple, dirs: tuple, cks: tuple, data, device: torch.device, ech
     if start < s.epochs:
         echo(f"stage 1 batched: {m} networks ({names}) as one stacked {s.arch}, precision {precision}")
     quiet = bool(getattr(echo, "quiet", False))
-    for epoch in range(start, s.epochs):
-        wide.train()
-        rows = _epoch(model, opt, data, gens, lr_at, epoch, steps, s, device, precision, cfgs,
-                      progress=None if quiet else f"stage 1 batched [{m}] {epoch + 1}/{s.epochs}")
-        flat = None
-        for i, row in enumerate(rows):
-            if swags[i] is not None and epoch + 1 > swa_start[i]:
-                flat = wide.flat_params() if flat is None else flat
-                swags[i].collect_vector(flat[i])
-                row["swa_n"] = swags[i].n
-            seconds[i] += row["seconds"]
-            logs[i].append(row)
-        # saved before the epoch line, so a printed epoch is always one a rerun resumes after
-        rng = torch.get_rng_state()
-        for i, (c, d) in enumerate(zip(cfgs, dirs)):
-            nets[i].load_state_dict(wide.network_state(i))
-            atomic_torch_save(d / "ckpt.pt", {
-                "network": nets[i].state_dict(), "optimizer": opt.network_state_dict(i, nets[i], c.stage1,
-                                                                                      rows[i]["lr"]),
-                "generator": gens[i].get_state(), "torch_rng": rng,
-                "swag": swags[i].state_dict() if swags[i] is not None else None, "log": logs[i], "epoch": epoch + 1,
-                "seconds": seconds[i], "config": c.to_dict(), "world_size": 1})
-        r0 = rows[0]
-        echo(f"stage 1 batched [{m}] epoch {epoch + 1}/{s.epochs}  loss "
-             + " ".join(f"{r['loss']:.4f}" for r in rows) + "  train acc "
-             + " ".join(f"{r['train_acc']:.1f}%" for r in rows) + f"  {r0['group_images_per_s']:.0f} img/s "
-             f"({m} x {r0['images_per_s']:.0f})")
+    ACTIVITY.begin(f"stage 1 batched [{m}]", s.epochs, start)  # the grid's heartbeat reads it
+    try:
+        for epoch in range(start, s.epochs):
+            wide.train()
+            rows = _epoch(model, opt, data, gens, lr_at, epoch, steps, s, device, precision, cfgs,
+                          progress=None if quiet else f"stage 1 batched [{m}] {epoch + 1}/{s.epochs}")
+            flat = None
+            for i, row in enumerate(rows):
+                if swags[i] is not None and epoch + 1 > swa_start[i]:
+                    flat = wide.flat_params() if flat is None else flat
+                    swags[i].collect_vector(flat[i])
+                    row["swa_n"] = swags[i].n
+                seconds[i] += row["seconds"]
+                logs[i].append(row)
+            # saved before the epoch line, so a printed epoch is always one a rerun resumes after
+            rng = torch.get_rng_state()
+            for i, (c, d) in enumerate(zip(cfgs, dirs)):
+                nets[i].load_state_dict(wide.network_state(i))
+                atomic_torch_save(d / "ckpt.pt", {
+                    "network": nets[i].state_dict(), "optimizer": opt.network_state_dict(i, nets[i], c.stage1,
+                                                                                          rows[i]["lr"]),
+                    "generator": gens[i].get_state(), "torch_rng": rng,
+                    "swag": swags[i].state_dict() if swags[i] is not None else None, "log": logs[i], "epoch": epoch + 1,
+                    "seconds": seconds[i], "config": c.to_dict(), "world_size": 1})
+            ACTIVITY.update(epoch + 1)
+            r0 = rows[0]
+            echo(f"stage 1 batched [{m}] epoch {epoch + 1}/{s.epochs}  loss "
+                 + " ".join(f"{r['loss']:.4f}" for r in rows) + "  train acc "
+                 + " ".join(f"{r['train_acc']:.1f}%" for r in rows) + f"  {r0['group_images_per_s']:.0f} img/s "
+                 f"({m} x {r0['images_per_s']:.0f})")
+    finally:
+        ACTIVITY.end()
     for i, (c, d) in enumerate(zip(cfgs, dirs)):
         net = nets[i]
         net.load_state_dict(wide.network_state(i))
