@@ -19,6 +19,7 @@ or, when the loop is not a plain iteration, ``with Progress(total, desc) as p: .
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -144,7 +145,8 @@ class Progress:
 class Activity:
     """The long step this process is in now ("stage 1 [sgd] 27/200 epochs done, ~1h49m to go"), for a status line
     that cannot see a silenced run's own output: the grid's heartbeat, which otherwise says only "0/6 runs done" for
-    the hours a stage-1 network trains. The loop sets it (``begin`` / ``update`` / ``end``); readers call ``text``.
+    the hours a stage-1 network trains. The loop sets it (``with ACTIVITY.running(...)``, then ``update`` each
+    step); readers call ``text``.
 
     The time to go is the pace of the steps done since ``begin`` (resumed steps do not count towards the pace),
     counted from the last ``update`` and less the time since, so it falls between two updates instead of growing.
@@ -174,6 +176,15 @@ class Activity:
         """The loop is over (or failed): nothing to say any more."""
         with self._lock:
             self._label = None
+
+    @contextlib.contextmanager
+    def running(self, label: str, total: int, done: int = 0, unit: str = "epochs") -> Iterator["Activity"]:
+        """``begin`` now and ``end`` when the block is left, also by an exception (no stale line afterwards)."""
+        self.begin(label, total, done, unit)
+        try:
+            yield self
+        finally:
+            self.end()
 
     def text(self, fmt: Callable[[float], str] = format_duration) -> str | None:
         """``label done/total unit done`` and, once a step finished since ``begin``, ``~T to go`` (``fmt`` formats

@@ -6,6 +6,7 @@ where any stack equals the networks trained alone up to summation order, tests/t
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -19,6 +20,7 @@ import torch  # noqa: E402
 import ltbench.train.batched as batched  # noqa: E402
 from ltbench.config import resolve  # noqa: E402
 from ltbench.registry import get_dataset  # noqa: E402
+from tiny_data import float64_pipeline, small  # noqa: E402
 
 EPOCHS = 3
 
@@ -29,18 +31,11 @@ def group():
             for mode, seed in (("sgd", 0), ("swa", 1))]
     for c in cfgs:
         c.stage1.batch_size, c.stage1.swag_rank, c.stage1.swa_start, c.stage1.swa_lr = 16, 2, 10, 0.02
-    from tiny_data import small
     return cfgs, small(get_dataset("cifar10-lt-tiny").load(None, None), 48)
 
 
 def main(kill_at: int, float64: bool = False) -> None:
     torch.set_num_threads(1)
-    if float64:
-        import ltbench.data.base as data_base
-
-        real_normalize = data_base.normalize
-        data_base.normalize = lambda x, mean, std: real_normalize(x, mean, std).double()
-        torch.set_default_dtype(torch.float64)
     if kill_at:
         real, calls = batched.atomic_torch_save, [0]
 
@@ -52,8 +47,10 @@ def main(kill_at: int, float64: bool = False) -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
             real(path, obj)
         batched.atomic_torch_save = save
-    cfgs, data = group()
-    batched.train_stage1_batched(cfgs, data, torch.device("cpu"), echo=lambda s: print(s, file=sys.stderr, flush=True))
+    with float64_pipeline() if float64 else contextlib.nullcontext():
+        cfgs, data = group()
+        batched.train_stage1_batched(cfgs, data, torch.device("cpu"),
+                                     echo=lambda s: print(s, file=sys.stderr, flush=True))
 
 
 if __name__ == "__main__":

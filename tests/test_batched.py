@@ -14,7 +14,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ltbench.data.base as data_base
 from ltbench.checkpoint import load_checkpoint
 from ltbench.config import resolve
 from ltbench.models import create_network
@@ -22,7 +21,7 @@ from ltbench.registry import get_dataset
 from ltbench.train.batched import batch_key, train_stage1_batched
 from ltbench.train.stacked import StackedResNet32
 from ltbench.train.stage1 import get_stage1, stage1_dir, train_stage1
-from tiny_data import small
+from tiny_data import float64_pipeline, small
 
 CPU = torch.device("cpu")
 # (mode, seed): an SGD and two SWA networks, one SWA sharing the SGD network's seed (same init, other schedule)
@@ -47,14 +46,10 @@ def _data():
 
 
 @pytest.fixture
-def float64(monkeypatch):
+def float64():
     """Both trainers in float64: networks via the default dtype, input batches via the data pipeline."""
-    real = data_base.normalize
-    monkeypatch.setattr(data_base, "normalize", lambda x, mean, std: real(x, mean, std).double())
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+    with float64_pipeline():
+        yield
 
 
 def test_batched_equals_alone_in_float64(float64, tmp_path, capsys):

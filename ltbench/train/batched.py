@@ -128,8 +128,7 @@ def _train(cfgs: tuple, dirs: tuple, cks: tuple, data, device: torch.device, ech
     if start < s.epochs:
         echo(f"stage 1 batched: {m} networks ({names}) as one stacked {s.arch}, precision {precision}")
     quiet = bool(getattr(echo, "quiet", False))
-    ACTIVITY.begin(f"stage 1 batched [{m}]", s.epochs, start)  # the grid's heartbeat reads it
-    try:
+    with ACTIVITY.running(f"stage 1 batched [{m}]", s.epochs, start):  # the grid's heartbeat reads it
         for epoch in range(start, s.epochs):
             wide.train()
             rows = _epoch(model, opt, data, gens, lr_at, epoch, steps, s, device, precision, cfgs,
@@ -158,8 +157,6 @@ def _train(cfgs: tuple, dirs: tuple, cks: tuple, data, device: torch.device, ech
                  + " ".join(f"{r['loss']:.4f}" for r in rows) + "  train acc "
                  + " ".join(f"{r['train_acc']:.1f}%" for r in rows) + f"  {r0['group_images_per_s']:.0f} img/s "
                  f"({m} x {r0['images_per_s']:.0f})")
-    finally:
-        ACTIVITY.end()
     for i, (c, d) in enumerate(zip(cfgs, dirs)):
         net = nets[i]
         net.load_state_dict(wide.network_state(i))

@@ -144,8 +144,7 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
     precision = cfg.stage1_precision(device)
     if start < s.epochs:
         echo(f"stage 1: precision {precision}" + (f" (auto on {device.type})" if s.precision == "auto" else ""))
-    ACTIVITY.begin(f"stage 1 [{cfg.stage1_mode}]", s.epochs, start)  # the grid's heartbeat reads it
-    try:
+    with ACTIVITY.running(f"stage 1 [{cfg.stage1_mode}]", s.epochs, start):  # the grid's heartbeat reads it
         for epoch in range(start, s.epochs):
             net.train()
             row = train_one_epoch(opt, data.train_batches(s.batch_size, gen, device), loss_fn, lr_at, epoch, steps,
@@ -169,8 +168,6 @@ def train_stage1(cfg: RunConfig, data, device: torch.device, d: Path, echo: Echo
             ACTIVITY.update(epoch + 1)
             echo(f"stage 1 [{cfg.stage1_mode}] epoch {epoch + 1}/{s.epochs}  loss {row['loss']:.4f}  "
                  f"train acc {row['train_acc']:.1f}%  lr {row['lr']:.4f}  {row['images_per_s']:.0f} img/s")
-    finally:
-        ACTIVITY.end()
     if swag is not None:
         t0 = time.perf_counter()
         echo(f"stage 1: SWA average of {plural(swag.n, 'snapshot')}; recomputing BN statistics")
