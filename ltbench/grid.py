@@ -46,9 +46,6 @@ from .registry import get_dataset, get_method, method_names
 from .store import is_complete
 
 Echo = Callable[[str], None]
-# SWAG pool cost in extractor passes over the train set per member: one BN-recompute pass (augmented) plus the
-# train and test feature passes; used only for the projection.
-POOL_PASSES_PER_MEMBER = 1.0
 
 
 @dataclass
@@ -253,33 +250,68 @@ def calibrate_stacked(cfg: RunConfig, data, device: torch.device, m: int, steps:
     return seen / max(time.perf_counter() - t0, 1e-9)
 
 
-def project_group_seconds(group: Group, n_train: int, n_test: int, tp: Throughput) -> float:
-    """Projected seconds for the pending work of ``group`` at throughput ``tp``.
+def project_run_seconds(group: Group, n_train: int, n_test: int, tp: Throughput) -> dict[str, float]:
+    """Projected seconds of each pending run of ``group`` at throughput ``tp``, keyed by its run folder.
 
-    Stage 1: epochs left (those a killed run has not checkpointed) x train images at the training rate (skipped
-    when its artifact is cached). SWAG pool (once
-    per group, when a SWAG method is pending): per member, one BN pass plus train + test features at the eval
-    rate. Frozen features: one train + test pass. Head training on cached features is negligible next to these.
+    The runs of a group go one after the other, and each shared piece of work falls to the run that does it
+    first: the first pending run trains stage 1 (the epochs a killed run has not checkpointed, at the training
+    rate; skipped when its artifact is cached, plus a BN recompute of the SWA average) and extracts the frozen
+    base features (one train + test pass); the first SWAG-based run builds the SWAG pool (per member, one BN pass
+    plus train + test features); every run evaluates once on the test set. Head training on cached features is
+    negligible next to these. Shares, not one total per group, so that a grid's ETA after a group's first run
+    counts the heads left, not stage 1 again for each of them.
     """
     pending = group.pending
     if not pending:
-        return 0.0
+        return {}
     cfg = pending[0].cfg
-    sec = 0.0
+    shares = {str(r.out): n_test / tp.eval_img_s for r in pending}  # evaluation of each run (un-cached predictors)
+    first = (n_train + n_test) / tp.eval_img_s  # base features
     if not group.stage1_cached:
-        sec += max(0, cfg.stage1.epochs - group.stage1_epochs_done()) * n_train / tp.train_img_s
+        first += max(0, cfg.stage1.epochs - group.stage1_epochs_done()) * n_train / tp.train_img_s
         if cfg.stage1_mode == "swa":
-            sec += n_train / tp.eval_img_s  # BN recompute of the SWA average
-    sec += (n_train + n_test) / tp.eval_img_s  # base features
-    pool_sizes = {int({**get_method(r.cfg.method).defaults, **r.cfg.method_options}.get("pool_size", 8))
-                  for r in pending if get_method(r.cfg.method).requires_swag}
-    if pool_sizes:
-        sec += max(pool_sizes) * (n_train + n_train + n_test) / tp.eval_img_s
-    sec += len(pending) * (n_test / tp.eval_img_s)  # evaluation of each run (un-cached predictors)
-    return sec
+            first += n_train / tp.eval_img_s  # BN recompute of the SWA average
+    shares[str(pending[0].out)] += first
+    swag = [r for r in pending if get_method(r.cfg.method).requires_swag]
+    if swag:
+        pool = max(int({**get_method(r.cfg.method).defaults, **r.cfg.method_options}.get("pool_size", 8))
+                   for r in swag)
+        shares[str(swag[0].out)] += pool * (n_train + n_train + n_test) / tp.eval_img_s
+    return shares
 
 
-def fit_time_budget(units: list[list[Group]], projected: dict[tuple, float], budget_s: float
+def project_group_seconds(group: Group, n_train: int, n_test: int, tp: Throughput) -> float:
+    """Projected seconds for the pending work of ``group`` at throughput ``tp`` (its runs' shares summed)."""
+    return sum(project_run_seconds(group, n_train, n_test, tp).values())
+
+
+@dataclass
+class Projection:
+    """Projected seconds of each pending run of a grid, keyed by run folder (see :func:`project_run_seconds`).
+
+    ``calibrated`` False: nothing was timed (``--calibration-steps 0``) and the shares are relative weights at
+    :data:`NOMINAL_THROUGHPUT`, which order the work for the ETA but are not seconds."""
+
+    runs: dict[str, float] = field(default_factory=dict)
+    calibrated: bool = True
+
+    def group(self, g: Group) -> float:
+        return sum(self.runs.get(str(r.out), 0.0) for r in g.pending)
+
+    def run(self, r: PlannedRun) -> float:
+        return self.runs.get(str(r.out), 0.0)
+
+    def total(self, groups: list[Group]) -> float:
+        return sum(self.group(g) for g in groups)
+
+
+# Without a calibration the ETA still needs to know that stage 1 outweighs a head: weights in training-image units,
+# an evaluation (forward-only) image counted as a third of a training image (forward + backward ~ 3 forwards).
+NOMINAL_THROUGHPUT = Throughput(train_img_s=1.0, eval_img_s=3.0, device="-",
+                                how="uncalibrated weights: an evaluation image costs a third of a training image")
+
+
+def fit_time_budget(units: list[list[Group]], projected: Projection, budget_s: float
                     ) -> tuple[list[Group], list[Group]]:
     """The pending groups to run now and those left for later: in plan order, each unit of work (one group, or
     under ``--batched`` one stack of stage-1 networks, which is chosen or left whole: a part of a stack would train
@@ -291,7 +323,7 @@ def fit_time_budget(units: list[list[Group]], projected: dict[tuple, float], bud
     chosen, left, used = [], [], 0.0
     for unit in units:
         pend = [g for g in unit if g.pending]
-        cost = sum(projected[g.key] for g in pend)
+        cost = projected.total(pend)
         if used + cost <= budget_s:
             chosen += pend
             used += cost
@@ -331,30 +363,32 @@ def fmt_s(sec: float) -> str:
 
 
 def project_grid(groups: list[Group], dev: torch.device, steps: int, batched: bool, stack_max: int,
-                 echo: Echo) -> dict[tuple, float]:
-    """Projected seconds per group of pending work, from a short timed calibration on ``dev`` (0 for groups with
-    nothing pending, or everywhere when ``steps`` is 0). Throughput depends on the network and batch, not on the
-    imbalance factor: each (architecture, batch, classes) is calibrated once; with ``batched``, each stack size too."""
-    projected: dict[tuple, float] = {g.key: 0.0 for g in groups}
+                 echo: Echo, weights: bool = True) -> Projection:
+    """Projected seconds of each pending run, from a short timed calibration on ``dev``. Throughput depends on
+    the network and batch, not on the imbalance factor: each (architecture, batch, classes) is calibrated once;
+    with ``batched``, each stack size too. With ``steps`` 0 nothing is timed: the shares are relative weights at
+    :data:`NOMINAL_THROUGHPUT` (``calibrated`` False), for the ETA's proportions; with ``weights`` False as well
+    (a dry run) nothing is loaded and the projection is empty."""
     todo = [g for g in groups if g.pending]
-    if not todo or steps <= 0:
-        return projected
+    if not todo or (steps <= 0 and not weights):
+        return Projection({}, calibrated=steps > 0)
     rates: dict[tuple, Throughput] = {}
     sizes: dict[tuple, tuple[int, int]] = {}
+    runs: dict[str, float] = {}
     for g in todo:
         cfg = g.runs[0].cfg
         spec = get_dataset(cfg.dataset)
         rk = (cfg.stage1.arch, cfg.stage1.batch_size, spec.num_classes)
         sk = (cfg.dataset, cfg.imbalance, cfg.subset_seed)
-        if rk not in rates or sk not in sizes:
+        if sk not in sizes or (steps > 0 and rk not in rates):
             data = load_run_data(cfg)
             sizes[sk] = (len(data.train_labels), len(data.test_labels))
-            if rk not in rates:
+            if steps > 0 and rk not in rates:
                 tp = rates[rk] = calibrate(cfg, data, dev, steps=steps)
                 echo(f"calibration {cfg.stage1.arch} {spec.num_classes} classes on {tp.device}: "
                      f"{tp.train_img_s:,.0f} train img/s, {tp.eval_img_s:,.0f} eval img/s ({tp.how})")
-        projected[g.key] = project_group_seconds(g, *sizes[sk], rates[rk])
-    if batched:  # stage 1 of a stack: each network at the stack's aggregate rate
+        runs.update(project_run_seconds(g, *sizes[sk], rates[rk] if steps > 0 else NOMINAL_THROUGHPUT))
+    if batched and steps > 0:  # stage 1 of a stack: each network at the stack's aggregate rate
         stacked: dict[tuple, float] = {}
         for unit in stage1_stacks(todo, stack_max):
             pend = [g for g in unit if not g.stage1_cached]
@@ -370,9 +404,9 @@ def project_grid(groups: list[Group], dev: torch.device, steps: int, batched: bo
                 echo(f"calibration: {len(pend)} stacked {cfg.stage1.arch} on {dev}: {agg:,.0f} train img/s "
                      f"together ({agg / rates[rk].train_img_s:.2f}x one network's)")
             for g in pend:
-                projected[g.key] = project_group_seconds(
-                    g, *sizes[sk], dataclasses.replace(rates[rk], train_img_s=stacked[rk + (len(pend),)]))
-    return projected
+                runs.update(project_run_seconds(
+                    g, *sizes[sk], dataclasses.replace(rates[rk], train_img_s=stacked[rk + (len(pend),)])))
+    return Projection(runs, calibrated=steps > 0)
 
 
 # ----------------------------------------------------------------------------------------------- execution
@@ -391,7 +425,9 @@ class GridProgress(Progress):
     On a terminal, a tqdm bar (``Progress``) with one line per finished run printed above it; otherwise one plain
     line per finished run and, while a long run goes on, a ``grid: i/N runs done`` line every ``every_s`` seconds
     (``heartbeat`` is called from a timer, see :func:`ticking`); nothing under ``quiet``. The ETA counts projected
-    work, not runs, once a projection exists: a run that trains stage 1 costs hundreds of head-only runs.
+    work, not runs, once a projection exists: a run that trains stage 1 costs hundreds of head-only runs (each
+    run is credited its own share, :func:`project_run_seconds`; uncalibrated shares are weights, which is all a
+    ratio needs).
     """
 
     def __init__(self, total: int, projected_total: float = 0.0, **kw) -> None:
@@ -580,7 +616,7 @@ def train_stack(unit: list[Group], echo: Echo) -> None:
          f"({' '.join(f'{x.stage1_mode}/seed{x.seed}' for x in cfgs)}) in {fmt_s(time.perf_counter() - t0)}")
 
 
-def run_grid(groups: list[Group], jobs: int, projected: dict[tuple, float], echo: Echo, verbose: bool = False,
+def run_grid(groups: list[Group], jobs: int, projected: Projection, echo: Echo, verbose: bool = False,
              batched: bool = False, stack_max: int = 12, quiet: bool = False, threads: int | None = None,
              heartbeat_s: float = 1.0) -> dict:
     """Run every pending run under a :class:`GridProgress` (``[i/N] ... elapsed, ETA`` per run, a live bar or
@@ -591,15 +627,14 @@ def run_grid(groups: list[Group], jobs: int, projected: dict[tuple, float], echo
     by_out = {str(r.out): (g, r) for g in todo for r in g.pending}
     failed: list[tuple[str, str]] = []
     t0 = time.perf_counter()
-    progress = GridProgress(total, sum(projected[g.key] for g in todo), quiet=quiet)
+    progress = GridProgress(total, projected.total(todo), quiet=quiet)
     say = progress.write  # lines above the bar; silent under quiet
 
     def report(out: str, secs: float, err: str | None) -> None:
-        g, r = by_out[out]
+        r = by_out[out][1]
         if err:
             failed.append((out, err))
-        progress.finished(f"{r.cfg.dataset_tag} {r.cfg.run_name} seed{r.cfg.seed}", secs, err,
-                          projected[g.key] / max(len(g.pending), 1))
+        progress.finished(f"{r.cfg.dataset_tag} {r.cfg.run_name} seed{r.cfg.seed}", secs, err, projected.run(r))
 
     units = stage1_stacks(todo, stack_max) if batched else [[g] for g in todo]
     with progress, ticking(progress.heartbeat, heartbeat_s):
@@ -617,7 +652,7 @@ def run_grid(groups: list[Group], jobs: int, projected: dict[tuple, float], echo
             import multiprocessing as mp
             ctx = mp.get_context("spawn")  # CUDA cannot be forked; spawn is safe on every platform
             q = ctx.Queue()
-            cost = lambda u: sum(projected[g.key] for g in u)  # noqa: E731
+            cost = projected.total
             shards = split_groups(units, jobs, cost)  # whole units: a stack trains in one worker
             per = threads if threads is not None else max(1, (os.cpu_count() or 1) // len(shards))
             procs = [ctx.Process(target=_worker, args=(s, per, q, verbose, batched, quiet),

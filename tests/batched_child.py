@@ -26,7 +26,8 @@ EPOCHS = 3
 
 
 def group():
-    """An SGD and an SWA network (seeds 0 and 1) on 48 tiny-set images (8x8 pixels), batches of 16, SWA over the last 2 epochs."""
+    """An SGD and an SWA network (seeds 0 and 1) on 48 tiny-set images (8x8 pixels), batches of 16, SWA over the
+    last 2 epochs."""
     cfgs = [resolve("ce", "cifar10-lt-tiny", None, mode, seed, "cifar-tiny", epochs=EPOCHS, device="cpu")
             for mode, seed in (("sgd", 0), ("swa", 1))]
     for c in cfgs:

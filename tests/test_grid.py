@@ -321,10 +321,16 @@ def _pending_group(i: int) -> Group:
     return Group((i,), [PlannedRun(cfg=None, out=Path(f"run{i}"), done=False)])
 
 
+def _costs(seconds: dict[int, float]):
+    """A projection giving each one-run group ``_pending_group(i)`` the projected ``seconds[i]``."""
+    from ltbench.grid import Projection
+    return Projection({f"run{i}": s for i, s in seconds.items()})
+
+
 def test_time_budget_starts_in_plan_order_each_group_that_still_fits():
     from ltbench.grid import PlannedRun, fit_time_budget
     gs = [_pending_group(i) for i in range(5)] + [Group((9,), [PlannedRun(cfg=None, out=Path("x"), done=True)])]
-    cost = {(0,): 10.0, (1,): 9.0, (2,): 5.0, (3,): 4.0, (4,): 1.0, (9,): 0.0}
+    cost = _costs({0: 10.0, 1: 9.0, 2: 5.0, 3: 4.0, 4: 1.0})
     chosen, left = fit_time_budget([[g] for g in gs], cost, 15.0)
     # 10 fits; 9 would make 19; 5 makes 15 (fits exactly); then 4 and 1 would exceed it; a finished group is neither
     assert [g.key for g in chosen] == [(0,), (2,)] and [g.key for g in left] == [(1,), (3,), (4,)]
@@ -336,7 +342,7 @@ def test_time_budget_keeps_a_stack_of_stage1_networks_whole():
     train at one network's rate, not at its share of the stack's)."""
     from ltbench.grid import fit_time_budget
     gs = [_pending_group(i) for i in range(4)]
-    cost = {(0,): 4.0, (1,): 4.0, (2,): 4.0, (3,): 3.0}
+    cost = _costs({0: 4.0, 1: 4.0, 2: 4.0, 3: 3.0})
     chosen, left = fit_time_budget([[gs[0], gs[1], gs[2]], [gs[3]]], cost, 10.0)
     assert [g.key for g in chosen] == [(3,)] and [g.key for g in left] == [(0,), (1,), (2,)]
 
@@ -376,15 +382,85 @@ def test_projection_counts_only_the_stage1_epochs_a_killed_run_has_left(tmp_path
     assert project_group_seconds(g, 10847, 10000, tp) == pytest.approx(fresh)
 
 
+def test_projection_shares_fall_to_the_run_that_does_the_work(tmp_path, monkeypatch):
+    """Stage 1, the SWA BN recompute and the base features fall to a group's first run, the SWAG pool to its first
+    SWAG-based run, one test-set evaluation to every run; the shares sum to the group's projection."""
+    from ltbench.grid import Throughput, project_group_seconds, project_run_seconds
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    g = build_plan(["cifar100-lt"], [100], [0], results=str(tmp_path / "res"), methods=["ce", "crt", "swag", "srepr"],
+                   stage1_modes=["swa"])[0]
+    names = [r.cfg.method for r in g.pending]
+    assert names[0] != "swag" and "swag" in names and "srepr" in names
+    tp = Throughput(train_img_s=400.0, eval_img_s=1600.0, device="cpu", how="test")
+    shares = project_run_seconds(g, 10847, 10000, tp)
+    ev = 10000 / 1600                                            # one test-set pass: 6.25 s
+    stage1 = 200 * 10847 / 400 + 10847 / 1600                    # 200 epochs + the SWA BN recompute
+    features = (10847 + 10000) / 1600
+    pool = 8 * (2 * 10847 + 10000) / 1600                        # P = 8 members: BN pass + train + test features
+    first_swag = str(next(r.out for r in g.pending if r.cfg.method in ("swag", "srepr")))
+    expect = {str(r.out): ev for r in g.pending}
+    expect[str(g.pending[0].out)] += stage1 + features
+    expect[first_swag] += pool
+    assert shares == pytest.approx(expect)
+    assert sum(shares.values()) == pytest.approx(project_group_seconds(g, 10847, 10000, tp))
+
+
+def test_grid_eta_after_a_groups_first_run_counts_only_the_heads_left(tmp_path, monkeypatch):
+    """The first run of a group carries its stage 1: once it is done, the ETA is the few heads left at the pace so
+    far, not stage 1 once more for each of them (as an even split of the group's projection read)."""
+    import io
+    from ltbench.grid import GridProgress, Projection, Throughput, project_run_seconds
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    g = build_plan(["cifar100-lt"], [100], [0], results=str(tmp_path / "res"), methods=["ce", "crt", "lws"],
+                   stage1_modes=["sgd"])[0]
+    proj = Projection(project_run_seconds(g, 10000, 10000, Throughput(400.0, 1000.0, "cpu", "test")))
+    # first run: 200 x 25 s of stage 1 + 20 s of features + 10 s of evaluation; the two others 10 s each
+    clock, buf = _Clock(), io.StringIO()
+    p = GridProgress(3, projected_total=proj.total([g]), stream=buf, tty=False, clock=clock)
+    clock.t = 5030.0                                   # the first run took exactly its projection
+    p.finished("first", 5030.0, None, proj.run(g.pending[0]))
+    assert p.eta() == pytest.approx(20.0)              # 2 x 10 s at the projected pace
+    assert buf.getvalue().splitlines() == ["[1/3] first  5030.0s  elapsed 1h23m50s  ETA 20s"]
+
+
+def test_uncalibrated_projection_weighs_stage1_and_a_dry_run_loads_nothing(monkeypatch, tmp_path):
+    """--calibration-steps 0 times nothing, yet the ETA still needs stage 1 to outweigh a head: relative weights at
+    NOMINAL_THROUGHPUT from the real set sizes. A dry run needs no weights and loads no data."""
+    import ltbench.grid as grid_mod
+    from ltbench.data.load import load_run_data
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    groups = build_plan(["cifar10-lt-tiny"], [100], [0], results=str(tmp_path / "res"), methods=["ce", "crt"],
+                        stage1_modes=["sgd"], epochs=3)
+    g = groups[0]
+    data = load_run_data(g.runs[0].cfg)
+    n_train, n_test = len(data.train_labels), len(data.test_labels)
+    proj = grid_mod.project_grid(groups, torch_cpu(), 0, False, 12, lambda s: None)
+    assert not proj.calibrated
+    first, second = (proj.run(r) for r in g.pending)
+    assert first == pytest.approx(3 * n_train + (n_train + n_test) / 3 + n_test / 3)
+    assert second == pytest.approx(n_test / 3)
+
+    def boom(cfg):
+        raise AssertionError("a dry run loaded data")
+    monkeypatch.setattr(grid_mod, "load_run_data", boom)
+    empty = grid_mod.project_grid(groups, torch_cpu(), 0, False, 12, lambda s: None, weights=False)
+    assert empty.runs == {} and empty.total(groups) == 0.0
+
+
+def torch_cpu():
+    import torch
+    return torch.device("cpu")
+
+
 def _fixed_projection(monkeypatch, seconds: dict[str, float]):
     """Replace the calibrated projection by fixed seconds per extractor, so which groups fit does not depend on
     this machine's speed; returns the list of calls (a refused command must not reach it)."""
     import ltbench.grid as grid_mod
     calls = []
 
-    def fake(groups, dev, steps, batched, stack_max, echo):
+    def fake(groups, dev, steps, batched, stack_max, echo, weights=True):
         calls.append(steps)
-        return {g.key: seconds[g.key[3]] if g.pending else 0.0 for g in groups}
+        return grid_mod.Projection({str(g.pending[0].out): seconds[g.key[3]] for g in groups if g.pending})
     monkeypatch.setattr(grid_mod, "project_grid", fake)
     return calls
 

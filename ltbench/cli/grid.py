@@ -103,10 +103,10 @@ def grid(datasets, imbalances, seeds, methods, stage1_modes, subset_seed, option
     if threads is not None and jobs == 1:  # before the calibration, which times this process
         import torch
         torch.set_num_threads(threads)
-    projected = project_grid(groups, dev, calibration_steps, batched, stack_max, echo)
+    projected = project_grid(groups, dev, calibration_steps, batched, stack_max, echo, weights=not dry_run)
     todo = [g for g in groups if g.pending]
     if todo and calibration_steps > 0:
-        serial = sum(projected.values())
+        serial = projected.total(todo)
         echo(f"projected wall time: {fmt_s(serial)} for one process"
              + (f"; with --jobs {jobs}, at best {fmt_s(serial / jobs)} if the device scales "
                 f"(it may not: measure)" if jobs > 1 else ""))
@@ -115,9 +115,9 @@ def grid(datasets, imbalances, seeds, methods, stage1_modes, subset_seed, option
         units = stage1_stacks(todo, stack_max) if batched else [[g] for g in todo]
         chosen, left = fit_time_budget(units, projected, budget_s)
         say(f"time budget {fmt_s(budget_s)}: {len(chosen)} of {plural(len(todo), 'pending group')} fit "
-            f"(projected {fmt_s(sum(projected[g.key] for g in chosen))})")
+            f"(projected {fmt_s(projected.total(chosen))})")
         for g in left:
-            say(f"  left for a later run: {group_label(g)} (projected {fmt_s(projected[g.key])})")
+            say(f"  left for a later run: {group_label(g)} (projected {fmt_s(projected.group(g))})")
         if not chosen:
             say("nothing started: no pending group is projected to finish within the time budget")
             return
