@@ -147,3 +147,21 @@ def test_a_setting_page_says_how_tau_was_chosen_like_the_tables(tmp_path):
     make_run(tmp_path / "plain", "ce", "sgd", 0, 0.45)
     _build(tmp_path / "plain")
     assert "method_info.tau" not in (tmp_path / "plain" / "site" / "cifar10-lt-if100" / "index.html").read_text()
+
+
+def test_published_table_names_methods_as_our_rows_do(tmp_path):
+    """Old: the published-numbers table printed the baselines file's keys ('crt[backbone=finetune]') where every
+    other table on the site says 'cRT'; a method ltbench does not register keeps its published name."""
+    import re
+    from report_fixtures import make_run
+    make_run(tmp_path, "ce", "sgd", 0, 0.45)
+    csv = tmp_path / "baselines.csv"
+    csv.write_text("dataset,imbalance,backbone,method,stage1,epochs,acc,many,medium,few,nll,ece,split_rule,source,note\n"
+                   "cifar10-lt,100,resnet32,crt[backbone=finetune],sgd,,71.0,,,,,,,some paper (table 1),n\n"
+                   "cifar10-lt,100,resnet32,ldam_drw,sgd,,77.0,,,,,,,another paper (table 2),n\n")
+    _build(tmp_path, baselines=csv)
+    page = (tmp_path / "site" / "cifar10-lt-if100" / "index.html").read_text()
+    table = page[page.index('id="published"'):]
+    table = table[:table.index("</table>")]
+    first_cells = re.findall(r'<tr><td class="l">([^<]*)</td>', table)
+    assert first_cells == ["ldam_drw", "cRT [backbone=finetune]"]  # sorted by accuracy, best first

@@ -34,8 +34,8 @@ from ..baselines import canonical_dataset, load_baselines
 from ..stats import (DEFAULT_BOOT_SEED, DEFAULT_BOOTSTRAP, DEFAULT_REFERENCE, METRIC_LABEL, Comparison,
                      all_comparisons, metrics_present, row_cells, run_label, write_stats)
 from ..leaderboard import shown_path
-from ..tables import (METRICS, UNSTABLE_MARK, aggregate, collect_runs, exclusion_lines, tau_footnote,
-                      unstable_bound_text)
+from ..tables import (METRICS, UNSTABLE_MARK, aggregate, collect_runs, exclusion_lines, method_label,
+                      tau_footnote, unstable_bound_text)
 from .assets import CSS, JS
 from .svg import line_chart
 
@@ -337,7 +337,8 @@ class Site:
         b = b.assign(_o=b.acc.fillna(-1)).sort_values(["_o", "method"], ascending=[False, True], kind="stable")
         for _, x in b.iterrows():
             setting = ", ".join(str(v) for v in (x.backbone, x.stage1, f"{x.epochs} ep" if x.epochs else "") if v)
-            cells = [f'<td class="l">{escape(str(x.method))}</td>', f'<td class="l">{escape(setting)}</td>']
+            cells = [f'<td class="l">{escape(method_label(str(x.method)))}</td>',  # as our rows name it
+                     f'<td class="l">{escape(setting)}</td>']
             cells += [f'<td data-v="{_dv(x[k])}">{_num(x[k], 3 if k == "nll" else 2)}</td>' for k, _ in cols]
             cells.append(f'<td class="l" title="{escape(str(x.note))}">{escape(str(x.source))}</td>')
             rows.append("<tr>" + "".join(cells) + "</tr>")
