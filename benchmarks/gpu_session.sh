@@ -8,14 +8,18 @@
 #   TINY=1 bash benchmarks/gpu_session.sh               # dry run on a CPU: tiny sets, 1-epoch schedule (minutes)
 # Settings (environment):
 #   BUDGET_S=540     the whole call's budget; each step gets what is left of it, a step that would start with
-#                    less than 30 s is skipped; a group starts only if the last group's wall time fits what is left
-#   GRID_GROUPS="cifar100-lt:100 cifar10-lt:100 cifar100-lt:50 cifar10-lt:50 cifar100-lt:10 cifar10-lt:10"
-#                    dataset:IF groups in priority order; SEEDS=0,1,2 (6 stage-1 networks per group)
+#                    less than 30 s is skipped; a group's stack of stage-1 networks starts only if the grid's
+#                    calibrated projection fits what is left (bench.py grid --time-budget)
+#   GRID_GROUPS="cifar100-lt:100 cifar100-lt:50 cifar100-lt:10 cifar10-lt:100 cifar10-lt:50 cifar10-lt:10"
+#                    dataset:IF groups in priority order (issue 14's); SEEDS=0,1,2 (up to 6 stage-1 networks a group)
+#   RESULTS=results  the store the grid writes into: by default the committed one in this copy of the tree, so
+#                    every finished run is skipped and only the pending networks of a group train (TINY: $OUT/results)
 #   METHODS=         comma-separated stage-2 methods (default: every registered method)
 #   STEPS="env gputests bench groups"    which steps run
 #   RUN_ARGS=        extra bench.py grid options (e.g. "--epochs 20" for a reduced schedule)
 # Everything lands under $OUT (default ./gpu-out), at most 8 files: logs.tar.gz (one log per step), the
-# benchmark JSON (ratio table and pytest-benchmark's), results.tar.gz (the run folders, no checkpoints: the stage-1
+# benchmark JSON (ratio table and pytest-benchmark's), results.tar.gz (the run folders this call finished, paths
+# from the repository root, so `tar -xzf results.tar.gz` here puts them in place; no checkpoints: the stage-1
 # cache stays on the machine in $LTBENCH_CACHE, default .devcache, so a warm machine resumes) and summary.txt.
 # The last lines printed are the summary (per group: wall time, stage-1 images/s; the projection for the rest).
 set -uo pipefail
@@ -29,6 +33,7 @@ if [[ "$TINY" == 1 ]]; then  # a CPU dry run of the whole script: the bundled ti
   SEEDS=${SEEDS:-0,1}
   METHODS=${METHODS:-ce,crt}
   RUN_ARGS=${RUN_ARGS:---epochs 1 --stage2-epochs 1 --preset cifar-tiny}
+  RESULTS=${RESULTS:-$OUT/results}   # never the committed store: these are 1-epoch runs
   BENCH_M=${BENCH_M:-1nets or 3nets}
   EQUIV_K=${EQUIV_K:-float32}   # the float64 equivalence test takes minutes on a shared 2-core CPU
   export LTBENCH_BENCH_STEPS=${LTBENCH_BENCH_STEPS:-1} LTBENCH_BENCH_ROUNDS=${LTBENCH_BENCH_ROUNDS:-1}
@@ -38,7 +43,8 @@ DEVICE=${DEVICE:-cuda}
 DATA=${DATA:-.devpack/data}
 BUDGET_S=${BUDGET_S:-540}
 STEPS=${STEPS:-env gputests bench groups}
-GRID_GROUPS=${GRID_GROUPS:-cifar100-lt:100 cifar10-lt:100 cifar100-lt:50 cifar10-lt:50 cifar100-lt:10 cifar10-lt:10}
+GRID_GROUPS=${GRID_GROUPS:-cifar100-lt:100 cifar100-lt:50 cifar100-lt:10 cifar10-lt:100 cifar10-lt:50 cifar10-lt:10}
+RESULTS=${RESULTS:-results}
 SEEDS=${SEEDS:-0,1,2}
 METHODS=${METHODS:-}
 RUN_ARGS=${RUN_ARGS:-}
@@ -47,7 +53,10 @@ EQUIV_K=${EQUIV_K:-}       # pytest -k filter of tests/test_batched.py; empty: a
 export LTBENCH_CACHE=${LTBENCH_CACHE:-.devcache}  # ignored folder in the tree: kept on a warm machine between calls
 export LTBENCH_SHARED=${LTBENCH_SHARED:-$(dirname "$DATA")}   # benchmarks read $LTBENCH_SHARED/data
 mkdir -p "$OUT/logs"
-RES="$OUT/results"
+RES="$RESULTS"
+mkdir -p "$RES/runs"
+finished_runs() { find "$RES/runs" -name metrics.json -path '*/seed*/*' 2>/dev/null | sort; }
+finished_runs >"$OUT/runs-before.txt"   # what was there already is not brought back
 T0=$SECONDS
 SUMMARY=()
 GROUP_ROWS=()
@@ -93,72 +102,89 @@ if want bench; then
     --benchmark-json="$OUT/bench-batched-pytest.json"
 fi
 if want groups; then
-  last_s=0
   for g in $GRID_GROUPS; do
     ds=${g%%:*} imb=${g##*:}
     if ! have_data "$ds"; then SUMMARY+=("$(printf '%-16s skipped: no data for %s under %s' "group $g" "$ds" "$DATA")"); continue; fi
-    if ((last_s > 0 && $(left) < last_s + 15)); then
-      SUMMARY+=("$(printf '%-16s not started: the last group took %ss, %ss left' "group $g" "$last_s" "$(left)")"); continue
-    fi
+    t=$(($(left) - 20))   # the grid starts a stack only if its calibrated projection fits this (--time-budget)
+    if ((t < 30)); then SUMMARY+=("$(printf '%-16s not started: %ss left' "group $g" "$(left)")"); continue; fi
     if step "group-$ds-$imb" "$PY" bench.py grid --dataset "$ds" --imbalance "$imb" --seed "$SEEDS" \
          ${METHODS:+--method "$METHODS"} --data-root "$DATA" --results "$RES" --device "$DEVICE" --batched \
-         --calibration-steps 0 $RUN_ARGS; then
-      last_s=$LAST_S
+         --time-budget "${t}s" $RUN_ARGS \
+       && grep -q "^grid finished: [1-9]" "$OUT/logs/group-$ds-$imb.log"; then   # a group that ran something
       GROUP_ROWS+=("$ds $imb $LAST_S")
-    else
-      last_s=$LAST_S
     fi
   done
 fi
 PROJ=""
 if ((${#GROUP_ROWS[@]})); then
-  PROJ=$("$PY" - "$OUT/logs" "$SEEDS" "${GROUP_ROWS[@]}" <<'PYEOF'
+  PROJ=$("$PY" - "$OUT/logs" "$SEEDS" "$RES" "$DATA" "$METHODS" "${GROUP_ROWS[@]}" <<'PYEOF'
 import re, statistics, sys
 from pathlib import Path
 from ltbench.data.cifar_lt import lt_class_counts
-logs, seeds, rows = Path(sys.argv[1]), sys.argv[2].split(","), [r.split() for r in sys.argv[3:]]
+from ltbench.grid import build_plan
+logs, seeds, res, data, methods = Path(sys.argv[1]), [int(s) for s in sys.argv[2].split(",")], *sys.argv[3:6]
+rows = [r.split() for r in sys.argv[6:]]
 full = [(d, i) for d in ("cifar100-lt", "cifar10-lt") for i in (100, 50, 10)]
 def n_train(ds, imb):
     if ds.endswith("-tiny"):
         return None
     c = 100 if ds == "cifar100-lt" else 10
     return sum(lt_class_counts(c, 50000 // c, int(imb)))
-per_img = []
+per_img = []  # wall seconds per (stage-1 network x train image), stage 2 of its runs included
 for ds, imb, wall in rows:
     text = (logs / f"group-{ds}-{imb}.log").read_text()
     rates = [float(x.replace(",", "")) for x in re.findall(r"stage 1 batched \[\d+\] epoch \d+/\d+ .* (\d[\d,]*) img/s \(", text)]
     took = re.search(r"stage 1 batched: (\d+) networks .* in (\S+)", text)
+    planned = re.search(r"(\d+) stage-1 trainings? needed", text)
+    nets = int(took.group(1)) if took else int(planned.group(1)) if planned else 0  # networks trained here
     n = n_train(ds, imb)
-    print(f"group {ds} IF{imb}: wall {wall}s for {took.group(1) if took else '?'} stage-1 networks + stage 2 "
+    print(f"group {ds} IF{imb}: wall {wall}s for {nets} stage-1 network(s) + stage 2 "
           f"(stage 1 {took.group(2) if took else '?'}); stage-1 {statistics.median(rates) if rates else 0:,.0f} img/s "
           f"aggregate (median over {len(rates)} epochs)" + (f"; {n:,} train images" if n else ""))
-    if n:
-        per_img.append(float(wall) / n)
-done = {(ds, int(imb)) for ds, imb, _ in rows if not ds.endswith("-tiny")}
-rest = [g for g in full if g not in done]
-if per_img and rest:
-    s = statistics.mean(per_img) * sum(n_train(*g) for g in rest)
-    print(f"projection: the other {len(rest)} groups ({len(seeds)} seeds each) ~{s:.0f}s "
-          f"(~{s / 540:.1f} more 9-minute calls), scaling the measured wall time per train image")
-elif not per_img:
-    print("projection: none (tiny sets only)")
+    if n and nets:
+        per_img.append(float(wall) / (n * nets))
+if not per_img:
+    print("projection: none (tiny sets, or no stage-1 network trained)")
+else:
+    rest = []
+    for ds, imb in full:
+        try:
+            gs = build_plan([ds], [imb], seeds, results=res, data_root=data, methods=methods.split(",") if methods else None)
+        except Exception as e:  # noqa: BLE001 - e.g. no data for it here: say so, project the rest
+            print(f"projection: {ds} IF{imb} not planned here ({type(e).__name__}: {str(e)[:80]})")
+            continue
+        k = sum(1 for g in gs if g.pending and not g.stage1_cached)
+        if k:
+            rest.append((ds, imb, k))
+    if rest:
+        s = statistics.mean(per_img) * sum(k * n_train(ds, imb) for ds, imb, k in rest)
+        print(f"projection: {sum(k for *_, k in rest)} stage-1 networks left in {len(rest)} settings ~{s:.0f}s "
+              f"(~{s / 540:.1f} more 9-minute calls), scaling the measured wall time per network and train image")
+    else:
+        print("projection: no stage-1 network left in the grid")
 PYEOF
 )
 fi
 RUNS=""
-if [[ -d "$RES" ]]; then
-  RUNS=$("$PY" - "$RES" <<'PYEOF'
+finished_runs | comm -13 "$OUT/runs-before.txt" - | xargs -r -n1 dirname >"$OUT/runs-new.txt"
+rm -f "$OUT/runs-before.txt"
+if [[ -s "$OUT/runs-new.txt" ]]; then
+  RUNS=$("$PY" - "$OUT/runs-new.txt" <<'PYEOF'
 import json, sys
 from pathlib import Path
-for m in sorted(Path(sys.argv[1]).glob("runs/*/*/seed*/metrics.json")):
-    c, r = json.loads((m.parent / "config.json").read_text()), json.loads(m.read_text())
-    print(f"{c['dataset_tag']}/{m.parent.parent.name}/{m.parent.name}{' (reduced)' if c.get('reduced') else ''}: "
+for line in Path(sys.argv[1]).read_text().split():
+    d = Path(line)
+    c, r = json.loads((d / "config.json").read_text()), json.loads((d / "metrics.json").read_text())
+    print(f"{c['dataset_tag']}/{d.parent.name}/{d.name}{' (reduced)' if c.get('reduced') else ''}: "
           f"acc {r['acc']:.2f} nll {r['nll']:.3f}; stage1 {c.get('stage1_train_time_s') or 0:.0f}s "
           f"stage2 {c.get('stage2_time_s') or 0:.0f}s")
 PYEOF
 )
-  tar -czf "$OUT/results.tar.gz" -C "$OUT" results && rm -rf "$RES"
+  top=$(dirname "$RES")   # paths in the tar start at the store's folder name ("results/runs/..."): unpack at the root
+  sed "s#^$top/##" "$OUT/runs-new.txt" | tar -czf "$OUT/results.tar.gz" -C "$top" -T -
+  [[ "$RES" == "$OUT/results" ]] && rm -rf "$RES"
 fi
+rm -f "$OUT/runs-new.txt"
 tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"
 {
   echo "== summary ($((SECONDS - T0)) s of ${BUDGET_S} s, device $DEVICE)"
