@@ -1,7 +1,8 @@
 """The bare ResNet-32 training step on this CPU: bf16 autocast vs fp32, and one 2-thread process vs two 1-thread
-processes at once (how to run two stage-1 groups on a 2-core machine). Synthetic data: only the network is timed.
+processes at once (how to run two stage-1 groups on a 2-core machine), and eager vs torch.compile in the precision
+a run resolves to (whether `--compile` pays here). Synthetic data: only the network is timed.
 
-    python benchmarks/step_probe.py [--steps 15] [--out FILE]     # JSON under outputs/benchmarks/ unless --out
+    python benchmarks/step_probe.py [--steps 15] [--no-compile] [--out FILE]   # JSON under outputs/benchmarks/
 """
 from __future__ import annotations
 
@@ -46,14 +47,67 @@ def rate(threads: int, precision: str, steps: int, batch: int = 128, classes: in
     return steps * batch / (time.perf_counter() - t)
 
 
+def compile_ab(threads: int, precision: str, steps: int, rounds: int = 4, batch: int = 128, classes: int = 100
+               ) -> dict:
+    """Eager vs ``torch.compile`` training steps in one process, alternating rounds of ``steps`` (host drift hits
+    both sides alike); the compile time is reported, not counted in the rates."""
+    import statistics
+
+    import torch
+
+    from ltbench.models import create_network
+    from ltbench.train.loop import autocast_for
+
+    torch.set_num_threads(threads)
+    dev = torch.device("cpu")
+    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, classes, (batch,))
+
+    def make(compiled: bool):
+        torch.manual_seed(0)
+        net = create_network("resnet32", classes).to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        fwd = torch.compile(net) if compiled else net
+
+        def step():
+            with autocast_for(dev, precision):
+                loss = torch.nn.functional.cross_entropy(fwd(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+    steps_of, warm = {}, {}
+    for c in (False, True):
+        t = time.perf_counter()
+        steps_of[c] = make(c)
+        for _ in range(3):
+            steps_of[c]()
+        warm[c] = time.perf_counter() - t
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(rounds):
+        for c in (False, True):
+            t = time.perf_counter()
+            for _ in range(steps):
+                steps_of[c]()
+            rates[c].append(steps * batch / (time.perf_counter() - t))
+    ratios = [b / a for a, b in zip(rates[False], rates[True])]
+    return {"precision": precision, "eager": rates[False], "compiled": rates[True],
+            "compile_warmup_s": warm[True], "compiled_over_eager_median": statistics.median(ratios)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--no-compile", action="store_true", help="skip the eager-vs-compile rounds (~2 min)")
     ap.add_argument("--child", nargs=2, metavar=("THREADS", "PRECISION"), help=argparse.SUPPRESS)
+    ap.add_argument("--compile-child", metavar="PRECISION", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         print(rate(int(a.child[0]), a.child[1], a.steps))
+        return
+    if a.compile_child:
+        print(json.dumps(compile_ab(2, a.compile_child, max(5, a.steps // 2))))
         return
     from common import result_path
     from ltbench.runner import cpu_model
@@ -75,6 +129,11 @@ def main() -> None:
     one = out["one_process_2_threads"]
     out["bf16_over_fp32_2_threads"] = one["bf16"] / one["fp32"]
     out["two_1_thread_over_one_2_thread_bf16"] = out["two_processes_1_thread_bf16"]["together"] / one["bf16"]
+    if not a.no_compile:  # in the precision a run resolves to here (bf16 where native, else fp32)
+        prec = "bf16" if out["cpu_native_bf16"] else "fp32"
+        q = subprocess.run([sys.executable, __file__, "--steps", str(a.steps), "--compile-child", prec],
+                           stdout=subprocess.PIPE, text=True, check=True)
+        out["compile_2_threads"] = json.loads(q.stdout.strip().splitlines()[-1])
     print(json.dumps(out, indent=2))
     path = Path(a.out) if a.out else result_path(f"step-probe-cpu-{dt.date.today()}.json")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -389,10 +389,11 @@ def check_preset_methods(raw: dict, path: str) -> None:
 
 def resolve(method: str, dataset: str, imbalance: int | None, stage1_mode: str, seed: int, preset: str,
             epochs: int | None = None, stage2_epochs: int | None = None, subset_seed: int = 0,
-            **kw: Any) -> RunConfig:
+            compile: bool | None = None, **kw: Any) -> RunConfig:
     """Merge a preset with CLI overrides into a validated ``RunConfig``.
 
-    ``subset_seed``: the NumPy seed that draws the long-tailed subset (0, the protocol's, by default)."""
+    ``subset_seed``: the NumPy seed that draws the long-tailed subset (0, the protocol's, by default).
+    ``compile``: stage 1 through ``torch.compile`` (an execution option) when not None, else the preset's."""
     if stage1_mode not in STAGE1_MODES:
         raise LtbenchError(f"unknown --stage1 {stage1_mode!r}; valid: {', '.join(STAGE1_MODES)}")
     raw = load_preset(preset)
@@ -408,6 +409,8 @@ def resolve(method: str, dataset: str, imbalance: int | None, stage1_mode: str, 
         s1.setdefault("protocol_epochs", s1.get("epochs", Stage1Config.epochs))
         s1.setdefault("preset_epochs", s1.get("epochs", Stage1Config.epochs))
         s1["epochs"] = epochs
+    if compile is not None:
+        s1["compile"] = bool(compile)
     if stage2_epochs is not None:
         if stage2_epochs < 1:
             raise LtbenchError("--stage2-epochs must be at least 1")

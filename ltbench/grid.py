@@ -111,7 +111,7 @@ def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epo
                results: str | None = None, device: str = "auto", methods: list[str] | None = None,
                stage1_modes: tuple[str, ...] | list[str] = STAGE1_MODES,
                method_options: dict[str, dict] | None = None, deterministic: bool = False,
-               subset_seed: int = 0) -> list[Group]:
+               subset_seed: int = 0, compile: bool | None = None) -> list[Group]:
     """Every run of the grid, grouped by stage-1 artifact, in a stable order (dataset, IF, seed, extractor).
 
     Every config is resolved (and so validated) here, before any compute. ``method_options``: per method, the
@@ -148,7 +148,7 @@ def build_plan(datasets: list[str], imbalances: list[int], seeds: list[int], epo
             for seed in seeds:
                 for method, mode in method_grid(methods, stage1_modes):
                     cfg = resolve(method, ds, imb, mode, seed, preset or spec.preset, epochs=epochs,
-                                  stage2_epochs=stage2_epochs, subset_seed=subset_seed,
+                                  stage2_epochs=stage2_epochs, subset_seed=subset_seed, compile=compile,
                                   method_options=method_options.get(method, {}), data_root=data_root,
                                   results=results, device=device, deterministic=deterministic)
                     out = run_dir_for(cfg, results)

@@ -86,3 +86,37 @@ def test_cuda_graph_training_steps_match_eager():
         losses.append(out)
     assert models[1].active
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=2e-3, atol=2e-3)
+
+
+def test_compile_flag_reaches_stage1_and_finished_runs_still_count(tmp_path, monkeypatch):
+    """`--compile` / `--no-compile` on run and grid set stage1.compile (default: the preset's, off), and being an
+    execution option it neither renames the stage-1 artifact nor makes a finished eager run read as another run."""
+    from click.testing import CliRunner
+    from bench import cli
+    from ltbench import runner
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_execute(cfg, **kw):
+        seen.append(cfg)
+        raise Stop
+    monkeypatch.setattr(runner, "execute", fake_execute)
+    base = ["run", "--method", "ce", "--dataset", "cifar10-lt-tiny", "--results", str(tmp_path / "r"), "--device", "cpu"]
+    for flag, want in ((["--compile"], True), (["--no-compile"], False), ([], False)):
+        res = CliRunner().invoke(cli, base + flag)
+        assert isinstance(res.exception, Stop), res.output
+        assert seen[-1].stage1.compile is want
+    assert seen[0].stage1_key() == seen[1].stage1_key()
+    monkeypatch.undo()
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    res = CliRunner().invoke(cli, base + ["--epochs", "1", "--stage2-epochs", "1", "--quiet"])  # eager, finished
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["grid", "--dataset", "cifar10-lt-tiny", "--seed", "0", "--method", "ce",
+                                   "--stage1", "sgd", "--epochs", "1", "--stage2-epochs", "1", "--results",
+                                   str(tmp_path / "r"), "--device", "cpu", "--compile", "--dry-run",
+                                   "--calibration-steps", "0"])
+    assert res.exit_code == 0, res.output
+    assert "1/1 done  (done)" in res.output and "differs" not in res.output

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from ..errors import LtbenchError
-from .options import DATASETS, IMBALANCES, METHODS, SEEDS, STAGE1_MODES, STAGE1S, list_option, \
+from .options import DATASETS, IMBALANCES, METHODS, SEEDS, STAGE1_MODES, STAGE1S, compile_option, list_option, \
     options_for_methods, output_folder_option, subset_seed_option, threads_option
 
 DEFAULT_DATASETS = ("cifar10-lt", "cifar100-lt")  # the CIFAR-LT protocol grid
@@ -45,6 +45,7 @@ Examples:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--deterministic", is_flag=True, help="deterministic algorithms (same seed + device = same metrics)")
 @threads_option
+@compile_option
 @click.option("--jobs", type=int, default=1, show_default=True,
               help="concurrent worker processes (share one GPU; on CPU the cores are split)")
 @click.option("--batched/--no-batched", default=None,
@@ -63,8 +64,8 @@ Examples:
 @click.option("--replace", is_flag=True,
               help="re-run and replace finished runs whose config differs (e.g. reduced runs in a full grid)")
 def grid(datasets, imbalances, seeds, methods, stage1_modes, subset_seed, options, epochs, stage2_epochs, preset,
-         data_root, results, device, deterministic, threads, jobs, batched, stack_max, calibration_steps, time_budget,
-         dry_run, verbose, quiet, replace) -> None:
+         data_root, results, device, deterministic, threads, compile_, jobs, batched, stack_max, calibration_steps,
+         time_budget, dry_run, verbose, quiet, replace) -> None:
     """Plan, project and run the full protocol grid (resumable: run it again to continue)."""
     from ..grid import (build_plan, fit_time_budget, fmt_s, group_label, method_grid, parse_time_budget, print_plan,
                         project_grid, run_grid, stage1_stacks)
@@ -86,7 +87,7 @@ def grid(datasets, imbalances, seeds, methods, stage1_modes, subset_seed, option
     per_method = options_for_methods(options, sorted({m for m, _ in method_grid(methods, stage1_modes)}))
     groups = build_plan(datasets, imbalances, seeds, epochs, stage2_epochs, preset, data_root, results, device,
                         methods, stage1_modes=stage1_modes, method_options=per_method, deterministic=deterministic,
-                        subset_seed=subset_seed)
+                        subset_seed=subset_seed, compile=compile_)
     print_plan(groups, echo)
     conflicts = [r for g in groups for r in g.runs if r.conflict]
     if conflicts:

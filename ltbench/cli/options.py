@@ -139,6 +139,12 @@ def threads_option(f):
                         help="CPU threads for torch (default: all cores); recorded as environment.cpu_threads")(f)
 
 
+def compile_option(f):
+    return click.option("--compile/--no-compile", "compile_", default=None,
+                        help="stage 1 through torch.compile (an execution option: same math, not in the stage-1 "
+                             "cache key; default: the preset's, off); a compile failure continues eagerly")(f)
+
+
 def options_for_methods(pairs: tuple[str, ...], methods: list[str]) -> dict[str, dict]:
     """``--option`` values per method: each option goes to the selected methods that declare it; a key that no
     selected method declares is an error (so a typo never silently does nothing). One rule for ``run``,

@@ -4,8 +4,8 @@ from __future__ import annotations
 import click
 
 from ..errors import LtbenchError
-from .options import SEED, STAGE1_MODES, options_for_methods, output_folder_option, subset_seed_option, \
-    threads_option
+from .options import SEED, STAGE1_MODES, compile_option, options_for_methods, output_folder_option, \
+    subset_seed_option, threads_option
 
 EXAMPLES = """
 \b
@@ -47,8 +47,9 @@ def _echo(quiet: bool):
 @click.option("--force", is_flag=True, help="run again even if the run folder is complete")
 @click.option("--quiet", is_flag=True, help="no progress output")
 @threads_option
+@compile_option
 def run(method, dataset, imbalance, stage1_mode, seed, subset_seed, epochs, stage2_epochs, preset, options,
-        data_root, results, device, deterministic, save_logits, force, quiet, threads) -> None:
+        data_root, results, device, deterministic, save_logits, force, quiet, threads, compile_) -> None:
     """Train (or reuse) stage 1, run a stage-2 method, evaluate, and write the run folder."""
     from ..config import resolve
     from ..distributed import shutdown
@@ -75,7 +76,8 @@ def run(method, dataset, imbalance, stage1_mode, seed, subset_seed, epochs, stag
     per_method = options_for_methods(options, sorted({m for m, _ in grid}))
     # the whole grid's configs are resolved and validated before any compute
     cfgs = [resolve(m, dataset, imbalance, s, seed, preset or spec.preset, epochs=epochs,
-                    stage2_epochs=stage2_epochs, subset_seed=subset_seed, method_options=per_method[m],
+                    stage2_epochs=stage2_epochs, subset_seed=subset_seed, compile=compile_,
+                    method_options=per_method[m],
                     data_root=data_root, results=results, device=device, deterministic=deterministic,
                     save_logits=save_logits) for m, s in grid]
     echo = _echo(quiet)
