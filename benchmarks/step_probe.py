@@ -18,78 +18,66 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def rate(threads: int, precision: str, steps: int, batch: int = 128, classes: int = 100) -> float:
-    """Training images/s of ``steps`` timed steps after 3 warm-up steps (channels_last, SGD with momentum)."""
+def make_step(precision: str, compiled: bool = False, batch: int = 128, classes: int = 100):
+    """One ResNet-32 training step on a fixed synthetic batch (channels_last, SGD with momentum), eager or through
+    ``torch.compile``; the network is built from seed 0, so every variant starts alike."""
     import torch
 
     from ltbench.models import create_network
     from ltbench.train.loop import autocast_for
 
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
     net = create_network("resnet32", classes).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    fwd = torch.compile(net) if compiled else net
     x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, classes, (batch,))
     dev = torch.device("cpu")
 
     def step():
         with autocast_for(dev, precision):
-            loss = torch.nn.functional.cross_entropy(net(x), y)
+            loss = torch.nn.functional.cross_entropy(fwd(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    for _ in range(3):
-        step()
+    return step
+
+
+def timed(step, steps: int, batch: int = 128) -> float:
     t = time.perf_counter()
     for _ in range(steps):
         step()
     return steps * batch / (time.perf_counter() - t)
 
 
-def compile_ab(threads: int, precision: str, steps: int, rounds: int = 4, batch: int = 128, classes: int = 100
-               ) -> dict:
+def rate(threads: int, precision: str, steps: int) -> float:
+    """Training images/s of ``steps`` timed steps after 3 warm-up steps."""
+    import torch
+    torch.set_num_threads(threads)
+    step = make_step(precision)
+    for _ in range(3):
+        step()
+    return timed(step, steps)
+
+
+def compile_ab(threads: int, precision: str, steps: int, rounds: int = 4) -> dict:
     """Eager vs ``torch.compile`` training steps in one process, alternating rounds of ``steps`` (host drift hits
     both sides alike); the compile time is reported, not counted in the rates."""
     import statistics
 
     import torch
-
-    from ltbench.models import create_network
-    from ltbench.train.loop import autocast_for
-
     torch.set_num_threads(threads)
-    dev = torch.device("cpu")
-    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, classes, (batch,))
-
-    def make(compiled: bool):
-        torch.manual_seed(0)
-        net = create_network("resnet32", classes).to(memory_format=torch.channels_last)
-        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-        fwd = torch.compile(net) if compiled else net
-
-        def step():
-            with autocast_for(dev, precision):
-                loss = torch.nn.functional.cross_entropy(fwd(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return step
     steps_of, warm = {}, {}
     for c in (False, True):
         t = time.perf_counter()
-        steps_of[c] = make(c)
+        steps_of[c] = make_step(precision, compiled=c)
         for _ in range(3):
             steps_of[c]()
         warm[c] = time.perf_counter() - t
     rates: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(rounds):
         for c in (False, True):
-            t = time.perf_counter()
-            for _ in range(steps):
-                steps_of[c]()
-            rates[c].append(steps * batch / (time.perf_counter() - t))
+            rates[c].append(timed(steps_of[c], steps))
     ratios = [b / a for a, b in zip(rates[False], rates[True])]
     return {"precision": precision, "eager": rates[False], "compiled": rates[True],
             "compile_warmup_s": warm[True], "compiled_over_eager_median": statistics.median(ratios)}

@@ -81,7 +81,8 @@ def run(method, dataset, imbalance, stage1_mode, seed, subset_seed, epochs, stag
                     data_root=data_root, results=results, device=device, deterministic=deterministic,
                     save_logits=save_logits) for m, s in grid]
     echo = _echo(quiet)
-    if len(cfgs) > 1:  # the data is checked once before the first of many runs (execute loads it again: cached)
+    if len(cfgs) > 1:  # the data is checked once before the first of many runs (each execute loads it again:
+        # CIFAR arrays come from a cache, split lists are re-read, a small cost next to any training)
         from ..data.load import load_run_data
         load_run_data(cfgs[0])
     outs = []
