@@ -13,7 +13,8 @@
 #   GRID_GROUPS="cifar100-lt:100 cifar100-lt:50 cifar100-lt:10 cifar10-lt:100 cifar10-lt:50 cifar10-lt:10"
 #                    dataset:IF groups in priority order (issue 14's); SEEDS=0,1,2 (up to 6 stage-1 networks a group)
 #   RESULTS=results  the store the grid writes into: by default the committed one in this copy of the tree, so
-#                    every finished run is skipped and only the pending networks of a group train (TINY: $OUT/results)
+#                    every finished run is skipped and only the pending networks of a group train
+#                    (TINY: $OUT/tiny-results)
 #   METHODS=         comma-separated stage-2 methods (default: every registered method)
 #   STEPS="env gputests bench groups"    which steps run
 #   RUN_ARGS=        extra bench.py grid options (e.g. "--epochs 20" for a reduced schedule)
@@ -33,7 +34,7 @@ if [[ "$TINY" == 1 ]]; then  # a CPU dry run of the whole script: the bundled ti
   SEEDS=${SEEDS:-0,1}
   METHODS=${METHODS:-ce,crt}
   RUN_ARGS=${RUN_ARGS:---epochs 1 --stage2-epochs 1 --preset cifar-tiny}
-  RESULTS=${RESULTS:-$OUT/results}   # never the committed store: these are 1-epoch runs
+  RESULTS=${RESULTS:-$OUT/tiny-results}   # never the committed store (1-epoch runs): its tar unpacks beside it
   BENCH_M=${BENCH_M:-1nets or 3nets}
   EQUIV_K=${EQUIV_K:-float32}   # the float64 equivalence test takes minutes on a shared 2-core CPU
   export LTBENCH_BENCH_STEPS=${LTBENCH_BENCH_STEPS:-1} LTBENCH_BENCH_ROUNDS=${LTBENCH_BENCH_ROUNDS:-1}
@@ -55,8 +56,8 @@ export LTBENCH_SHARED=${LTBENCH_SHARED:-$(dirname "$DATA")}   # benchmarks read 
 mkdir -p "$OUT/logs"
 RES="$RESULTS"
 mkdir -p "$RES/runs"
-finished_runs() { find "$RES/runs" -name metrics.json -path '*/seed*/*' 2>/dev/null | sort; }
-finished_runs >"$OUT/runs-before.txt"   # what was there already is not brought back
+STAMP="$(cd "$OUT" && pwd)/.started"
+touch "$STAMP"   # a run finished (or re-run) by this call has a newer metrics.json: only those come back
 T0=$SECONDS
 SUMMARY=()
 GROUP_ROWS=()
@@ -73,7 +74,8 @@ step() {  # step NAME CMD...: run with the budget left as its timeout, log to $O
   timeout "$t" "$@" >"$OUT/logs/$name.log" 2>&1
   rc=$?
   LAST_S=$((SECONDS - s0))
-  SUMMARY+=("$(printf '%-16s rc=%-3s %5ss  %s' "$name" "$rc" "$LAST_S" "$(tail -n 1 "$OUT/logs/$name.log" | cut -c1-90)")")
+  SUMMARY+=("$(printf '%-16s rc=%-3s %5ss  %s' "$name" "$rc" "$LAST_S" \
+    "$(tail -n 1 "$OUT/logs/$name.log" | cut -c1-90)")")
   return $rc
 }
 
@@ -83,7 +85,8 @@ have_data() {  # have_data DATASET: the real CIFAR files the loader needs (tiny 
   case $1 in
     *-tiny) return 0 ;;
     cifar100-lt) [[ -f "$DATA/cifar100/cifar100_train_lt_if10.npz" && -f "$DATA/cifar100/cifar-100-python/test" ]] ;;
-    cifar10-lt) [[ -f "$DATA/cifar10/cifar10_train_lt_if10.npz" && -f "$DATA/cifar10/cifar-10-batches-py/test_batch" ]] ;;
+    cifar10-lt) [[ -f "$DATA/cifar10/cifar10_train_lt_if10.npz" \
+                   && -f "$DATA/cifar10/cifar-10-batches-py/test_batch" ]] ;;
     *) return 1 ;;
   esac
 }
@@ -104,8 +107,10 @@ fi
 if want groups; then
   for g in $GRID_GROUPS; do
     ds=${g%%:*} imb=${g##*:}
-    if ! have_data "$ds"; then SUMMARY+=("$(printf '%-16s skipped: no data for %s under %s' "group $g" "$ds" "$DATA")"); continue; fi
-    t=$(($(left) - 20))   # the grid starts a stack only if its calibrated projection fits this (--time-budget)
+    if ! have_data "$ds"; then
+      SUMMARY+=("$(printf '%-16s skipped: no data for %s under %s' "group $g" "$ds" "$DATA")"); continue
+    fi
+    t=$(($(left) - 30))   # the grid starts a stack only if its calibrated projection fits this (--time-budget)
     if ((t < 30)); then SUMMARY+=("$(printf '%-16s not started: %ss left' "group $g" "$(left)")"); continue; fi
     if step "group-$ds-$imb" "$PY" bench.py grid --dataset "$ds" --imbalance "$imb" --seed "$SEEDS" \
          ${METHODS:+--method "$METHODS"} --data-root "$DATA" --results "$RES" --device "$DEVICE" --batched \
@@ -117,14 +122,15 @@ if want groups; then
 fi
 PROJ=""
 if ((${#GROUP_ROWS[@]})); then
-  PROJ=$("$PY" - "$OUT/logs" "$SEEDS" "$RES" "$DATA" "$METHODS" "${GROUP_ROWS[@]}" <<'PYEOF'
-import re, statistics, sys
+  # what is left: the grid's own plan of the whole CIFAR-LT grid, with this call's arguments (schedule, preset...)
+  "$PY" bench.py grid --dataset cifar100-lt,cifar10-lt --imbalance 100,50,10 --seed "$SEEDS" \
+    ${METHODS:+--method "$METHODS"} --data-root "$DATA" --results "$RES" --device "$DEVICE" --dry-run \
+    --calibration-steps 0 $RUN_ARGS >"$OUT/plan.txt" 2>&1
+  PROJ=$("$PY" - "$OUT/logs" "$OUT/plan.txt" "${GROUP_ROWS[@]}" <<'PYEOF'
+import collections, re, statistics, sys
 from pathlib import Path
 from ltbench.data.cifar_lt import lt_class_counts
-from ltbench.grid import build_plan
-logs, seeds, res, data, methods = Path(sys.argv[1]), [int(s) for s in sys.argv[2].split(",")], *sys.argv[3:6]
-rows = [r.split() for r in sys.argv[6:]]
-full = [(d, i) for d in ("cifar100-lt", "cifar10-lt") for i in (100, 50, 10)]
+logs, plan, rows = Path(sys.argv[1]), Path(sys.argv[2]).read_text(), [r.split() for r in sys.argv[3:]]
 def n_train(ds, imb):
     if ds.endswith("-tiny"):
         return None
@@ -133,7 +139,8 @@ def n_train(ds, imb):
 per_img = []  # wall seconds per (stage-1 network x train image), stage 2 of its runs included
 for ds, imb, wall in rows:
     text = (logs / f"group-{ds}-{imb}.log").read_text()
-    rates = [float(x.replace(",", "")) for x in re.findall(r"stage 1 batched \[\d+\] epoch \d+/\d+ .* (\d[\d,]*) img/s \(", text)]
+    rates = [float(x.replace(",", ""))
+             for x in re.findall(r"stage 1 batched \[\d+\] epoch \d+/\d+ .* (\d[\d,]*) img/s \(", text)]
     took = re.search(r"stage 1 batched: (\d+) networks .* in (\S+)", text)
     planned = re.search(r"(\d+) stage-1 trainings? needed", text)
     nets = int(took.group(1)) if took else int(planned.group(1)) if planned else 0  # networks trained here
@@ -146,17 +153,12 @@ for ds, imb, wall in rows:
 if not per_img:
     print("projection: none (tiny sets, or no stage-1 network trained)")
 else:
-    rest = []
-    for ds, imb in full:
-        try:
-            gs = build_plan([ds], [imb], seeds, results=res, data_root=data, methods=methods.split(",") if methods else None)
-        except Exception as e:  # noqa: BLE001 - e.g. no data for it here: say so, project the rest
-            print(f"projection: {ds} IF{imb} not planned here ({type(e).__name__}: {str(e)[:80]})")
-            continue
-        k = sum(1 for g in gs if g.pending and not g.stage1_cached)
-        if k:
-            rest.append((ds, imb, k))
-    if rest:
+    left = collections.Counter(m.groups() for m in re.finditer(
+        r"^  (cifar\d+-lt)-if(\d+) +seed\d+ \w+ .*\(stage 1 to train\)", plan, re.M))
+    rest = [(ds, int(imb), k) for (ds, imb), k in left.items()]
+    if "grid:" not in plan:
+        print(f"projection: none (the dry run of the whole grid failed: {plan.strip().splitlines()[-1:]})")
+    elif rest:
         s = statistics.mean(per_img) * sum(k * n_train(ds, imb) for ds, imb, k in rest)
         print(f"projection: {sum(k for *_, k in rest)} stage-1 networks left in {len(rest)} settings ~{s:.0f}s "
               f"(~{s / 540:.1f} more 9-minute calls), scaling the measured wall time per network and train image")
@@ -166,23 +168,24 @@ PYEOF
 )
 fi
 RUNS=""
-finished_runs | comm -13 "$OUT/runs-before.txt" - | xargs -r -n1 dirname >"$OUT/runs-new.txt"
-rm -f "$OUT/runs-before.txt"
+top=$(dirname "$RES")   # paths in the tar start at the store's folder name ("results/runs/..."): unpack at the root
+(cd "$top" && find "$(basename "$RES")/runs" -name metrics.json -path '*/seed*/*' -newer "$STAMP" | sort \
+  | xargs -r -n1 dirname) >"$OUT/runs-new.txt"
+rm -f "$STAMP" "$OUT/plan.txt"
 if [[ -s "$OUT/runs-new.txt" ]]; then
-  RUNS=$("$PY" - "$OUT/runs-new.txt" <<'PYEOF'
+  RUNS=$("$PY" - "$top" "$OUT/runs-new.txt" <<'PYEOF'
 import json, sys
 from pathlib import Path
-for line in Path(sys.argv[1]).read_text().split():
-    d = Path(line)
+for line in Path(sys.argv[2]).read_text().split():
+    d = Path(sys.argv[1]) / line
     c, r = json.loads((d / "config.json").read_text()), json.loads((d / "metrics.json").read_text())
     print(f"{c['dataset_tag']}/{d.parent.name}/{d.name}{' (reduced)' if c.get('reduced') else ''}: "
           f"acc {r['acc']:.2f} nll {r['nll']:.3f}; stage1 {c.get('stage1_train_time_s') or 0:.0f}s "
           f"stage2 {c.get('stage2_time_s') or 0:.0f}s")
 PYEOF
 )
-  top=$(dirname "$RES")   # paths in the tar start at the store's folder name ("results/runs/..."): unpack at the root
-  sed "s#^$top/##" "$OUT/runs-new.txt" | tar -czf "$OUT/results.tar.gz" -C "$top" -T -
-  [[ "$RES" == "$OUT/results" ]] && rm -rf "$RES"
+  tar -czf "$OUT/results.tar.gz" -C "$top" -T "$OUT/runs-new.txt"
+  [[ "$RES" == "$OUT/tiny-results" ]] && rm -rf "$RES"
 fi
 rm -f "$OUT/runs-new.txt"
 tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"
@@ -196,7 +199,8 @@ import json, sys
 s = json.load(open(sys.argv[1]))
 print(f\"benchmark on {s['device_name']}: batched vs one at a time, stage-1 img/s\")
 for r in s['rows']:
-    print(f\"  {r['metric']:<20} batched {r['ours']:>10,.0f}  one at a time {r['reference']:>10,.0f}  x{r['ratio']:.2f}\")
+    print(f\"  {r['metric']:<20} batched {r['ours']:>10,.0f}  one at a time {r['reference']:>10,.0f}\"
+          f\"  x{r['ratio']:.2f}\")
 " "$OUT/bench-batched.json"
   fi
   [[ -n "$RUNS" ]] && printf 'runs (%s):\n%s\n' "$(echo "$RUNS" | wc -l)" "$RUNS"

@@ -41,8 +41,8 @@ def check_seed(value: object, what: str = "seed") -> int:
 
 @dataclass
 class Stage1Config:
-    """Feature-extractor training. ``swa_start`` / ``warmup_epochs`` are in epochs of the preset schedule (``preset_epochs``) and
-    are scaled when ``--epochs`` shortens it."""
+    """Feature-extractor training. ``swa_start`` / ``warmup_epochs`` are in epochs of the preset schedule
+    (``preset_epochs``) and are scaled when ``--epochs`` shortens it."""
 
     arch: str = "resnet32"
     epochs: int = 200

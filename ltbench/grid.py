@@ -261,23 +261,7 @@ def project_run_seconds(group: Group, n_train: int, n_test: int, tp: Throughput)
     negligible next to these. Shares, not one total per group, so that a grid's ETA after a group's first run
     counts the heads left, not stage 1 again for each of them.
     """
-    pending = group.pending
-    if not pending:
-        return {}
-    cfg = pending[0].cfg
-    shares = {str(r.out): n_test / tp.eval_img_s for r in pending}  # evaluation of each run (un-cached predictors)
-    first = (n_train + n_test) / tp.eval_img_s  # base features
-    if not group.stage1_cached:
-        first += max(0, cfg.stage1.epochs - group.stage1_epochs_done()) * n_train / tp.train_img_s
-        if cfg.stage1_mode == "swa":
-            first += n_train / tp.eval_img_s  # BN recompute of the SWA average
-    shares[str(pending[0].out)] += first
-    swag = [r for r in pending if get_method(r.cfg.method).requires_swag]
-    if swag:
-        pool = max(int({**get_method(r.cfg.method).defaults, **r.cfg.method_options}.get("pool_size", 8))
-                   for r in swag)
-        shares[str(swag[0].out)] += pool * (n_train + n_train + n_test) / tp.eval_img_s
-    return shares
+    return project_parts(group, n_train, n_test, tp).runs
 
 
 def project_group_seconds(group: Group, n_train: int, n_test: int, tp: Throughput) -> float:
@@ -287,13 +271,17 @@ def project_group_seconds(group: Group, n_train: int, n_test: int, tp: Throughpu
 
 @dataclass
 class Projection:
-    """Projected seconds of each pending run of a grid, keyed by run folder (see :func:`project_run_seconds`).
+    """Projected seconds of each pending run of a grid, keyed by run folder (see :func:`project_run_seconds`):
+    ``runs`` the whole share, ``own`` the part no other run would do (its evaluation), ``stage1`` the stage-1 part
+    of a group's first run.
 
     ``calibrated`` False: nothing was timed (``--calibration-steps 0``) and the shares are relative weights at
     :data:`NOMINAL_THROUGHPUT`, which order the work for the ETA but are not seconds."""
 
     runs: dict[str, float] = field(default_factory=dict)
     calibrated: bool = True
+    own: dict[str, float] = field(default_factory=dict)
+    stage1: dict[str, float] = field(default_factory=dict)
 
     def group(self, g: Group) -> float:
         return sum(self.runs.get(str(r.out), 0.0) for r in g.pending)
@@ -303,6 +291,43 @@ class Projection:
 
     def total(self, groups: list[Group]) -> float:
         return sum(self.group(g) for g in groups)
+
+    def update(self, other: "Projection") -> None:
+        self.runs.update(other.runs)
+        self.own.update(other.own)
+        self.stage1.update(other.stage1)
+
+    def hand_on(self, out: str, to: str) -> float:
+        """Run ``out`` failed before its group's shared work was done: ``to`` (the group's next run) will do it,
+        so it carries that part of the share from now on; returns what is left to credit ``out`` (its own)."""
+        own = self.own.get(out, 0.0)
+        self.runs[to] = self.runs.get(to, 0.0) + self.runs.get(out, 0.0) - own
+        if out in self.stage1:
+            self.stage1[to] = self.stage1.get(to, 0.0) + self.stage1.pop(out)
+        self.runs[out] = own
+        return own
+
+
+def project_parts(group: Group, n_train: int, n_test: int, tp: Throughput) -> Projection:
+    """:func:`project_run_seconds` with the parts the grid's ETA needs (see :class:`Projection`)."""
+    pending = group.pending
+    if not pending:
+        return Projection()
+    cfg = pending[0].cfg
+    own = {str(r.out): n_test / tp.eval_img_s for r in pending}  # evaluation of each run (un-cached predictors)
+    shares = dict(own)
+    first, stage1 = str(pending[0].out), 0.0
+    if not group.stage1_cached:
+        stage1 = max(0, cfg.stage1.epochs - group.stage1_epochs_done()) * n_train / tp.train_img_s
+        if cfg.stage1_mode == "swa":
+            stage1 += n_train / tp.eval_img_s  # BN recompute of the SWA average
+    shares[first] += stage1 + (n_train + n_test) / tp.eval_img_s  # stage 1 and the base features
+    swag = [r for r in pending if get_method(r.cfg.method).requires_swag]
+    if swag:
+        pool = max(int({**get_method(r.cfg.method).defaults, **r.cfg.method_options}.get("pool_size", 8))
+                   for r in swag)
+        shares[str(swag[0].out)] += pool * (n_train + n_train + n_test) / tp.eval_img_s
+    return Projection(shares, True, own, {first: stage1} if stage1 else {})
 
 
 # Without a calibration the ETA still needs to know that stage 1 outweighs a head: weights in training-image units,
@@ -374,7 +399,7 @@ def project_grid(groups: list[Group], dev: torch.device, steps: int, batched: bo
         return Projection({}, calibrated=steps > 0)
     rates: dict[tuple, Throughput] = {}
     sizes: dict[tuple, tuple[int, int]] = {}
-    runs: dict[str, float] = {}
+    proj = Projection(calibrated=steps > 0)
     for g in todo:
         cfg = g.runs[0].cfg
         spec = get_dataset(cfg.dataset)
@@ -387,7 +412,7 @@ def project_grid(groups: list[Group], dev: torch.device, steps: int, batched: bo
                 tp = rates[rk] = calibrate(cfg, data, dev, steps=steps)
                 echo(f"calibration {cfg.stage1.arch} {spec.num_classes} classes on {tp.device}: "
                      f"{tp.train_img_s:,.0f} train img/s, {tp.eval_img_s:,.0f} eval img/s ({tp.how})")
-        runs.update(project_run_seconds(g, *sizes[sk], rates[rk] if steps > 0 else NOMINAL_THROUGHPUT))
+        proj.update(project_parts(g, *sizes[sk], rates[rk] if steps > 0 else NOMINAL_THROUGHPUT))
     if batched and steps > 0:  # stage 1 of a stack: each network at the stack's aggregate rate
         stacked: dict[tuple, float] = {}
         for unit in stage1_stacks(todo, stack_max):
@@ -404,9 +429,9 @@ def project_grid(groups: list[Group], dev: torch.device, steps: int, batched: bo
                 echo(f"calibration: {len(pend)} stacked {cfg.stage1.arch} on {dev}: {agg:,.0f} train img/s "
                      f"together ({agg / rates[rk].train_img_s:.2f}x one network's)")
             for g in pend:
-                runs.update(project_run_seconds(
+                proj.update(project_parts(
                     g, *sizes[sk], dataclasses.replace(rates[rk], train_img_s=stacked[rk + (len(pend),)])))
-    return Projection(runs, calibrated=steps > 0)
+    return proj
 
 
 # ----------------------------------------------------------------------------------------------- execution
@@ -467,6 +492,11 @@ class GridProgress(Progress):
             self.bar.write(text, file=self.stream)
         else:
             self._print(text)
+
+    def credit(self, projected_s: float) -> None:
+        """Projected work done outside any run (a batched stack's stage 1): it counts in the pace, not as a run."""
+        with self.lock:
+            self.projected_done += projected_s
 
     def finished(self, what: str, seconds: float, err: str | None, projected_s: float = 0.0) -> None:
         """One run is over (done or failed): count it and print ``[i/N] what  status  elapsed  ETA``."""
@@ -547,7 +577,9 @@ def _worker(units: list[list[Group]], threads: int, q, verbose: bool, batched: b
     echo = say if verbose else _silent
     for unit in units:
         if batched:
-            train_stack(unit, say)
+            trained = train_stack(unit, say)
+            if trained:
+                q.put((STACKED, [str(g.pending[0].out) for g in trained]))
         for r in (r for g in unit for r in g.pending):
             t0 = time.perf_counter()
             try:
@@ -593,12 +625,13 @@ def stage1_stacks(groups: list[Group], stack_max: int) -> list[list[Group]]:
     return units
 
 
-def train_stack(unit: list[Group], echo: Echo) -> None:
+def train_stack(unit: list[Group], echo: Echo) -> list[Group]:
     """Train the stage 1 of every group in ``unit`` together (a no-op for a one-group unit whose stage 1 is
-    cached). A failure is reported and left to the runs: each then trains its own stage 1 alone."""
+    cached); returns the groups whose stage 1 it trained. A failure is reported and left to the runs: each then
+    trains its own stage 1 alone."""
     todo = [g for g in unit if not g.stage1_cached]
     if len(todo) < 2:
-        return
+        return []
     from .runner import resolve_device, set_determinism
     from .train.batched import train_stage1_batched
 
@@ -611,9 +644,13 @@ def train_stack(unit: list[Group], echo: Echo) -> None:
         train_stage1_batched(cfgs, data, resolve_device(c.device), echo)
     except LtbenchError as e:
         echo(f"stage 1 batched: {len(cfgs)} networks of {c.dataset_tag} failed ({e}); their runs train them alone")
-        return
+        return []
     echo(f"stage 1 batched: {len(cfgs)} networks of {c.dataset_tag} "
          f"({' '.join(f'{x.stage1_mode}/seed{x.seed}' for x in cfgs)}) in {fmt_s(time.perf_counter() - t0)}")
+    return todo
+
+
+STACKED = "(stage 1 stacked)"  # a worker's queue message: these groups' stage 1 was trained as one stack
 
 
 def run_grid(groups: list[Group], jobs: int, projected: Projection, echo: Echo, verbose: bool = False,
@@ -630,11 +667,22 @@ def run_grid(groups: list[Group], jobs: int, projected: Projection, echo: Echo, 
     progress = GridProgress(total, projected.total(todo), quiet=quiet)
     say = progress.write  # lines above the bar; silent under quiet
 
+    credited: set[str] = set()  # first runs whose stage-1 part a stack's training already counted
+
     def report(out: str, secs: float, err: str | None) -> None:
-        r = by_out[out][1]
+        g, r = by_out[out]
+        share = projected.run(r) - (projected.stage1.get(out, 0.0) if out in credited else 0.0)
         if err:
             failed.append((out, err))
-        progress.finished(f"{r.cfg.dataset_tag} {r.cfg.run_name} seed{r.cfg.seed}", secs, err, projected.run(r))
+            later = g.pending[g.pending.index(r) + 1:]
+            if later and out not in credited and not g.stage1_cached:  # the next run trains stage 1 after all
+                share = projected.hand_on(out, str(later[0].out))
+        progress.finished(f"{r.cfg.dataset_tag} {r.cfg.run_name} seed{r.cfg.seed}", secs, err, share)
+
+    def stacked(first_runs: list[str]) -> None:
+        for out in first_runs:
+            progress.credit(projected.stage1.get(out, 0.0))
+            credited.add(out)
 
     units = stage1_stacks(todo, stack_max) if batched else [[g] for g in todo]
     with progress, ticking(progress.heartbeat, heartbeat_s):
@@ -644,7 +692,7 @@ def run_grid(groups: list[Group], jobs: int, projected: Projection, echo: Echo, 
             inner: Echo = (lambda s: say(f"  {s}")) if verbose else _silent
             for unit in units:
                 if batched:
-                    train_stack(unit, say)
+                    stacked([str(g.pending[0].out) for g in train_stack(unit, say)])
                 for g in unit:
                     for r in g.pending:
                         report(str(r.out), *_run_one(r, inner))
@@ -669,6 +717,8 @@ def run_grid(groups: list[Group], jobs: int, projected: Projection, echo: Echo, 
                     continue
                 if msg is None:
                     alive -= 1
+                elif msg[0] == STACKED:
+                    stacked(msg[1])
                 else:
                     report(*msg)
             for p in procs:

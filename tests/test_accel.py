@@ -104,7 +104,8 @@ def test_compile_flag_reaches_stage1_and_finished_runs_still_count(tmp_path, mon
         seen.append(cfg)
         raise Stop
     monkeypatch.setattr(runner, "execute", fake_execute)
-    base = ["run", "--method", "ce", "--dataset", "cifar10-lt-tiny", "--results", str(tmp_path / "r"), "--device", "cpu"]
+    base = ["run", "--method", "ce", "--dataset", "cifar10-lt-tiny", "--results", str(tmp_path / "r"),
+            "--device", "cpu"]
     for flag, want in ((["--compile"], True), (["--no-compile"], False), ([], False)):
         res = CliRunner().invoke(cli, base + flag)
         assert isinstance(res.exception, Stop), res.output
@@ -120,3 +121,12 @@ def test_compile_flag_reaches_stage1_and_finished_runs_still_count(tmp_path, mon
                                    "--calibration-steps", "0"])
     assert res.exit_code == 0, res.output
     assert "1/1 done  (done)" in res.output and "differs" not in res.output
+    import ltbench.grid as grid_mod
+    plan, planned = grid_mod.build_plan, []
+    monkeypatch.setattr(grid_mod, "build_plan", lambda *a, **k: planned.append(plan(*a, **k)) or planned[-1])
+    for flag, want in (("--compile", True), ("--no-compile", False)):
+        res = CliRunner().invoke(cli, ["grid", "--dataset", "cifar10-lt-tiny", "--seed", "0", "--method", "ce,crt",
+                                       "--results", str(tmp_path / "g"), "--device", "cpu", flag, "--dry-run",
+                                       "--calibration-steps", "0"])
+        assert res.exit_code == 0, res.output
+        assert {r.cfg.stage1.compile for g in planned[-1] for r in g.runs} == {want}

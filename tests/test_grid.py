@@ -423,6 +423,52 @@ def test_grid_eta_after_a_groups_first_run_counts_only_the_heads_left(tmp_path, 
     assert buf.getvalue().splitlines() == ["[1/3] first  5030.0s  elapsed 1h23m50s  ETA 20s"]
 
 
+def _record_grid(monkeypatch, tmp_path, modes, fail=(), stack=False):
+    """run_grid over tiny groups with the runs and the stack faked: what each finished run and each stack credit
+    counted towards the ETA, against the projection it was given."""
+    import ltbench.grid as grid_mod
+    from ltbench.grid import GridProgress, Projection, Throughput, project_parts
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    groups = build_plan(["cifar10-lt-tiny"], [100], [0], results=str(tmp_path / "res"), methods=["ce", "crt", "lws"],
+                        stage1_modes=modes, epochs=4)
+    proj = Projection()
+    for g in groups:
+        proj.update(project_parts(g, 1000, 500, Throughput(100.0, 500.0, "cpu", "test")))
+    before = {k: v for k, v in proj.runs.items()}
+    got: list[tuple[str, float]] = []
+    monkeypatch.setattr(GridProgress, "finished", lambda self, what, secs, err, p=0.0: got.append((what, p)))
+    monkeypatch.setattr(GridProgress, "credit", lambda self, p: got.append(("credit", p)))
+    monkeypatch.setattr(grid_mod, "_run_one", lambda r, echo: (1.0, "boom" if r.cfg.method in fail else None))
+    monkeypatch.setattr(grid_mod, "train_stack", lambda unit, echo: [g for g in unit] if stack else [])
+    grid_mod.run_grid(groups, 1, proj, lambda s: None, batched=stack, quiet=True)
+    return groups, before, got
+
+
+def test_run_grid_credits_each_run_its_own_share(monkeypatch, tmp_path):
+    # 4 epochs x 1000 images at 100 img/s = 40 s of stage 1; features (1000 + 500) / 500 = 3 s; evaluation 1 s
+    groups, before, got = _record_grid(monkeypatch, tmp_path, ["sgd"])
+    assert [p for _, p in got] == pytest.approx([40 + 3 + 1, 1, 1])
+    assert sum(p for _, p in got) == pytest.approx(sum(before.values()))
+
+
+def test_a_failed_first_run_hands_stage1_on_to_the_next(monkeypatch, tmp_path):
+    """The first run failed before its stage 1 existed: the next run trains it, so it is credited with it, and
+    the failed run only with its own evaluation (old: all of stage 1 credited to a run that did none of it)."""
+    groups, before, got = _record_grid(monkeypatch, tmp_path, ["sgd"], fail=("ce",))
+    assert [p for _, p in got] == pytest.approx([1, 40 + 3 + 1, 1])
+
+
+def test_a_stack_counts_stage1_when_it_is_trained(monkeypatch, tmp_path):
+    """--batched trains every stage 1 of a stack before any run: its stage-1 work is credited then (old: one
+    stage 1 credited per first run, so the pace after the stack read M times too slow)."""
+    groups, before, got = _record_grid(monkeypatch, tmp_path, ["sgd", "swa"], stack=True)
+    swa_stage1 = 40 + 1000 / 500                                   # + the BN recompute of the SWA average
+    assert [p for w, p in got if w == "credit"] == pytest.approx([40, swa_stage1])
+    assert got[0][0] == "credit" and got[1][0] == "credit"        # before any run reported
+    assert [p for w, p in got if w != "credit"] == pytest.approx([3 + 1, 1, 1, 3 + 1, 1, 1])
+    assert sum(p for _, p in got) == pytest.approx(sum(before.values()))
+
+
 def test_uncalibrated_projection_weighs_stage1_and_a_dry_run_loads_nothing(monkeypatch, tmp_path):
     """--calibration-steps 0 times nothing, yet the ETA still needs stage 1 to outweigh a head: relative weights at
     NOMINAL_THROUGHPUT from the real set sizes. A dry run needs no weights and loads no data."""
@@ -470,9 +516,9 @@ def test_grid_time_budget_lists_what_waits_and_is_checked_before_compute(tmp_pat
     calls = _fixed_projection(monkeypatch, {"sgd": 600.0, "swa": 3000.0})
     base = ["grid", "--dataset", "cifar10-lt-tiny", "--seed", "0", "--method", "ce", "--epochs", "2",
             "--results", str(tmp_path / "res"), "--device", "cpu", "--threads", "1", "--dry-run"]
-    res = CliRunner().invoke(cli, base + ["--time-budget", "1h"])
+    res = CliRunner().invoke(cli, base + ["--time-budget", "61m"])  # 60 min of work + the planning's seconds
     assert res.exit_code == 0, res.output
-    assert "time budget 1h00m00s: 2 of 2 pending groups fit" in res.stderr and "left for a later run" not in res.stderr
+    assert "time budget 1h01m00s: 2 of 2 pending groups fit" in res.stderr and "left for a later run" not in res.stderr
     res = CliRunner().invoke(cli, base + ["--time-budget", "30m"])
     assert res.exit_code == 0, res.output
     assert "1 of 2 pending groups fit (projected 10m00s)" in res.stderr
@@ -485,6 +531,28 @@ def test_grid_time_budget_lists_what_waits_and_is_checked_before_compute(tmp_pat
         res = CliRunner().invoke(cli, base + bad)
         assert res.exit_code == 2 and msg in res.output
     assert len(calls) == n  # refused before the projection (and before any training)
+
+
+def test_grid_time_budget_counts_the_time_planning_and_calibration_spent(tmp_path, monkeypatch):
+    """The budget runs from the command's start: a calibration that took 500 s leaves 15m - 500s = 6m40s, in which
+    the 10-minute SGD group no longer fits (old: fitted against the whole 15 minutes, then cut off)."""
+    import time
+    import ltbench.grid as grid_mod
+    from bench import cli
+    _fixed_projection(monkeypatch, {"sgd": 600.0, "swa": 3000.0})
+    project = grid_mod.project_grid
+    real = time.perf_counter
+
+    def slow_calibration(*a, **k):
+        monkeypatch.setattr(time, "perf_counter", lambda: real() + 500.0)
+        return project(*a, **k)
+    monkeypatch.setattr(grid_mod, "project_grid", slow_calibration)
+    res = CliRunner().invoke(cli, ["grid", "--dataset", "cifar10-lt-tiny", "--seed", "0", "--method", "ce",
+                                   "--epochs", "2", "--results", str(tmp_path / "res"), "--device", "cpu",
+                                   "--threads", "1", "--dry-run", "--time-budget", "15m"])
+    monkeypatch.setattr(time, "perf_counter", real)
+    assert res.exit_code == 0, res.output
+    assert "0 of 2 pending groups fit" in res.stderr and "in the 6m" in res.stderr, res.stderr
 
 
 def test_grid_time_budget_runs_only_what_fits_and_says_so_under_quiet(tmp_path, monkeypatch):

@@ -156,7 +156,8 @@ def test_published_table_names_methods_as_our_rows_do(tmp_path):
     from report_fixtures import make_run
     make_run(tmp_path, "ce", "sgd", 0, 0.45)
     csv = tmp_path / "baselines.csv"
-    csv.write_text("dataset,imbalance,backbone,method,stage1,epochs,acc,many,medium,few,nll,ece,split_rule,source,note\n"
+    csv.write_text("dataset,imbalance,backbone,method,stage1,epochs,acc,many,medium,few,nll,ece,split_rule,source,"
+                   "note\n"
                    "cifar10-lt,100,resnet32,crt[backbone=finetune],sgd,,71.0,,,,,,,some paper (table 1),n\n"
                    "cifar10-lt,100,resnet32,ldam_drw,sgd,,77.0,,,,,,,another paper (table 2),n\n")
     _build(tmp_path, baselines=csv)

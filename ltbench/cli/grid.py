@@ -67,6 +67,8 @@ def grid(datasets, imbalances, seeds, methods, stage1_modes, subset_seed, option
          data_root, results, device, deterministic, threads, compile_, jobs, batched, stack_max, calibration_steps,
          time_budget, dry_run, verbose, quiet, replace) -> None:
     """Plan, project and run the full protocol grid (resumable: run it again to continue)."""
+    import time
+    t_start = time.perf_counter()  # a --time-budget counts from here: planning and calibration spend it too
     from ..grid import (build_plan, fit_time_budget, fmt_s, group_label, method_grid, parse_time_budget, print_plan,
                         project_grid, run_grid, stage1_stacks)
     from ..progress import plural
@@ -114,9 +116,11 @@ def grid(datasets, imbalances, seeds, methods, stage1_modes, subset_seed, option
     left = []
     if todo and budget_s is not None:  # said even under --quiet: what it leaves out is part of the result
         units = stage1_stacks(todo, stack_max) if batched else [[g] for g in todo]
-        chosen, left = fit_time_budget(units, projected, budget_s)
+        budget_left = budget_s - (time.perf_counter() - t_start)
+        chosen, left = fit_time_budget(units, projected, budget_left)
         say(f"time budget {fmt_s(budget_s)}: {len(chosen)} of {plural(len(todo), 'pending group')} fit "
-            f"(projected {fmt_s(projected.total(chosen))})")
+            f"(projected {fmt_s(projected.total(chosen))}) in the {fmt_s(budget_left)} left after planning "
+            "and calibration")
         for g in left:
             say(f"  left for a later run: {group_label(g)} (projected {fmt_s(projected.group(g))})")
         if not chosen:
