@@ -493,6 +493,11 @@ class GridProgress(Progress):
         else:
             self._print(text)
 
+    def forgo(self, projected_s: float) -> None:
+        """Projected work that will not be done (a group's last run failed before its stage 1 existed)."""
+        with self.lock:
+            self.projected_total -= projected_s
+
     def credit(self, projected_s: float) -> None:
         """Projected work done outside any run (a batched stack's stage 1): it counts in the pace, not as a run."""
         with self.lock:
@@ -580,14 +585,16 @@ def _worker(units: list[list[Group]], threads: int, q, verbose: bool, batched: b
             trained = train_stack(unit, say)
             if trained:
                 q.put((STACKED, [str(g.pending[0].out) for g in trained]))
-        for r in (r for g in unit for r in g.pending):
-            t0 = time.perf_counter()
-            try:
-                execute(r.cfg, echo=echo, force=r.conflict is not None)
-                err = None
-            except Exception as e:  # noqa: BLE001 - report and go on with the next run
-                err = f"{type(e).__name__}: {e}"
-            q.put((str(r.out), time.perf_counter() - t0, err))
+        for g in unit:
+            for r in g.pending:
+                t0 = time.perf_counter()
+                try:
+                    execute(r.cfg, echo=echo, force=r.conflict is not None)
+                    err = None
+                except Exception as e:  # noqa: BLE001 - report and go on with the next run
+                    err = f"{type(e).__name__}: {e}"
+                # whether the failed run's stage 1 exists is read here, before the next run may train it
+                q.put((str(r.out), time.perf_counter() - t0, err, g.stage1_cached if err else True))
     q.put(None)
 
 
@@ -642,7 +649,7 @@ def train_stack(unit: list[Group], echo: Echo) -> list[Group]:
         data = load_run_data(c)
         set_determinism(c.seed, c.deterministic)
         train_stage1_batched(cfgs, data, resolve_device(c.device), echo)
-    except LtbenchError as e:
+    except (LtbenchError, RuntimeError) as e:  # RuntimeError: e.g. a stack too big for the GPU's memory
         echo(f"stage 1 batched: {len(cfgs)} networks of {c.dataset_tag} failed ({e}); their runs train them alone")
         return []
     echo(f"stage 1 batched: {len(cfgs)} networks of {c.dataset_tag} "
@@ -669,14 +676,19 @@ def run_grid(groups: list[Group], jobs: int, projected: Projection, echo: Echo, 
 
     credited: set[str] = set()  # first runs whose stage-1 part a stack's training already counted
 
-    def report(out: str, secs: float, err: str | None) -> None:
+    def report(out: str, secs: float, err: str | None, stage1_exists: bool | None = None) -> None:
         g, r = by_out[out]
         share = projected.run(r) - (projected.stage1.get(out, 0.0) if out in credited else 0.0)
         if err:
             failed.append((out, err))
-            later = g.pending[g.pending.index(r) + 1:]
-            if later and out not in credited and not g.stage1_cached:  # the next run trains stage 1 after all
-                share = projected.hand_on(out, str(later[0].out))
+            exists = g.stage1_cached if stage1_exists is None else stage1_exists
+            if out not in credited and not exists:  # its stage 1 was never trained
+                later = g.pending[g.pending.index(r) + 1:]
+                if later:  # the next run trains it after all
+                    share = projected.hand_on(out, str(later[0].out))
+                else:  # nobody will: that work leaves the projection instead of counting as done
+                    progress.forgo(share - projected.own.get(out, 0.0))
+                    share = projected.own.get(out, 0.0)
         progress.finished(f"{r.cfg.dataset_tag} {r.cfg.run_name} seed{r.cfg.seed}", secs, err, share)
 
     def stacked(first_runs: list[str]) -> None:

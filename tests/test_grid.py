@@ -423,13 +423,13 @@ def test_grid_eta_after_a_groups_first_run_counts_only_the_heads_left(tmp_path, 
     assert buf.getvalue().splitlines() == ["[1/3] first  5030.0s  elapsed 1h23m50s  ETA 20s"]
 
 
-def _record_grid(monkeypatch, tmp_path, modes, fail=(), stack=False):
+def _record_grid(monkeypatch, tmp_path, modes, fail=(), stack=False, methods=("ce", "crt", "lws")):
     """run_grid over tiny groups with the runs and the stack faked: what each finished run and each stack credit
     counted towards the ETA, against the projection it was given."""
     import ltbench.grid as grid_mod
     from ltbench.grid import GridProgress, Projection, Throughput, project_parts
     monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
-    groups = build_plan(["cifar10-lt-tiny"], [100], [0], results=str(tmp_path / "res"), methods=["ce", "crt", "lws"],
+    groups = build_plan(["cifar10-lt-tiny"], [100], [0], results=str(tmp_path / "res"), methods=list(methods),
                         stage1_modes=modes, epochs=4)
     proj = Projection()
     for g in groups:
@@ -438,6 +438,7 @@ def _record_grid(monkeypatch, tmp_path, modes, fail=(), stack=False):
     got: list[tuple[str, float]] = []
     monkeypatch.setattr(GridProgress, "finished", lambda self, what, secs, err, p=0.0: got.append((what, p)))
     monkeypatch.setattr(GridProgress, "credit", lambda self, p: got.append(("credit", p)))
+    monkeypatch.setattr(GridProgress, "forgo", lambda self, p: got.append(("forgo", p)))
     monkeypatch.setattr(grid_mod, "_run_one", lambda r, echo: (1.0, "boom" if r.cfg.method in fail else None))
     monkeypatch.setattr(grid_mod, "train_stack", lambda unit, echo: [g for g in unit] if stack else [])
     grid_mod.run_grid(groups, 1, proj, lambda s: None, batched=stack, quiet=True)
@@ -456,6 +457,38 @@ def test_a_failed_first_run_hands_stage1_on_to_the_next(monkeypatch, tmp_path):
     the failed run only with its own evaluation (old: all of stage 1 credited to a run that did none of it)."""
     groups, before, got = _record_grid(monkeypatch, tmp_path, ["sgd"], fail=("ce",))
     assert [p for _, p in got] == pytest.approx([1, 40 + 3 + 1, 1])
+
+
+def test_a_last_run_failing_before_its_stage1_forgoes_that_work(monkeypatch, tmp_path):
+    """Nobody trains the stage 1 of a group whose only run failed first: its part leaves the projected total
+    rather than counting as done (which would make the pace, and so the ETA, read too fast)."""
+    groups, before, got = _record_grid(monkeypatch, tmp_path, ["sgd"], fail=("ce",), methods=("ce",))
+    assert got[0] == ("forgo", pytest.approx(40 + 3)) and got[1][1] == pytest.approx(1)
+
+
+def test_a_worker_reports_its_stack_then_each_run_with_whether_stage1_exists(monkeypatch, tmp_path):
+    """--jobs workers: the stack's message comes before any of its runs, and a failed run says whether its stage 1
+    existed when it failed (the parent reads it later, when the next run may have trained it)."""
+    import ltbench.grid as grid_mod
+    from ltbench import runner
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    groups = build_plan(["cifar10-lt-tiny"], [100], [0], results=str(tmp_path / "res"), methods=["ce", "crt"],
+                        stage1_modes=["sgd", "swa"], epochs=1)
+
+    class Q(list):
+        put = list.append
+
+    def execute(cfg, **kw):
+        if cfg.method == "ce":
+            raise RuntimeError("boom")
+    monkeypatch.setattr(runner, "execute", execute)
+    monkeypatch.setattr(grid_mod, "train_stack", lambda unit, echo: list(unit))
+    q = Q()
+    grid_mod._worker([groups], 0, q, False, batched=True, quiet=True)  # 0: leave this process's threads
+    assert q[0] == (grid_mod.STACKED, [str(g.pending[0].out) for g in groups]) and q[-1] is None
+    runs = q[1:-1]
+    assert [m[0] for m in runs] == [str(r.out) for g in groups for r in g.pending]
+    assert [(m[2] is not None, m[3]) for m in runs] == [(True, False), (False, True)] * 2  # nothing cached here
 
 
 def test_a_stack_counts_stage1_when_it_is_trained(monkeypatch, tmp_path):
