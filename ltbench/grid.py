@@ -250,28 +250,9 @@ def calibrate_stacked(cfg: RunConfig, data, device: torch.device, m: int, steps:
     return seen / max(time.perf_counter() - t0, 1e-9)
 
 
-def project_run_seconds(group: Group, n_train: int, n_test: int, tp: Throughput) -> dict[str, float]:
-    """Projected seconds of each pending run of ``group`` at throughput ``tp``, keyed by its run folder.
-
-    The runs of a group go one after the other, and each shared piece of work falls to the run that does it
-    first: the first pending run trains stage 1 (the epochs a killed run has not checkpointed, at the training
-    rate; skipped when its artifact is cached, plus a BN recompute of the SWA average) and extracts the frozen
-    base features (one train + test pass); the first SWAG-based run builds the SWAG pool (per member, one BN pass
-    plus train + test features); every run evaluates once on the test set. Head training on cached features is
-    negligible next to these. Shares, not one total per group, so that a grid's ETA after a group's first run
-    counts the heads left, not stage 1 again for each of them.
-    """
-    return project_parts(group, n_train, n_test, tp).runs
-
-
-def project_group_seconds(group: Group, n_train: int, n_test: int, tp: Throughput) -> float:
-    """Projected seconds for the pending work of ``group`` at throughput ``tp`` (its runs' shares summed)."""
-    return sum(project_run_seconds(group, n_train, n_test, tp).values())
-
-
 @dataclass
 class Projection:
-    """Projected seconds of each pending run of a grid, keyed by run folder (see :func:`project_run_seconds`):
+    """Projected seconds of each pending run of a grid, keyed by run folder (see :func:`project_parts`):
     ``runs`` the whole share, ``own`` the part no other run would do (its evaluation), ``stage1`` the stage-1 part
     of a group's first run.
 
@@ -297,19 +278,32 @@ class Projection:
         self.own.update(other.own)
         self.stage1.update(other.stage1)
 
-    def hand_on(self, out: str, to: str) -> float:
-        """Run ``out`` failed before its group's shared work was done: ``to`` (the group's next run) will do it,
-        so it carries that part of the share from now on; returns what is left to credit ``out`` (its own)."""
+    def take_shared(self, out: str) -> tuple[float, float]:
+        """Run ``out`` failed before its group's shared work was done: take that part of its share back (all but
+        its own evaluation); returns (that part, the stage-1 seconds in it), for :meth:`give` or to drop."""
         own = self.own.get(out, 0.0)
-        self.runs[to] = self.runs.get(to, 0.0) + self.runs.get(out, 0.0) - own
-        if out in self.stage1:
-            self.stage1[to] = self.stage1.get(to, 0.0) + self.stage1.pop(out)
-        self.runs[out] = own
-        return own
+        shared, self.runs[out] = self.runs.get(out, 0.0) - own, own
+        return shared, self.stage1.pop(out, 0.0)
+
+    def give(self, to: str, shared: float, stage1: float) -> None:
+        """Run ``to`` will do the shared work another run of its group did not: it carries that share from now on."""
+        self.runs[to] = self.runs.get(to, 0.0) + shared
+        if stage1:
+            self.stage1[to] = self.stage1.get(to, 0.0) + stage1
 
 
 def project_parts(group: Group, n_train: int, n_test: int, tp: Throughput) -> Projection:
-    """:func:`project_run_seconds` with the parts the grid's ETA needs (see :class:`Projection`)."""
+    """Projected seconds of each pending run of ``group`` at throughput ``tp``, keyed by its run folder, with the
+    parts the grid's ETA needs (see :class:`Projection`).
+
+    The runs of a group go one after the other, and each shared piece of work falls to the run that does it
+    first: the first pending run trains stage 1 (the epochs a killed run has not checkpointed, at the training
+    rate; skipped when its artifact is cached, plus a BN recompute of the SWA average) and extracts the frozen
+    base features (one train + test pass); the first SWAG-based run builds the SWAG pool (per member, one BN pass
+    plus train + test features); every run evaluates once on the test set. Head training on cached features is
+    negligible next to these. Shares, not one total per group, so that a grid's ETA after a group's first run
+    counts the heads left, not stage 1 again for each of them.
+    """
     pending = group.pending
     if not pending:
         return Projection()
@@ -451,7 +445,7 @@ class GridProgress(Progress):
     line per finished run and, while a long run goes on, a ``grid: i/N runs done`` line every ``every_s`` seconds
     (``heartbeat`` is called from a timer, see :func:`ticking`); nothing under ``quiet``. The ETA counts projected
     work, not runs, once a projection exists: a run that trains stage 1 costs hundreds of head-only runs (each
-    run is credited its own share, :func:`project_run_seconds`; uncalibrated shares are weights, which is all a
+    run is credited its own share, :func:`project_parts`; uncalibrated shares are weights, which is all a
     ratio needs).
     """
 
@@ -683,12 +677,13 @@ def run_grid(groups: list[Group], jobs: int, projected: Projection, echo: Echo, 
             failed.append((out, err))
             exists = g.stage1_cached if stage1_exists is None else stage1_exists
             if out not in credited and not exists:  # its stage 1 was never trained
+                shared, stage1 = projected.take_shared(out)
                 later = g.pending[g.pending.index(r) + 1:]
                 if later:  # the next run trains it after all
-                    share = projected.hand_on(out, str(later[0].out))
+                    projected.give(str(later[0].out), shared, stage1)
                 else:  # nobody will: that work leaves the projection instead of counting as done
-                    progress.forgo(share - projected.own.get(out, 0.0))
-                    share = projected.own.get(out, 0.0)
+                    progress.forgo(shared)
+                share = projected.run(r)
         progress.finished(f"{r.cfg.dataset_tag} {r.cfg.run_name} seed{r.cfg.seed}", secs, err, share)
 
     def stacked(first_runs: list[str]) -> None:

@@ -366,33 +366,33 @@ def test_time_budget_bad_durations_are_refused(text, msg):
 
 def test_projection_counts_only_the_stage1_epochs_a_killed_run_has_left(tmp_path, monkeypatch):
     import torch
-    from ltbench.grid import Throughput, project_group_seconds
+    from ltbench.grid import Throughput, project_parts
     from ltbench.paths import stage1_cache_root, stage1_prefix
     monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
     g = build_plan(["cifar100-lt"], [100], [0], results=str(tmp_path / "res"), methods=["ce"],
                    stage1_modes=["sgd"])[0]
     tp = Throughput(train_img_s=400.0, eval_img_s=1600.0, device="cpu", how="test")
-    fresh = project_group_seconds(g, 10847, 10000, tp)
+    fresh = project_parts(g, 10847, 10000, tp).group(g)
     d = stage1_cache_root() / f"{stage1_prefix(g.runs[0].cfg)}-dabcdef12"
     d.mkdir(parents=True)
     torch.save({"epoch": 150}, d / "ckpt.pt")
     assert g.stage1_epochs_done() == 150
-    assert fresh - project_group_seconds(g, 10847, 10000, tp) == pytest.approx(150 * 10847 / 400.0)
+    assert fresh - project_parts(g, 10847, 10000, tp).group(g) == pytest.approx(150 * 10847 / 400.0)
     (d / "ckpt.pt").write_bytes(b"not a checkpoint")  # unreadable: counts as nothing done (the run reports it)
-    assert project_group_seconds(g, 10847, 10000, tp) == pytest.approx(fresh)
+    assert project_parts(g, 10847, 10000, tp).group(g) == pytest.approx(fresh)
 
 
 def test_projection_shares_fall_to_the_run_that_does_the_work(tmp_path, monkeypatch):
     """Stage 1, the SWA BN recompute and the base features fall to a group's first run, the SWAG pool to its first
     SWAG-based run, one test-set evaluation to every run; the shares sum to the group's projection."""
-    from ltbench.grid import Throughput, project_group_seconds, project_run_seconds
+    from ltbench.grid import Throughput, project_parts
     monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
     g = build_plan(["cifar100-lt"], [100], [0], results=str(tmp_path / "res"), methods=["ce", "crt", "swag", "srepr"],
                    stage1_modes=["swa"])[0]
     names = [r.cfg.method for r in g.pending]
     assert names[0] != "swag" and "swag" in names and "srepr" in names
     tp = Throughput(train_img_s=400.0, eval_img_s=1600.0, device="cpu", how="test")
-    shares = project_run_seconds(g, 10847, 10000, tp)
+    shares = project_parts(g, 10847, 10000, tp).runs
     ev = 10000 / 1600                                            # one test-set pass: 6.25 s
     stage1 = 200 * 10847 / 400 + 10847 / 1600                    # 200 epochs + the SWA BN recompute
     features = (10847 + 10000) / 1600
@@ -402,18 +402,18 @@ def test_projection_shares_fall_to_the_run_that_does_the_work(tmp_path, monkeypa
     expect[str(g.pending[0].out)] += stage1 + features
     expect[first_swag] += pool
     assert shares == pytest.approx(expect)
-    assert sum(shares.values()) == pytest.approx(project_group_seconds(g, 10847, 10000, tp))
+    assert sum(shares.values()) == pytest.approx(project_parts(g, 10847, 10000, tp).group(g))
 
 
 def test_grid_eta_after_a_groups_first_run_counts_only_the_heads_left(tmp_path, monkeypatch):
     """The first run of a group carries its stage 1: once it is done, the ETA is the few heads left at the pace so
     far, not stage 1 once more for each of them (as an even split of the group's projection read)."""
     import io
-    from ltbench.grid import GridProgress, Projection, Throughput, project_run_seconds
+    from ltbench.grid import GridProgress, Projection, Throughput, project_parts
     monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
     g = build_plan(["cifar100-lt"], [100], [0], results=str(tmp_path / "res"), methods=["ce", "crt", "lws"],
                    stage1_modes=["sgd"])[0]
-    proj = Projection(project_run_seconds(g, 10000, 10000, Throughput(400.0, 1000.0, "cpu", "test")))
+    proj = Projection(project_parts(g, 10000, 10000, Throughput(400.0, 1000.0, "cpu", "test")).runs)
     # first run: 200 x 25 s of stage 1 + 20 s of features + 10 s of evaluation; the two others 10 s each
     clock, buf = _Clock(), io.StringIO()
     p = GridProgress(3, projected_total=proj.total([g]), stream=buf, tty=False, clock=clock)
