@@ -165,6 +165,67 @@ def test_stats_command_writes_markdown_and_csv(store):
     assert S.fmt(row.diff_mean, "acc", True) in md
 
 
+def _claims_table(md: str, title: str) -> dict[str, list[str]]:
+    """The rows of one claims table in stats.md: setting -> cells (parsed as a reader would, by its bold title)."""
+    lines = md.split("## ", 2)[1].splitlines()  # the claims section precedes the first setting's
+    start = lines.index(title)
+    rows = {}
+    for line in lines[start + 4:]:
+        if not line.startswith("| "):
+            break
+        cells = [x.strip() for x in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _independent_cell(store: Path, tag: str, a: str, b: str, metric: str, nd: int) -> str:
+    """The claims cell re-derived from metrics.json with pandas + scipy (no ltbench formatting code)."""
+    seeds = sorted(int(p.name[4:]) for p in (store / "runs" / tag / a).glob("seed*")
+                   if (store / "runs" / tag / b / p.name).is_dir())
+    val = {n: pd.Series([pd.read_json(store / "runs" / tag / n / f"seed{s}" / "metrics.json", typ="series")[metric]
+                         for s in seeds]) for n in (a, b)}
+    d = val[a] - val[b]
+    lo, hi = scipy_stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=d.std(ddof=1) / math.sqrt(len(d)))
+
+    def f(v: float) -> str:
+        return f"{v:+.{nd}f}".replace("-", "−")
+    text = (f"{f(d.mean())} ± {d.std(ddof=1):.{nd}f} [{f(lo)}, {f(hi)}] "
+            f"{int((np.sign(d) == np.sign(d.mean())).sum())}/{len(d)}")
+    return f"**{text}**" if lo > 0 or hi < 0 else text
+
+
+def test_claims_tables_read_each_setting_against_an_independent_computation(store):
+    """The summary of the paper's two claims (SWA vs SGD per method; SRepr vs cRT) agrees with per-seed
+    differences computed from metrics.json, bolds exactly the cells whose seed interval excludes zero, and leaves
+    a pair that a setting lacks empty."""
+    for s in range(3):  # SRepr here and in a second setting (cRT on both extractors, no CE there)
+        make_run(store, "srepr", "swa", s, 0.64 + 0.01 * s)
+        for stage1, method, acc in [("sgd", "crt", 0.40), ("swa", "crt", 0.45), ("swa", "srepr", 0.45)]:
+            make_run(store, method, stage1, s, acc + (0.03 if s == 1 and method == "srepr" else 0.0),
+                     dataset="cifar100-lt", imbalance=50, counts=[50] * 10)
+    md = S.render_markdown(S.all_comparisons(store, replicates=0))
+    ext = _claims_table(md, "**SWA extractor − SGD extractor, accuracy (points), per method**")
+    srepr = _claims_table(md, "**SWA + SRepr − SWA + cRT (accuracy, NLL, ECE), and − SGD + cRT (accuracy)**")
+    tag = "cifar10-lt-if100"
+    assert ext[tag] == [_independent_cell(store, tag, "swa-ce", "sgd-ce", "acc", 2),
+                        _independent_cell(store, tag, "swa-crt", "sgd-crt", "acc", 2), "", ""]  # no LWS on SGD
+    for t in (tag, "cifar100-lt-if50"):
+        assert srepr[t] == [_independent_cell(store, t, "swa-srepr", "swa-crt", "acc", 2),
+                            _independent_cell(store, t, "swa-srepr", "swa-crt", "nll", 3),
+                            _independent_cell(store, t, "swa-srepr", "swa-crt", "ece", 2),
+                            _independent_cell(store, t, "swa-srepr", "sgd-crt", "acc", 2)]
+    assert ext["cifar100-lt-if50"][0] == ""  # no CE in that setting
+    cells = [c for row in list(ext.values()) + list(srepr.values()) for c in row]
+    assert any(c.startswith("**") for c in cells) and any(c and not c.startswith("**") for c in cells)
+    assert md.index("## The paper's claims") < md.index(f"## {tag}")
+    assert "The paper's claims" not in S.render_markdown([]) and "† reduced" not in md.split("## cifar10")[0]
+    for stage1 in ("sgd", "swa"):  # a reduced setting is marked in its row, and the mark explained
+        make_run(store, "crt", stage1, 3, 0.6, dataset="cifar10-lt", imbalance=10, reduced=True)
+    claims = S.render_markdown(S.all_comparisons(store, replicates=0)).split("## cifar10")[0]
+    assert "| cifar10-lt-if10 † |" in claims and "† reduced schedule" in claims
+    assert claims.count("| cifar10-lt-if100 |") == 2  # both tables, unmarked
+
+
 @pytest.mark.parametrize("repo_results", COMMITTED_STORES, ids=STORE_IDS)
 def test_committed_stats_are_current(repo_results, tmp_path, monkeypatch):
     """<store>/stats.md and stats.csv are what `bench.py stats --results <store>` makes of the committed runs

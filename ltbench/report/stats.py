@@ -313,6 +313,60 @@ def row_cells(c: Comparison, m: str) -> dict[str, str]:
             + ("test set" if test_real else "") if (m in c.boot or st["n"] >= 2) else ""}
 
 
+# The paper's two claims, read in every setting (Nam et al.: an SWA extractor beats an SGD one; SRepr beats cRT)
+CLAIM_METHODS = ("ce", "crt", "lws", "tau_norm")  # the decoupled methods run on both extractors
+SREPR_CLAIM = (("swa-srepr", "swa-crt", "acc"), ("swa-srepr", "swa-crt", "nll"), ("swa-srepr", "swa-crt", "ece"),
+               ("swa-srepr", "sgd-crt", "acc"))
+
+
+def claim_cell(c: Comparison | None, m: str) -> str:
+    """'Δ mean ± std [seed interval] agree/n', bold when the seed interval excludes zero; '' without the pair."""
+    if c is None or c.seed_stats(m)["n"] == 0:
+        return ""
+    r = row_cells(c, m)
+    text = f"{r['diff']} {r['t95']} {r['agree']}" if r["t95"] != "-" else f"{r['diff']} {r['agree']}"
+    return f"**{text}**" if r["excl"].startswith("seeds") else text
+
+
+def render_claims(comps: list[Comparison]) -> list[str]:
+    """Markdown lines: one row per setting for each of the paper's claims (empty when no setting has the pairs)."""
+    by = {(c.dataset_tag, c.a, c.b): c for c in comps}
+    tags = list(dict.fromkeys(c.dataset_tag for c in comps))
+
+    def tag_cell(tag: str, cells: list[Comparison | None]) -> str:
+        got = [c for c in cells if c is not None]
+        return tag + (" †" if any(c.reduced for c in got) else "") + (f" {UNSTABLE_MARK}" if any(c.unstable for c in got)
+                                                                      else "")
+    ext = [(t, [by.get((t, f"swa-{m}", f"sgd-{m}")) for m in CLAIM_METHODS]) for t in tags]
+    ext = [(t, cs) for t, cs in ext if any(cs)]
+    srepr = [(t, [by.get((t, a, b)) for a, b, _ in SREPR_CLAIM]) for t in tags]
+    srepr = [(t, cs) for t, cs in srepr if any(cs)]
+    if not ext and not srepr:
+        return []
+    lines = ["## The paper's claims, setting by setting", "",
+             "Each cell: Δ mean ± std of the per-seed differences, the 95% t-interval over the seeds, and the seeds "
+             "agreeing with the mean's sign (n = seeds paired); **bold** where the seed interval excludes zero. The "
+             "rows below each setting's heading give the bootstrap intervals and every other metric.", ""]
+    if ext:
+        lines += ["**SWA extractor − SGD extractor, accuracy (points), per method**", "",
+                  "| setting | " + " | ".join(METHOD_NAMES.get(m, m) for m in CLAIM_METHODS) + " |",
+                  "|---|" + "---:|" * len(CLAIM_METHODS)]
+        lines += ["| " + " | ".join([tag_cell(t, cs)] + [claim_cell(c, "acc") for c in cs]) + " |" for t, cs in ext]
+        lines.append("")
+    if srepr:
+        lines += ["**SWA + SRepr − SWA + cRT (accuracy, NLL, ECE), and − SGD + cRT (accuracy)**", "",
+                  "| setting | acc | NLL | ECE | acc vs SGD + cRT |", "|---|---:|---:|---:|---:|"]
+        lines += ["| " + " | ".join([tag_cell(t, cs)] + [claim_cell(c, m) for c, (_, _, m) in zip(cs, SREPR_CLAIM)])
+                  + " |" for t, cs in srepr]
+        lines.append("")
+    shown = [c for _, cs in ext + srepr for c in cs if c is not None]
+    if any(c.reduced for c in shown):
+        lines += ["† reduced schedule: comparable to each other, not to published numbers.", ""]
+    if any(c.unstable for c in shown):
+        lines += [unstable_note(shown), ""]
+    return lines
+
+
 HEAD = ["comparison (A − B)", "metric", "A", "B", "Δ mean ± std", "95% t-interval (seeds)", "seeds agreeing",
         "95% bootstrap (test examples)", "interval excludes 0"]
 
@@ -342,6 +396,7 @@ def render_markdown(comps: list[Comparison], reference: str = DEFAULT_REFERENCE,
              f"CIFAR-10-LT) is left out. Comparisons: every method against "
              f"{METHOD_NAMES.get(reference, reference)} on the same extractor, SWA against SGD per method, and each "
              f"method that needs the SWA extractor against SGD + {METHOD_NAMES.get(reference, reference)}.", ""]
+    lines += render_claims(comps)
     for tag in dict.fromkeys(c.dataset_tag for c in comps):
         sub = [c for c in comps if c.dataset_tag == tag]
         red = any(c.reduced for c in sub)
