@@ -1,6 +1,7 @@
 """The static site without a browser: deterministic, pruned, every link resolves, committed copy current."""
 from __future__ import annotations
 
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -166,3 +167,56 @@ def test_published_table_names_methods_as_our_rows_do(tmp_path):
     table = table[:table.index("</table>")]
     first_cells = re.findall(r'<tr><td class="l">([^<]*)</td>', table)
     assert first_cells == ["ldam_drw", "cRT [backbone=finetune]"]  # sorted by accuracy, best first
+
+
+class _ClaimCells(HTMLParser):
+    """Rows of the index page's claims tables: [setting, cell, ...], a cell prefixed '**' when it is in <b>."""
+    def __init__(self):
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._in, self._bold, self._cell = False, False, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table" and ("class", "claims") in attrs:
+            self._in = True
+        elif self._in and tag == "tr":
+            self.rows.append([])
+        elif self._in and tag == "td":
+            self._cell = ""
+        elif self._in and tag == "b":
+            self._bold = True
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._in = False
+        elif self._in and tag == "td":
+            self.rows[-1].append(self._cell)
+            self._cell = None
+        elif tag == "b":
+            self._bold = False
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += f"**{data}**" if self._bold else data
+
+
+def test_index_reads_the_papers_claims_as_stats_md_does(store):
+    """The index page's claims tables carry the same cells (and bold) as the top of stats.md, one row per setting
+    that has the pair, each setting linked to its statistics page; a store without a pair has no such section."""
+    _build(store)
+    p = _ClaimCells()
+    p.feed((store / "site" / "index.html").read_text())
+    head = (store / "stats.md").read_text().split("\n## ", 2)[1]
+    md_rows = [[x.strip() for x in line.strip("|").split("|")] for line in head.splitlines()
+               if line.startswith("| ") and not line.startswith("| setting")]
+    assert p.rows and [r for r in p.rows if r] == md_rows
+    assert [r[0] for r in md_rows] == ["cifar10-lt-if100"]  # swa-crt vs sgd-crt; no other setting has a pair
+    assert md_rows[0][2].endswith(" 1/1") and md_rows[0][1] == ""  # one seed paired, no CE on SWA
+    assert 'href="cifar10-lt-if100/stats.html">cifar10-lt-if100</a>' in (store / "site" / "index.html").read_text()
+    bare = store / "bare"
+    build_results(bare)
+    for d in (bare / "runs").glob("*/swa-*"):
+        shutil.rmtree(d)
+    _build(bare)
+    assert "The paper's claims" not in (bare / "site" / "index.html").read_text()
+    assert "The paper's claims" not in (bare / "stats.md").read_text()

@@ -319,52 +319,72 @@ SREPR_CLAIM = (("swa-srepr", "swa-crt", "acc"), ("swa-srepr", "swa-crt", "nll"),
                ("swa-srepr", "sgd-crt", "acc"))
 
 
-def claim_cell(c: Comparison | None, m: str) -> str:
-    """'Δ mean ± std [seed interval] agree/n', bold when the seed interval excludes zero; '' without the pair."""
+def claim_cell(c: Comparison | None, m: str) -> tuple[str, bool]:
+    """('Δ mean ± std [seed interval] agree/n', whether the seed interval excludes zero); ('', False) without the
+    pair."""
     if c is None or c.seed_stats(m)["n"] == 0:
-        return ""
+        return "", False
     r = row_cells(c, m)
     text = f"{r['diff']} {r['t95']} {r['agree']}" if r["t95"] != "-" else f"{r['diff']} {r['agree']}"
-    return f"**{text}**" if r["excl"].startswith("seeds") else text
+    return text, r["excl"].startswith("seeds")
+
+
+CLAIMS_NOTE = ("Each cell: Δ mean ± std of the per-seed differences, the 95% t-interval over the seeds, and the seeds "
+               "agreeing with the mean's sign (n = seeds paired); bold where the seed interval excludes zero.")
+
+
+@dataclass
+class ClaimTable:
+    """One of the paper's claims read in every setting that has its pairs: rows of (setting, its comparisons)."""
+    title: str
+    columns: list[str]
+    metrics: list[str]  # the metric of each column
+    rows: list[tuple[str, list[Comparison | None]]]
+
+    def setting(self, tag: str, cells: list[Comparison | None]) -> str:
+        got = [c for c in cells if c is not None]
+        return tag + (" †" if any(c.reduced for c in got) else "") + (
+            f" {UNSTABLE_MARK}" if any(c.unstable for c in got) else "")
+
+
+def claim_tables(comps: list[Comparison]) -> list[ClaimTable]:
+    """The paper's two claims (SWA vs SGD extractor per method; SRepr vs cRT), only the settings having a pair."""
+    by = {(c.dataset_tag, c.a, c.b): c for c in comps}
+    tags = list(dict.fromkeys(c.dataset_tag for c in comps))
+    tables = [ClaimTable("SWA extractor − SGD extractor, accuracy (points), per method",
+                         [METHOD_NAMES.get(m, m) for m in CLAIM_METHODS], ["acc"] * len(CLAIM_METHODS),
+                         [(t, [by.get((t, f"swa-{m}", f"sgd-{m}")) for m in CLAIM_METHODS]) for t in tags]),
+              ClaimTable("SWA + SRepr − SWA + cRT (accuracy, NLL, ECE), and − SGD + cRT (accuracy)",
+                         ["acc", "NLL", "ECE", "acc vs SGD + cRT"], [m for *_, m in SREPR_CLAIM],
+                         [(t, [by.get((t, a, b)) for a, b, _ in SREPR_CLAIM]) for t in tags])]
+    for t in tables:
+        t.rows = [(tag, cs) for tag, cs in t.rows if any(cs)]
+    return [t for t in tables if t.rows]
+
+
+def claims_footnotes(tables: list[ClaimTable]) -> list[str]:
+    shown = [c for t in tables for _, cs in t.rows for c in cs if c is not None]
+    return ((["† reduced schedule: comparable to each other, not to published numbers."]
+             if any(c.reduced for c in shown) else [])
+            + ([unstable_note(shown)] if any(c.unstable for c in shown) else []))
 
 
 def render_claims(comps: list[Comparison]) -> list[str]:
     """Markdown lines: one row per setting for each of the paper's claims (empty when no setting has the pairs)."""
-    by = {(c.dataset_tag, c.a, c.b): c for c in comps}
-    tags = list(dict.fromkeys(c.dataset_tag for c in comps))
-
-    def tag_cell(tag: str, cells: list[Comparison | None]) -> str:
-        got = [c for c in cells if c is not None]
-        return tag + (" †" if any(c.reduced for c in got) else "") + (f" {UNSTABLE_MARK}" if any(c.unstable for c in got)
-                                                                      else "")
-    ext = [(t, [by.get((t, f"swa-{m}", f"sgd-{m}")) for m in CLAIM_METHODS]) for t in tags]
-    ext = [(t, cs) for t, cs in ext if any(cs)]
-    srepr = [(t, [by.get((t, a, b)) for a, b, _ in SREPR_CLAIM]) for t in tags]
-    srepr = [(t, cs) for t, cs in srepr if any(cs)]
-    if not ext and not srepr:
+    tables = claim_tables(comps)
+    if not tables:
         return []
     lines = ["## The paper's claims, setting by setting", "",
-             "Each cell: Δ mean ± std of the per-seed differences, the 95% t-interval over the seeds, and the seeds "
-             "agreeing with the mean's sign (n = seeds paired); **bold** where the seed interval excludes zero. The "
-             "rows below each setting's heading give the bootstrap intervals and every other metric.", ""]
-    if ext:
-        lines += ["**SWA extractor − SGD extractor, accuracy (points), per method**", "",
-                  "| setting | " + " | ".join(METHOD_NAMES.get(m, m) for m in CLAIM_METHODS) + " |",
-                  "|---|" + "---:|" * len(CLAIM_METHODS)]
-        lines += ["| " + " | ".join([tag_cell(t, cs)] + [claim_cell(c, "acc") for c in cs]) + " |" for t, cs in ext]
+             CLAIMS_NOTE.replace("bold", "**bold**") + " The rows below each setting's heading give the bootstrap "
+             "intervals and every other metric.", ""]
+    for t in tables:
+        lines += [f"**{t.title}**", "", "| setting | " + " | ".join(t.columns) + " |", "|---|" + "---:|" * len(t.columns)]
+        for tag, cs in t.rows:
+            cells = [claim_cell(c, m) for c, m in zip(cs, t.metrics)]
+            lines.append("| " + " | ".join([t.setting(tag, cs)] + [f"**{x}**" if bold else x for x, bold in cells])
+                         + " |")
         lines.append("")
-    if srepr:
-        lines += ["**SWA + SRepr − SWA + cRT (accuracy, NLL, ECE), and − SGD + cRT (accuracy)**", "",
-                  "| setting | acc | NLL | ECE | acc vs SGD + cRT |", "|---|---:|---:|---:|---:|"]
-        lines += ["| " + " | ".join([tag_cell(t, cs)] + [claim_cell(c, m) for c, (_, _, m) in zip(cs, SREPR_CLAIM)])
-                  + " |" for t, cs in srepr]
-        lines.append("")
-    shown = [c for _, cs in ext + srepr for c in cs if c is not None]
-    if any(c.reduced for c in shown):
-        lines += ["† reduced schedule: comparable to each other, not to published numbers.", ""]
-    if any(c.unstable for c in shown):
-        lines += [unstable_note(shown), ""]
-    return lines
+    return lines + [x for f in claims_footnotes(tables) for x in (f, "")]
 
 
 HEAD = ["comparison (A − B)", "metric", "A", "B", "Δ mean ± std", "95% t-interval (seeds)", "seeds agreeing",

@@ -31,8 +31,9 @@ from ...checkpoint import atomic_write_bytes
 from ... import paths
 from ...errors import LtbenchError
 from ..baselines import canonical_dataset, load_baselines
-from ..stats import (DEFAULT_BOOT_SEED, DEFAULT_BOOTSTRAP, DEFAULT_REFERENCE, METRIC_LABEL, Comparison,
-                     all_comparisons, metrics_present, row_cells, run_label, write_stats)
+from ..stats import (CLAIMS_NOTE, DEFAULT_BOOT_SEED, DEFAULT_BOOTSTRAP, DEFAULT_REFERENCE, METRIC_LABEL, Comparison,
+                     all_comparisons, claim_cell, claim_tables, claims_footnotes, metrics_present, row_cells,
+                     run_label, write_stats)
 from ..leaderboard import shown_path
 from ..tables import (METRICS, UNSTABLE_MARK, aggregate, collect_runs, exclusion_lines, method_label,
                       tau_footnote, unstable_bound_text)
@@ -210,12 +211,33 @@ class Site:
                   + self._best_text(sub, "ece") + "</p>",
                   f'<p><a href="{p.rel(self.out / tag / "stats.html")}">Which differences are real?</a></p></div>')
         p.add("</div>")
+        self.claims_section(p)
         if self.excluded:
             p.add("<h2>Runs left out</h2>", "<ul>" + "".join(f"<li>{escape(x)}</li>" for x in self.excluded)
                   + "</ul>")
         p.add('<p class="note">Static pages: nothing is fetched from the network. Figures and reliability diagrams '
               f"are linked from <code>{where}/plots/</code> and the run folders.</p>")
         self.write(p.path, p.render())
+
+    def claims_section(self, p: "Page") -> None:
+        """The paper's two claims, one row per setting (the same cells as the top of stats.md)."""
+        tables = claim_tables(self.comps)
+        if not tables:
+            return
+        p.add("<h2>The paper's claims, setting by setting</h2>", f'<p class="note">{escape(CLAIMS_NOTE)}</p>')
+        for t in tables:
+            head = '<th class="l">setting</th>' + "".join(f"<th>{escape(x)}</th>" for x in t.columns)
+            rows = []
+            for tag, cs in t.rows:
+                cells = [claim_cell(c, m) for c, m in zip(cs, t.metrics)]
+                rows.append(f'<tr><td class="l"><a href="{p.rel(self.out / tag / "stats.html")}">'
+                            f"{escape(t.setting(tag, cs))}</a></td>"
+                            + "".join(f"<td><b>{escape(x)}</b></td>" if bold else f"<td>{escape(x)}</td>"
+                                      for x, bold in cells) + "</tr>")
+            p.add(f"<h3>{escape(t.title)}</h3>", f'<div class="scroll"><table class="claims"><thead><tr>{head}'
+                  "</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table></div>")
+        for f in claims_footnotes(tables):
+            p.add(f'<p class="note">{escape(f)}</p>')
 
     def _versus_reference(self, tag: str, top: pd.Series) -> str:
         """How far the most accurate run is from the reference, and whether the seeds say that gap is real."""
