@@ -303,3 +303,22 @@ def test_full_and_reduced_runs_are_never_paired(tmp_path):
     assert ("swa-crt", "sgd-crt") not in kinds and ("sgd-ce", "sgd-crt") in kinds
     r = CliRunner().invoke(bench_cli, ["compare", "--paired", "swa-crt", "sgd-crt", "--results", str(tmp_path)])
     assert r.exit_code == 2 and "same schedule" in r.output, r.output
+
+
+def test_leaderboard_readme_opens_with_the_same_claims_as_stats_md(store):
+    """results/README.md carries the claims tables of stats.md (seed statistics need no bootstrap, so the two agree
+    whatever --bootstrap stats.md was written with), before the first setting, linking stats.md when it exists."""
+    from ltbench.report.leaderboard import build_leaderboard
+
+    def rows(text: str) -> list[str]:
+        head = text.split("## The paper's claims", 1)[1].split("\n## ", 1)[0]
+        return [line for line in head.splitlines() if line.startswith("| ")]
+    build_leaderboard(store, plots=False, echo=lambda s: None)
+    readme = (store / "README.md").read_text()
+    assert "(stats.md)." in readme and "[stats.md](stats.md)" not in readme  # no stats.md yet: named, not linked
+    S.write_stats(store, replicates=20)
+    build_leaderboard(store, plots=False, echo=lambda s: None)
+    readme = (store / "README.md").read_text()
+    assert rows(readme) == rows((store / "stats.md").read_text()) and len(rows(readme)) == 2  # head + one setting
+    assert readme.index("## The paper's claims") < readme.index("## cifar10-lt-if100")
+    assert "[stats.md](stats.md)" in readme

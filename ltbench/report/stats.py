@@ -369,14 +369,14 @@ def claims_footnotes(tables: list[ClaimTable]) -> list[str]:
             + ([unstable_note(shown)] if any(c.unstable for c in shown) else []))
 
 
-def render_claims(comps: list[Comparison]) -> list[str]:
-    """Markdown lines: one row per setting for each of the paper's claims (empty when no setting has the pairs)."""
+def render_claims(comps: list[Comparison], more: str = "The rows below each setting's heading give the bootstrap "
+                  "intervals and every other metric.") -> list[str]:
+    """Markdown lines: one row per setting for each of the paper's claims (empty when no setting has the pairs);
+    ``more`` says where the rest of the statistics are."""
     tables = claim_tables(comps)
     if not tables:
         return []
-    lines = ["## The paper's claims, setting by setting", "",
-             CLAIMS_NOTE.replace("bold", "**bold**") + " The rows below each setting's heading give the bootstrap "
-             "intervals and every other metric.", ""]
+    lines = ["## The paper's claims, setting by setting", "", CLAIMS_NOTE.replace("bold", "**bold**") + " " + more, ""]
     for t in tables:
         lines += [f"**{t.title}**", "", "| setting | " + " | ".join(t.columns) + " |", "|---|" + "---:|" * len(t.columns)]
         for tag, cs in t.rows:
