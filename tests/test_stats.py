@@ -178,34 +178,46 @@ def _claims_table(md: str, title: str) -> dict[str, list[str]]:
     return rows
 
 
-def _independent_cell(store: Path, tag: str, a: str, b: str, metric: str, nd: int) -> str:
+def _independent_cell(store: Path, tag: str, a: str, b: str, metric: str, nd: int, marks: str = "") -> str:
     """The claims cell re-derived from metrics.json with pandas + scipy (no ltbench formatting code)."""
     seeds = sorted(int(p.name[4:]) for p in (store / "runs" / tag / a).glob("seed*")
                    if (store / "runs" / tag / b / p.name).is_dir())
     val = {n: pd.Series([pd.read_json(store / "runs" / tag / n / f"seed{s}" / "metrics.json", typ="series")[metric]
                          for s in seeds]) for n in (a, b)}
     d = val[a] - val[b]
-    lo, hi = scipy_stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=d.std(ddof=1) / math.sqrt(len(d)))
 
     def f(v: float) -> str:
         return f"{v:+.{nd}f}".replace("-", "−")
-    text = (f"{f(d.mean())} ± {d.std(ddof=1):.{nd}f} [{f(lo)}, {f(hi)}] "
-            f"{int((np.sign(d) == np.sign(d.mean())).sum())}/{len(d)}")
+    agree = f"{int((np.sign(d) == np.sign(d.mean())).sum())}/{len(d)}"
+    if len(d) == 1:
+        return f"{f(d.mean())} {agree}{marks}"
+    lo, hi = scipy_stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=d.std(ddof=1) / math.sqrt(len(d)))
+    text = f"{f(d.mean())} ± {d.std(ddof=1):.{nd}f} [{f(lo)}, {f(hi)}] {agree}{marks}"
     return f"**{text}**" if lo > 0 or hi < 0 else text
+
+
+def _claims_md(store: Path, reference: str = "crt") -> str:
+    return S.render_markdown(S.all_comparisons(store, reference=reference, replicates=0), reference,
+                             claims=S.claim_tables(collect_runs(store).runs))
+
+
+EXT_TITLE = "**SWA extractor − SGD extractor, accuracy (points), per method**"
+SREPR_TITLE = "**SWA + SRepr − SWA + cRT (accuracy, NLL, ECE), and − SGD + cRT (accuracy)**"
 
 
 def test_claims_tables_read_each_setting_against_an_independent_computation(store):
     """The summary of the paper's two claims (SWA vs SGD per method; SRepr vs cRT) agrees with per-seed
-    differences computed from metrics.json, bolds exactly the cells whose seed interval excludes zero, and leaves
-    a pair that a setting lacks empty."""
+    differences computed from metrics.json, bolds exactly the cells whose seed interval excludes zero, leaves a
+    pair that a setting lacks empty, and does not depend on the reference the other tables use."""
     for s in range(3):  # SRepr here and in a second setting (cRT on both extractors, no CE there)
         make_run(store, "srepr", "swa", s, 0.64 + 0.01 * s)
         for stage1, method, acc in [("sgd", "crt", 0.40), ("swa", "crt", 0.45), ("swa", "srepr", 0.45)]:
             make_run(store, method, stage1, s, acc + (0.03 if s == 1 and method == "srepr" else 0.0),
                      dataset="cifar100-lt", imbalance=50, counts=[50] * 10)
-    md = S.render_markdown(S.all_comparisons(store, replicates=0))
-    ext = _claims_table(md, "**SWA extractor − SGD extractor, accuracy (points), per method**")
-    srepr = _claims_table(md, "**SWA + SRepr − SWA + cRT (accuracy, NLL, ECE), and − SGD + cRT (accuracy)**")
+    for stage1, acc in (("sgd", 0.5), ("swa", 0.55)):  # a setting with a single seed: the difference alone
+        make_run(store, "crt", stage1, 0, acc, dataset="cifar10-lt", imbalance=50)
+    md = _claims_md(store)
+    ext, srepr = _claims_table(md, EXT_TITLE), _claims_table(md, SREPR_TITLE)
     tag = "cifar10-lt-if100"
     assert ext[tag] == [_independent_cell(store, tag, "swa-ce", "sgd-ce", "acc", 2),
                         _independent_cell(store, tag, "swa-crt", "sgd-crt", "acc", 2), "", ""]  # no LWS on SGD
@@ -214,16 +226,43 @@ def test_claims_tables_read_each_setting_against_an_independent_computation(stor
                             _independent_cell(store, t, "swa-srepr", "swa-crt", "nll", 3),
                             _independent_cell(store, t, "swa-srepr", "swa-crt", "ece", 2),
                             _independent_cell(store, t, "swa-srepr", "sgd-crt", "acc", 2)]
-    assert ext["cifar100-lt-if50"][0] == ""  # no CE in that setting
+    one = ext["cifar10-lt-if50"][1]
+    assert one == _independent_cell(store, "cifar10-lt-if50", "swa-crt", "sgd-crt", "acc", 2)
+    assert one.endswith(" 1/1") and "±" not in one and "[" not in one and not one.startswith("**")
+    assert ext["cifar100-lt-if50"][0] == "" and "cifar10-lt-if50" not in srepr  # no CE there; no SRepr there
     cells = [c for row in list(ext.values()) + list(srepr.values()) for c in row]
     assert any(c.startswith("**") for c in cells) and any(c and not c.startswith("**") for c in cells)
     assert md.index("## The paper's claims") < md.index(f"## {tag}")
     assert "The paper's claims" not in S.render_markdown([]) and "† reduced" not in md.split("## cifar10")[0]
-    for stage1 in ("sgd", "swa"):  # a reduced setting is marked in its row, and the mark explained
+    head = md.split("\n## cifar10")[0].split("## The paper's claims")[1]
+    assert head == _claims_md(store, reference="lws").split("\n## cifar10")[0].split("## The paper's claims")[1]
+    for stage1 in ("sgd", "swa"):  # a reduced setting: its cells are marked, and the mark explained
         make_run(store, "crt", stage1, 3, 0.6, dataset="cifar10-lt", imbalance=10, reduced=True)
-    claims = S.render_markdown(S.all_comparisons(store, replicates=0)).split("## cifar10")[0]
-    assert "| cifar10-lt-if10 † |" in claims and "† reduced schedule" in claims
-    assert claims.count("| cifar10-lt-if100 |") == 2  # both tables, unmarked
+    claims = _claims_md(store).split("## cifar10")[0]
+    assert _claims_table(claims, EXT_TITLE)["cifar10-lt-if10"][1].endswith(" 1/1 †")
+    assert "† reduced schedule" in claims and "†" not in "".join(ext[tag] + srepr[tag])
+
+
+def test_claims_take_a_methods_only_variant_row_and_name_it(tmp_path):
+    """A store holding only a variant row of cRT (recorded before an option existed, like results/reduced-cpu)
+    still reads the claims, with the cell marked § and each pair named once beneath the table."""
+    from ltbench.registry import get_method
+    cached = {"method_options": {**get_method("crt").defaults, "features": "cached"}}
+    for s in range(2):
+        for stage1 in ("sgd", "swa"):
+            make_run(tmp_path, "crt", stage1, s, 0.5 + 0.05 * (stage1 == "swa"), config_extra=cached)
+        make_run(tmp_path, "srepr", "swa", s, 0.6)
+    md = _claims_md(tmp_path)
+    tag = "cifar10-lt-if100"  # the folders are swa-crt / sgd-crt; the rows crt[features=cached]
+    assert "SWA + cRT [features=cached] − SGD + cRT [features=cached]" in md  # stats.md's own rows use the variant
+    assert _claims_table(md, EXT_TITLE)[tag][1] == _independent_cell(tmp_path, tag, "swa-crt", "sgd-crt", "acc", 2,
+                                                                     " §")
+    assert _claims_table(md, SREPR_TITLE)[tag][3] == _independent_cell(tmp_path, tag, "swa-srepr", "sgd-crt", "acc",
+                                                                       2, " §")
+    assert ("§ SWA − SGD, pairs with a row of non-default options: cifar10-lt-if100 SWA + cRT [features=cached] "
+            "− SGD + cRT [features=cached].") in md
+    assert ("§ SRepr − cRT, pairs with a row of non-default options: cifar10-lt-if100 SWA + SRepr − SWA + cRT "
+            "[features=cached]; cifar10-lt-if100 SWA + SRepr − SGD + cRT [features=cached].") in md
 
 
 @pytest.mark.parametrize("repo_results", COMMITTED_STORES, ids=STORE_IDS)

@@ -229,6 +229,31 @@ def test_stats_and_paired(store):
     assert MARK not in render_markdown([x for x in comps if not x.unstable])
 
 
+def test_claims_mark_the_cell_of_an_unstable_pair(store):
+    """The claims tables mark the one cell whose compared runs include an unstable stage 2 (swa-crt seed 0 here)
+    and explain the mark; a store without unstable runs shows none."""
+    from ltbench.report.stats import claim_tables, render_claims
+    from ltbench.report.tables import collect_runs
+
+    lines = render_claims(claim_tables(collect_runs(store).runs))
+    row = next(ln for ln in lines if ln.startswith("| cifar10-lt-if100 |"))
+    cells = [x.strip() for x in row.strip("|").split("|")]
+    assert cells[2].endswith(f"1/1 {MARK}") and cells[1] == cells[3] == cells[4] == ""  # the cRT column only
+    note = next(ln for ln in lines if ln.startswith(MARK))
+    assert "SWA + cRT seed 0" in note and _bound_stated(note) and "SGD + CE" not in note  # no SWA + CE: not shown
+
+
+def test_claims_without_unstable_runs_have_no_mark(tmp_path):
+    from ltbench.report.stats import claim_tables, render_claims
+    from ltbench.report.tables import collect_runs
+
+    for s in range(2):
+        for stage1, acc in (("sgd", 0.6), ("swa", 0.65)):
+            _stable_log(make_run(tmp_path, "crt", stage1, s, acc)[0])
+    lines = render_claims(claim_tables(collect_runs(tmp_path).runs))
+    assert any(ln.startswith("| cifar10-lt-if100 |") for ln in lines) and MARK not in "\n".join(lines)
+
+
 def test_site(store, tmp_path):
     from ltbench.report.site import build_site
 

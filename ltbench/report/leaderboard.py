@@ -13,7 +13,7 @@ from .. import paths
 from ..errors import LtbenchError
 from .baselines import compare, default_baselines_path, load_baselines, render_compare_csv, render_compare_markdown
 from .plots import plot_all
-from .stats import render_claims, setting_comparisons
+from .stats import claim_tables, render_claims
 from .tables import (aggregate, collect_runs, exclusion_lines, render_csv, render_latex, render_markdown,
                      split_method_key)
 
@@ -100,10 +100,9 @@ def build_leaderboard(results: Path | str, baselines: Path | str | None = None, 
         _write(tables / "results.csv", render_csv(agg), written)
         lines += [f"{len(col.runs)} runs in {agg.shape[0]} settings. Full table: [LaTeX](tables/results.tex), "
                   "[CSV](tables/results.csv).", ""]
-        comps = [c for tag in sorted(col.runs.dataset_tag.unique())  # seed statistics only: no bootstrap here
-                 for c in setting_comparisons(col.runs, tag, replicates=0)]
-        lines += render_claims(comps, "Bootstrap intervals and every other comparison: `bench.py stats` "
-                               + ("([stats.md](stats.md))." if (results / "stats.md").is_file() else "(stats.md)."))
+        lines += render_claims(claim_tables(col.runs), "Every other comparison, with bootstrap intervals: "
+                               "`bench.py stats` " + ("([stats.md](stats.md))." if (results / "stats.md").is_file()
+                                                      else "(stats.md)."))
         for tag in agg.dataset_tag.unique():
             sub = agg[agg.dataset_tag == tag].sort_values("acc_mean", ascending=False, kind="stable")
             lines += [f"## {tag}", "", "Rows ranked by accuracy.", "",

@@ -26,8 +26,8 @@ import pandas as pd
 from ..errors import LtbenchError
 from ..metrics import ECE_BINS
 from ..store import read_run
-from .tables import (METHOD_NAMES, STAGE1_NAMES, STAGE1_ORDER, UNSTABLE_MARK, collect_runs, method_label,
-                     method_rank, split_method_key, unstable_bound_text)
+from .tables import (METHOD_NAMES, REDUCED_MARK, STAGE1_NAMES, STAGE1_ORDER, UNSTABLE_MARK, collect_runs,
+                     method_label, method_rank, split_method_key, unstable_bound_text)
 
 SEED_METRICS = ("acc", "acc_many", "acc_medium", "acc_few", "nll", "ece", "brier")  # differences over seeds
 BOOT_METRICS = ("acc", "nll", "ece")  # also bootstrapped over test examples
@@ -137,7 +137,7 @@ class Comparison:
     a: str
     b: str
     kind: str  # "reference" (same extractor), "extractor" (swa-X vs sgd-X), "baseline" (SWA-only method vs the
-    # reference on SGD) or "chosen" (bench.py compare --paired)
+    # reference on SGD), "claim" (claim_tables) or "chosen" (bench.py compare --paired)
     seeds: list[int]
     reduced: bool
     a_values: dict[str, list[float]] = field(default_factory=dict)
@@ -315,74 +315,94 @@ def row_cells(c: Comparison, m: str) -> dict[str, str]:
 
 # The paper's two claims, read in every setting (Nam et al.: an SWA extractor beats an SGD one; SRepr beats cRT)
 CLAIM_METHODS = ("ce", "crt", "lws", "tau_norm")  # the decoupled methods run on both extractors
-SREPR_CLAIM = (("swa-srepr", "swa-crt", "acc"), ("swa-srepr", "swa-crt", "nll"), ("swa-srepr", "swa-crt", "ece"),
-               ("swa-srepr", "sgd-crt", "acc"))
-
-
-def claim_cell(c: Comparison | None, m: str) -> tuple[str, bool]:
-    """('Δ mean ± std [seed interval] agree/n', whether the seed interval excludes zero); ('', False) without the
-    pair."""
-    if c is None or c.seed_stats(m)["n"] == 0:
-        return "", False
-    r = row_cells(c, m)
-    text = f"{r['diff']} {r['t95']} {r['agree']}" if r["t95"] != "-" else f"{r['diff']} {r['agree']}"
-    return text, r["excl"].startswith("seeds")
-
-
-CLAIMS_NOTE = ("Each cell: Δ mean ± std of the per-seed differences, the 95% t-interval over the seeds, and the seeds "
-               "agreeing with the mean's sign (n = seeds paired); bold where the seed interval excludes zero.")
+# (A extractor, A method, B extractor, B method, metric) of each column of the SRepr claim, always against cRT
+SREPR_CLAIM = (("swa", "srepr", "swa", "crt", "acc"), ("swa", "srepr", "swa", "crt", "nll"),
+               ("swa", "srepr", "swa", "crt", "ece"), ("swa", "srepr", "sgd", "crt", "acc"))
+VARIANT_MARK = "§"  # as in the compare table: a row run with other options than the default
+REDUCED_NOTE = f"{REDUCED_MARK} reduced schedule: the runs are comparable to each other, not to published numbers."
+CLAIMS_NOTE = ("Each cell: A − B, the mean ± std of the per-seed differences, the 95% t-interval over the seeds and "
+               "the seeds agreeing with the mean's sign (n = seeds paired; with one seed, the difference alone); bold "
+               "where the seed interval excludes zero. Accuracy and ECE in points, NLL in nats: a negative NLL or ECE "
+               "difference is the better calibrated A. Always against cRT, whatever reference the other tables use.")
 
 
 @dataclass
 class ClaimTable:
-    """One of the paper's claims read in every setting that has its pairs: rows of (setting, its comparisons)."""
+    """One of the paper's claims read in every setting that has its pairs: rows of (setting, a comparison or None
+    per column)."""
+    name: str  # short, for the footnotes
     title: str
     columns: list[str]
     metrics: list[str]  # the metric of each column
     rows: list[tuple[str, list[Comparison | None]]]
 
-    def setting(self, tag: str, cells: list[Comparison | None]) -> str:
-        got = [c for c in cells if c is not None]
-        return tag + (" †" if any(c.reduced for c in got) else "") + (
-            f" {UNSTABLE_MARK}" if any(c.unstable for c in got) else "")
 
+def claim_tables(runs: pd.DataFrame) -> list[ClaimTable]:
+    """The paper's two claims (SWA vs SGD extractor per method; SRepr vs cRT), only the settings having a pair.
 
-def claim_tables(comps: list[Comparison]) -> list[ClaimTable]:
-    """The paper's two claims (SWA vs SGD extractor per method; SRepr vs cRT), only the settings having a pair."""
-    by = {(c.dataset_tag, c.a, c.b): c for c in comps}
-    tags = list(dict.fromkeys(c.dataset_tag for c in comps))
-    tables = [ClaimTable("SWA extractor − SGD extractor, accuracy (points), per method",
-                         [METHOD_NAMES.get(m, m) for m in CLAIM_METHODS], ["acc"] * len(CLAIM_METHODS),
-                         [(t, [by.get((t, f"swa-{m}", f"sgd-{m}")) for m in CLAIM_METHODS]) for t in tags]),
-              ClaimTable("SWA + SRepr − SWA + cRT (accuracy, NLL, ECE), and − SGD + cRT (accuracy)",
-                         ["acc", "NLL", "ECE", "acc vs SGD + cRT"], [m for *_, m in SREPR_CLAIM],
-                         [(t, [by.get((t, a, b)) for a, b, _ in SREPR_CLAIM]) for t in tags])]
+    Paired here from the runs, with seed statistics only (no bootstrap), so the tables do not depend on the
+    reference or the bootstrap of stats.md; a method's row is its plain row, else its only variant (as for the
+    reference: a store recorded before an option existed holds e.g. only ``crt[features=cached]``)."""
+    ext, srepr = [], []
+    for tag in sorted(runs.dataset_tag.unique()):
+        names = _names(runs[runs.dataset_tag == tag])
+
+        def pair(s1a: str, ma: str, s1b: str, mb: str) -> Comparison | None:
+            a, b = _reference_row(names, s1a, ma), _reference_row(names, s1b, mb)
+            return paired(runs, tag, a, b, "claim", replicates=0) if a and b else None
+        ext.append((tag, [pair("swa", m, "sgd", m) for m in CLAIM_METHODS]))
+        srepr.append((tag, [pair(*col[:4]) for col in SREPR_CLAIM]))
+    tables = [ClaimTable("SWA − SGD", "SWA extractor − SGD extractor, accuracy (points), per method",
+                         [METHOD_NAMES.get(m, m) for m in CLAIM_METHODS], ["acc"] * len(CLAIM_METHODS), ext),
+              ClaimTable("SRepr − cRT", "SWA + SRepr − SWA + cRT (accuracy, NLL, ECE), and − SGD + cRT (accuracy)",
+                         ["acc", "NLL", "ECE", "acc vs SGD + cRT"], [col[4] for col in SREPR_CLAIM], srepr)]
     for t in tables:
-        t.rows = [(tag, cs) for tag, cs in t.rows if any(cs)]
+        t.rows = [(tag, cs) for tag, cs in t.rows if any(c is not None for c in cs)]
     return [t for t in tables if t.rows]
 
 
+def _is_variant(c: Comparison) -> bool:
+    return any("[" in n for n in (c.a, c.b))
+
+
+def claim_cell(c: Comparison | None, m: str) -> tuple[str, bool]:
+    """('Δ mean ± std [seed interval] agree/n' with its marks, whether the seed interval excludes zero); ('', False)
+    without the pair. Marks: † reduced schedule, ‡ an unstable stage 2 in a compared run, * a variant row."""
+    if c is None or c.seed_stats(m)["n"] == 0:
+        return "", False
+    st, r = c.seed_stats(m), row_cells(c, m)
+    text = " ".join(x for x in (r["diff"], "" if r["t95"] == "-" else r["t95"], r["agree"]) if x)
+    text += (f" {REDUCED_MARK}" if c.reduced else "") + (f" {UNSTABLE_MARK}" if c.unstable else "") + (
+        f" {VARIANT_MARK}" if _is_variant(c) else "")
+    return text, not math.isnan(st["t_lo"]) and (st["t_lo"] > 0 or st["t_hi"] < 0)
+
+
 def claims_footnotes(tables: list[ClaimTable]) -> list[str]:
+    """The notes the marks of the claims cells need: each variant pair named, the reduced and unstable notes."""
+    out = []
+    for t in tables:
+        var = dict.fromkeys(f"{tag} {run_label(c.a)} − {run_label(c.b)}" for tag, cs in t.rows
+                            for c in cs if c is not None and _is_variant(c))
+        if var:
+            out.append(f"{VARIANT_MARK} {t.name}, pairs with a row of non-default options: " + "; ".join(var) + ".")
     shown = [c for t in tables for _, cs in t.rows for c in cs if c is not None]
-    return ((["† reduced schedule: comparable to each other, not to published numbers."]
-             if any(c.reduced for c in shown) else [])
+    return (out + ([REDUCED_NOTE] if any(c.reduced for c in shown) else [])
             + ([unstable_note(shown)] if any(c.unstable for c in shown) else []))
 
 
-def render_claims(comps: list[Comparison], more: str = "The rows below each setting's heading give the bootstrap "
-                  "intervals and every other metric.") -> list[str]:
-    """Markdown lines: one row per setting for each of the paper's claims (empty when no setting has the pairs);
-    ``more`` says where the rest of the statistics are."""
-    tables = claim_tables(comps)
+def render_claims(tables: list[ClaimTable], more: str = "Each setting's section below gives every comparison and "
+                  "metric.") -> list[str]:
+    """Markdown lines of the claims tables (none without a table); ``more`` says where the rest of the statistics
+    are."""
     if not tables:
         return []
     lines = ["## The paper's claims, setting by setting", "", CLAIMS_NOTE.replace("bold", "**bold**") + " " + more, ""]
     for t in tables:
-        lines += [f"**{t.title}**", "", "| setting | " + " | ".join(t.columns) + " |", "|---|" + "---:|" * len(t.columns)]
+        lines += [f"**{t.title}**", "", "| setting | " + " | ".join(t.columns) + " |",
+                  "|---|" + "---:|" * len(t.columns)]
         for tag, cs in t.rows:
             cells = [claim_cell(c, m) for c, m in zip(cs, t.metrics)]
-            lines.append("| " + " | ".join([t.setting(tag, cs)] + [f"**{x}**" if bold else x for x, bold in cells])
-                         + " |")
+            lines.append("| " + " | ".join([tag] + [f"**{x}**" if bold else x for x, bold in cells]) + " |")
         lines.append("")
     return lines + [x for f in claims_footnotes(tables) for x in (f, "")]
 
@@ -399,8 +419,10 @@ def unstable_note(comps: list[Comparison]) -> str:
             "involving them is marked and says little.")
 
 
-def render_markdown(comps: list[Comparison], reference: str = DEFAULT_REFERENCE, results: str = "results") -> str:
-    """``results``: the store as the generating command named it (shown in the header)."""
+def render_markdown(comps: list[Comparison], reference: str = DEFAULT_REFERENCE, results: str = "results",
+                    claims: list[ClaimTable] | None = None) -> str:
+    """``results``: the store as the generating command named it (shown in the header); ``claims``: the tables of
+    the paper's claims that open the file (``claim_tables`` of the same runs)."""
     reps = max((c.replicates for c in comps), default=0)
     lines = ["# Paired statistics", "",
              f"Generated by `python bench.py stats --results {results}` (also written by `bench.py site --results "
@@ -416,13 +438,13 @@ def render_markdown(comps: list[Comparison], reference: str = DEFAULT_REFERENCE,
              f"CIFAR-10-LT) is left out. Comparisons: every method against "
              f"{METHOD_NAMES.get(reference, reference)} on the same extractor, SWA against SGD per method, and each "
              f"method that needs the SWA extractor against SGD + {METHOD_NAMES.get(reference, reference)}.", ""]
-    lines += render_claims(comps)
+    lines += render_claims(claims or [])
     for tag in dict.fromkeys(c.dataset_tag for c in comps):
         sub = [c for c in comps if c.dataset_tag == tag]
         red = any(c.reduced for c in sub)
         lines += [f"## {tag}", ""]
         if red:
-            lines += ["† reduced schedule: the runs are comparable to each other, not to published numbers.", ""]
+            lines += [REDUCED_NOTE, ""]
         if any(c.unstable for c in sub):
             lines += [unstable_note(sub), ""]
         lines += ["| " + " | ".join(HEAD) + " |", "|---|---|" + "---:|" * (len(HEAD) - 2)]
@@ -492,9 +514,11 @@ def write_stats(results: Path | str, reference: str = DEFAULT_REFERENCE, replica
     from ..checkpoint import atomic_write_bytes
 
     results = Path(results)
+    runs = collect_runs(results).runs
     if comps is None:
         comps = all_comparisons(results, reference, replicates, boot_seed)
     paths = [results / "stats.md", results / "stats.csv"]
-    atomic_write_bytes(paths[0], render_markdown(comps, reference, _shown(results)).encode())
+    claims = claim_tables(runs) if not runs.empty else []
+    atomic_write_bytes(paths[0], render_markdown(comps, reference, _shown(results), claims).encode())
     atomic_write_bytes(paths[1], render_csv(comps).encode())
     return paths

@@ -219,21 +219,21 @@ class Site:
               f"are linked from <code>{where}/plots/</code> and the run folders.</p>")
         self.write(p.path, p.render())
 
-    def claims_section(self, p: "Page") -> None:
+    def claims_section(self, p: Page) -> None:
         """The paper's two claims, one row per setting (the same cells as the top of stats.md)."""
-        tables = claim_tables(self.comps)
+        tables = claim_tables(self.runs)
         if not tables:
             return
-        p.add("<h2>The paper's claims, setting by setting</h2>", f'<p class="note">{escape(CLAIMS_NOTE)}</p>')
+        p.add("<h2>The paper's claims, setting by setting</h2>",
+              f'<p class="note">{escape(CLAIMS_NOTE)} Each setting links to its statistics page.</p>')
         for t in tables:
             head = '<th class="l">setting</th>' + "".join(f"<th>{escape(x)}</th>" for x in t.columns)
             rows = []
             for tag, cs in t.rows:
                 cells = [claim_cell(c, m) for c, m in zip(cs, t.metrics)]
-                rows.append(f'<tr><td class="l"><a href="{p.rel(self.out / tag / "stats.html")}">'
-                            f"{escape(t.setting(tag, cs))}</a></td>"
-                            + "".join(f"<td><b>{escape(x)}</b></td>" if bold else f"<td>{escape(x)}</td>"
-                                      for x, bold in cells) + "</tr>")
+                rows.append(f'<tr><td class="l"><a href="{p.rel(self.out / tag / "stats.html")}">{escape(tag)}</a>'
+                            "</td>" + "".join(f"<td><b>{escape(x)}</b></td>" if bold else f"<td>{escape(x)}</td>"
+                                              for x, bold in cells) + "</tr>")
             p.add(f"<h3>{escape(t.title)}</h3>", f'<div class="scroll"><table class="claims"><thead><tr>{head}'
                   "</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table></div>")
         for f in claims_footnotes(tables):
