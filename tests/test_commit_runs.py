@@ -1,0 +1,126 @@
+"""benchmarks/commit_runs.py: a finished run folder is committed alone, and only after both checks pass."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from report_fixtures import make_run
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_AUDIT = REPO.parent / "shared" / "tools" / "audit_run.py"
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("commit_runs", REPO / "benchmarks" / "commit_runs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _git(top: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(top), *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path):
+    top = tmp_path / "repo"
+    (top / "results" / "runs").mkdir(parents=True)
+    _git(top, "init", "-q")
+    _git(top, "config", "user.email", "t@example.org")
+    _git(top, "config", "user.name", "t")
+    (top / "notes.txt").write_text("x\n")
+    _git(top, "add", "notes.txt")
+    _git(top, "commit", "-q", "-m", "init")
+    return top
+
+
+def _stub_audit(path: Path, fail_on: str) -> Path:
+    """An audit stand-in that records its arguments and fails for run folders whose path contains ``fail_on``."""
+    path.write_text("import json, sys\n"
+                    f"open({str(path) + '.log'!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+                    f"sys.exit(1 if {fail_on!r} in sys.argv[1] else 0)\n")
+    return path
+
+
+def test_commits_each_passing_run_alone_and_leaves_a_failing_one(repo, tmp_path):
+    cr = _load()
+    results = repo / "results"
+    good, _ = make_run(results, "crt", "sgd", 0, 0.6)
+    bad, _ = make_run(results, "crt", "sgd", 1, 0.6)
+    reduced, _ = make_run(results, "ce", "swa", 0, 0.5, dataset="cifar100-lt", imbalance=50, reduced=True,
+                          counts=[50] * 10)
+    for d, env in ((good, {"device": "cpu", "cpu_model": "Some CPU"}), (reduced, {"device": "cuda",
+                                                                                  "device_name": "NVIDIA H200"})):
+        cfg = json.loads((d / "config.json").read_text())
+        (d / "config.json").write_text(json.dumps(dict(cfg, environment=env, stage1_precision="bf16")))
+    (repo / "notes.txt").write_text("staged, not for these commits\n")
+    _git(repo, "add", "notes.txt")
+    audit = _stub_audit(tmp_path / "audit.py", fail_on="seed1")
+    assert cr.main(["--results", str(results), "--audit", str(audit), "--once"]) == 1  # one folder failed
+    subjects = _git(repo, "log", "--format=%s").splitlines()
+    assert subjects[-1] == "init" and len(subjects) == 3
+    assert ("results: results/runs/cifar10-lt-if100/sgd-crt/seed0, full 200-epoch schedule on CPU (Some CPU, "
+            "stage 1 bf16); passes audit_run.py and results check") in subjects
+    assert ("results: results/runs/cifar100-lt-if50/swa-ce/seed0, REDUCED schedule (10 of 200 stage-1 epochs) on "
+            "cuda (NVIDIA H200, stage 1 bf16); passes audit_run.py and results check") in subjects
+    for sha in _git(repo, "log", "--format=%H", "-2").split():  # each commit holds its own folder only
+        files = _git(repo, "show", "--name-only", "--format=", sha).split()
+        assert files and len({Path(f).parent for f in files}) == 1 and all("seed0" in f for f in files)
+    assert "notes.txt" in _git(repo, "diff", "--cached", "--name-only")  # still staged, uncommitted
+    assert _git(repo, "ls-files", "--others", "--", "results").strip().count("seed1/") >= 3  # the failed folder
+    calls = [json.loads(x) for x in Path(str(audit) + ".log").read_text().splitlines()]
+    assert sorted(c[1:] for c in calls) == [["--cifar10-if", "100"], ["--cifar10-if", "100"], ["--cifar100-if", "50"]]
+
+
+def test_a_failed_folder_is_retried_only_once_it_changes(repo, tmp_path, capsys):
+    cr = _load()
+    results = repo / "results"
+    d, _ = make_run(results, "crt", "sgd", 1, 0.6)
+    audit = _stub_audit(tmp_path / "audit.py", fail_on="seed1")
+    failed: dict = {}
+    top = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
+    assert cr.one_pass(top, results, audit, sys.executable, failed) == 1
+    assert cr.one_pass(top, results, audit, sys.executable, failed) == 0  # unchanged: not tried again
+    assert len(Path(str(audit) + ".log").read_text().splitlines()) == 1
+    assert "NOT committed results/runs/cifar10-lt-if100/sgd-crt/seed1: audit_run.py failed" in capsys.readouterr().out
+
+
+def test_results_check_failure_blocks_the_commit(repo, tmp_path):
+    cr = _load()
+    results = repo / "results"
+    d, metrics = make_run(results, "crt", "sgd", 0, 0.6)
+    (d / "metrics.json").write_text(json.dumps(dict(metrics, acc=99.0)))  # no longer what predictions.npz gives
+    audit = _stub_audit(tmp_path / "audit.py", fail_on="never")
+    assert cr.main(["--results", str(results), "--audit", str(audit), "--once"]) == 1
+    assert _git(repo, "log", "--format=%s").splitlines() == ["init"]
+
+
+@pytest.mark.skipif(not SHARED_AUDIT.is_file(), reason="../shared/tools/audit_run.py not beside the checkout")
+def test_the_shared_audit_passes_a_sound_run_and_fails_a_tampered_one(repo):
+    cr = _load()
+    results = repo / "results"
+    d, metrics = make_run(results, "crt", "sgd", 0, 0.6, dataset="cifar10-lt", imbalance=None)
+    assert cr.main(["--results", str(results), "--audit", str(SHARED_AUDIT), "--once"]) == 0
+    d2, m2 = make_run(results, "ce", "sgd", 0, 0.6, dataset="cifar10-lt", imbalance=None)
+    (d2 / "metrics.json").write_text(json.dumps(dict(m2, nll=m2["nll"] + 1.0)))
+    assert cr.main(["--results", str(results), "--audit", str(SHARED_AUDIT), "--once"]) == 1
+    assert len(_git(repo, "log", "--format=%s").splitlines()) == 2
+
+
+def test_bad_arguments_are_one_clear_error(tmp_path, capsys):
+    cr = _load()
+    assert cr.main(["--results", str(tmp_path), "--once"]) == 2
+    assert "has no runs/ folder" in capsys.readouterr().err
+    (tmp_path / "runs").mkdir()
+    assert cr.main(["--results", str(tmp_path), "--audit", str(tmp_path / "nope.py"), "--once"]) == 2
+    assert "audit script" in capsys.readouterr().err
+    stub = _stub_audit(tmp_path / "audit.py", fail_on="x")
+    assert cr.main(["--results", str(tmp_path), "--audit", str(stub), "--once"]) == 2
+    assert "not inside a git checkout" in capsys.readouterr().err
