@@ -75,9 +75,20 @@ def check_and_commit(top: Path, results: Path, d: Path, audit: Path, python: str
         return False, f"bench.py results check failed: {(c.stdout + c.stderr).strip()[-300:]}"
     rel = d.resolve().relative_to(top).as_posix()
     msg = message(rel, config)
-    git(top, "add", "--", rel)
-    git(top, "commit", "-q", "-m", msg, "--", rel)
+    try:
+        git(top, "add", "--", rel)
+        git(top, "commit", "-q", "-m", msg, "--", rel)
+    except subprocess.CalledProcessError as e:  # e.g. another git command holds the index lock: try next pass
+        for _ in range(10):  # untracked again (the lock may still be held: wait for it)
+            if subprocess.run(["git", "-C", str(top), "reset", "-q", "--", rel], capture_output=True).returncode == 0:
+                break
+            time.sleep(1)
+        raise GitBusy(e.stderr.strip()) from e
     return True, msg
+
+
+class GitBusy(Exception):
+    """git add / commit failed for a folder that passed both checks; it is left untracked and tried again."""
 
 
 def one_pass(top: Path, results: Path, audit: Path, python: str, failed: dict[Path, float]) -> int:
@@ -87,7 +98,12 @@ def one_pass(top: Path, results: Path, audit: Path, python: str, failed: dict[Pa
         stamp = (d / "metrics.json").stat().st_mtime
         if failed.get(d) == stamp:
             continue  # reported already; unchanged since
-        ok, text = check_and_commit(top, results, d, audit, python)
+        try:
+            ok, text = check_and_commit(top, results, d, audit, python)
+        except GitBusy as e:
+            log(f"not committed yet {d.relative_to(top)} (git: {e}); trying again next pass")
+            bad += 1
+            continue
         if ok:
             failed.pop(d, None)
             log(f"committed {d.relative_to(top)}")

@@ -124,3 +124,21 @@ def test_bad_arguments_are_one_clear_error(tmp_path, capsys):
     stub = _stub_audit(tmp_path / "audit.py", fail_on="x")
     assert cr.main(["--results", str(tmp_path), "--audit", str(stub), "--once"]) == 2
     assert "not inside a git checkout" in capsys.readouterr().err
+
+
+def test_a_busy_index_leaves_the_folder_untracked_for_the_next_pass(repo, tmp_path, capsys):
+    """Another git command holding the index lock (the developer committing) must not stage the folder half-way
+    (it would then ride along in someone else's commit) nor mark it failed."""
+    cr = _load()
+    results = repo / "results"
+    make_run(results, "crt", "sgd", 0, 0.6)
+    audit = _stub_audit(tmp_path / "audit.py", fail_on="never")
+    lock = repo / ".git" / "index.lock"
+    lock.write_text("")
+    failed: dict = {}
+    assert cr.one_pass(repo, results, audit, sys.executable, failed) == 1 and failed == {}
+    assert "trying again next pass" in capsys.readouterr().out
+    lock.unlink()
+    assert _git(repo, "diff", "--cached", "--name-only") == ""  # nothing left staged
+    assert cr.one_pass(repo, results, audit, sys.executable, failed) == 0
+    assert len(_git(repo, "log", "--format=%s").splitlines()) == 2
