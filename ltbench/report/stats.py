@@ -354,7 +354,8 @@ def claim_tables(runs: pd.DataFrame) -> list[ClaimTable]:
         srepr.append((tag, [pair(*col[:4]) for col in SREPR_CLAIM]))
     tables = [ClaimTable("SWA − SGD", "SWA extractor − SGD extractor, accuracy (points), per method",
                          [METHOD_NAMES.get(m, m) for m in CLAIM_METHODS], ["acc"] * len(CLAIM_METHODS), ext),
-              ClaimTable("SRepr − cRT", "SWA + SRepr − SWA + cRT (accuracy, NLL, ECE), and − SGD + cRT (accuracy)",
+              ClaimTable("SRepr − cRT",
+                         "SWA + SRepr − SWA + cRT (accuracy, NLL, ECE), and − SGD + cRT (accuracy)",
                          ["acc", "NLL", "ECE", "acc vs SGD + cRT"], [col[4] for col in SREPR_CLAIM], srepr)]
     for t in tables:
         t.rows = [(tag, cs) for tag, cs in t.rows if any(c is not None for c in cs)]
