@@ -66,10 +66,10 @@ def test_commits_each_passing_run_alone_and_leaves_a_failing_one(repo, tmp_path)
     assert cr.main(["--results", str(results), "--audit", str(audit), "--once"]) == 1  # one folder failed
     subjects = _git(repo, "log", "--format=%s").splitlines()
     assert subjects[-1] == "init" and len(subjects) == 3
-    assert ("results: results/runs/cifar10-lt-if100/sgd-crt/seed0, full 200-epoch schedule on CPU (Some CPU, "
+    assert ("results: results/runs/cifar10-lt-if100/sgd-crt/seed0, full 200-epoch schedule, run on CPU (Some CPU, "
             "stage 1 bf16); passes audit_run.py and results check") in subjects
-    assert ("results: results/runs/cifar100-lt-if50/swa-ce/seed0, REDUCED schedule (10 of 200 stage-1 epochs) on "
-            "cuda (NVIDIA H200, stage 1 bf16); passes audit_run.py and results check") in subjects
+    assert ("results: results/runs/cifar100-lt-if50/swa-ce/seed0, REDUCED schedule (stage 1 10 of 200 epochs, stage 2 "
+            "10 of None), run on CUDA (NVIDIA H200, stage 1 bf16); passes audit_run.py and results check") in subjects
     for sha in _git(repo, "log", "--format=%H", "-2").split():  # each commit holds its own folder only
         files = _git(repo, "show", "--name-only", "--format=", sha).split()
         assert files and len({Path(f).parent for f in files}) == 1 and all("seed0" in f for f in files)
@@ -89,7 +89,10 @@ def test_a_failed_folder_is_retried_only_once_it_changes(repo, tmp_path, capsys)
     assert cr.one_pass(top, results, audit, sys.executable, failed) == 1
     assert cr.one_pass(top, results, audit, sys.executable, failed) == 0  # unchanged: not tried again
     assert len(Path(str(audit) + ".log").read_text().splitlines()) == 1
-    assert "NOT committed results/runs/cifar10-lt-if100/sgd-crt/seed1: audit_run.py failed" in capsys.readouterr().out
+    assert "NOT committed results/runs/cifar10-lt-if100/sgd-crt/seed1: audit_run.py" in capsys.readouterr().out
+    (d / "log.jsonl").write_text((d / "log.jsonl").read_text() + "\n")  # the folder changed: tried again
+    assert cr.one_pass(top, results, audit, sys.executable, failed) == 1
+    assert len(Path(str(audit) + ".log").read_text().splitlines()) == 2
 
 
 def test_results_check_failure_blocks_the_commit(repo, tmp_path):
@@ -127,8 +130,8 @@ def test_bad_arguments_are_one_clear_error(tmp_path, capsys):
 
 
 def test_a_busy_index_leaves_the_folder_untracked_for_the_next_pass(repo, tmp_path, capsys):
-    """Another git command holding the index lock (the developer committing) must not stage the folder half-way
-    (it would then ride along in someone else's commit) nor mark it failed."""
+    """Another git command holding the index lock (the developer committing) must neither crash the watcher nor
+    mark the folder failed; the next pass commits it."""
     cr = _load()
     results = repo / "results"
     make_run(results, "crt", "sgd", 0, 0.6)
@@ -139,6 +142,53 @@ def test_a_busy_index_leaves_the_folder_untracked_for_the_next_pass(repo, tmp_pa
     assert cr.one_pass(repo, results, audit, sys.executable, failed) == 1 and failed == {}
     assert "trying again next pass" in capsys.readouterr().out
     lock.unlink()
-    assert _git(repo, "diff", "--cached", "--name-only") == ""  # nothing left staged
     assert cr.one_pass(repo, results, audit, sys.executable, failed) == 0
     assert len(_git(repo, "log", "--format=%s").splitlines()) == 2
+
+
+def test_a_failed_commit_unstages_the_folder_and_a_plain_commit_never_takes_it(repo, tmp_path):
+    """git add succeeded but the commit failed (a hook): the folder must not stay in the index, where the
+    developer's next commit would carry it; and while it is added (-N) a plain commit leaves it out."""
+    cr = _load()
+    results = repo / "results"
+    d, _ = make_run(results, "crt", "sgd", 0, 0.6)
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\nexit 1\n")
+    hook.chmod(0o755)
+    audit = _stub_audit(tmp_path / "audit.py", fail_on="never")
+    failed: dict = {}
+    assert cr.one_pass(repo, results, audit, sys.executable, failed) == 1 and d in failed
+    assert _git(repo, "diff", "--cached", "--name-only") == "" and _git(repo, "ls-files", "--", "results") == ""
+    hook.unlink()
+    _git(repo, "add", "-N", "--", "results")  # as commit() leaves it between its add and its commit
+    (repo / "notes.txt").write_text("a developer's change\n")
+    _git(repo, "add", "notes.txt")
+    _git(repo, "commit", "-q", "-m", "developer")  # (commit -a would take them: it stages every tracked path)
+    assert "results/" not in _git(repo, "show", "--name-only", "--format=", "HEAD")
+    _git(repo, "rm", "-q", "--cached", "-r", "--", "results")
+    (d / "log.jsonl").write_text((d / "log.jsonl").read_text() + "\n")  # changed: tried again, committed
+    assert cr.one_pass(repo, results, audit, sys.executable, failed) == 0
+    assert "results/runs/cifar10-lt-if100/sgd-crt/seed0" in _git(repo, "log", "-1", "--format=%s")
+
+
+def test_only_the_run_files_are_committed_and_nothing_on_a_detached_head(repo, tmp_path, capsys):
+    cr = _load()
+    results = repo / "results"
+    d, _ = make_run(results, "crt", "sgd", 0, 0.6)
+    (d / "logits.npz").write_bytes(b"big")  # save_logits output: git-ignored in results/, never for commit here
+    audit = _stub_audit(tmp_path / "audit.py", fail_on="never")
+    _git(repo, "checkout", "-q", "--detach")
+    assert cr.one_pass(repo, results, audit, sys.executable, {}) == 0
+    assert "HEAD is detached" in capsys.readouterr().out and _git(repo, "ls-files", "--", "results") == ""
+    _git(repo, "checkout", "-q", "-")
+    assert cr.one_pass(repo, results, audit, sys.executable, {}) == 0
+    assert sorted(Path(f).name for f in _git(repo, "ls-files", "--", "results").split()) == sorted(cr.RUN_FILES)
+    assert cr.new_runs(repo, results) == []  # logits.npz alone does not make the folder new again
+
+
+def test_message_of_an_old_config_and_of_a_stage2_only_reduction():
+    cr = _load()
+    old = {"reduced": True, "stage1": {"epochs": 200, "protocol_epochs": 200, "amp_bf16": False},
+           "stage2": {"epochs": 2, "protocol_epochs": 10}, "environment": {"device": "cpu", "cpu_model": "X"}}
+    assert cr.message("r", old) == ("results: r, REDUCED schedule (stage 1 200 of 200 epochs, stage 2 2 of 10), run on "
+                                    "CPU (X, stage 1 fp32); passes audit_run.py and results check")

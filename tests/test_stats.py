@@ -234,8 +234,12 @@ def test_claims_tables_read_each_setting_against_an_independent_computation(stor
     assert any(c.startswith("**") for c in cells) and any(c and not c.startswith("**") for c in cells)
     assert md.index("## The paper's claims") < md.index(f"## {tag}")
     assert "The paper's claims" not in S.render_markdown([]) and "† reduced" not in md.split("## cifar10")[0]
-    head = md.split("\n## cifar10")[0].split("## The paper's claims")[1]
-    assert head == _claims_md(store, reference="lws").split("\n## cifar10")[0].split("## The paper's claims")[1]
+    heads = []
+    for ref in ("crt", "lws"):  # the claims as written by write_stats (the real path), whatever the reference
+        S.write_stats(store, reference=ref, replicates=0)
+        heads.append((store / "stats.md").read_text().split("\n## cifar10")[0].split("## The paper's claims")[1])
+    assert heads[0] == heads[1] == md.split("\n## cifar10")[0].split("## The paper's claims")[1]
+    assert "SWA + SRepr − SWA + cRT" in heads[1]
     for stage1 in ("sgd", "swa"):  # a reduced setting: its cells are marked, and the mark explained
         make_run(store, "crt", stage1, 3, 0.6, dataset="cifar10-lt", imbalance=10, reduced=True)
     claims = _claims_md(store).split("## cifar10")[0]
@@ -263,6 +267,15 @@ def test_claims_take_a_methods_only_variant_row_and_name_it(tmp_path):
             "− SGD + cRT [features=cached].") in md
     assert ("§ SRepr − cRT, pairs with a row of non-default options: cifar10-lt-if100 SWA + SRepr − SWA + cRT "
             "[features=cached]; cifar10-lt-if100 SWA + SRepr − SGD + cRT [features=cached].") in md
+    mixed = tmp_path / "mixed"  # plain cRT on SWA, the variant on SGD: SWA − SGD would mix options, so no cell
+    for s in range(2):
+        make_run(mixed, "crt", "sgd", s, 0.5, config_extra=cached)
+        make_run(mixed, "crt", "swa", s, 0.55)
+        make_run(mixed, "ce", "sgd", s, 0.4)
+        make_run(mixed, "ce", "swa", s, 0.45)
+    md = _claims_md(mixed)
+    assert _claims_table(md, EXT_TITLE)[tag][0] != "" and _claims_table(md, EXT_TITLE)[tag][1] == ""
+    assert "SWA + cRT − SGD + cRT [features=cached]" in md  # stats.md below still sets them side by side
 
 
 @pytest.mark.parametrize("repo_results", COMMITTED_STORES, ids=STORE_IDS)

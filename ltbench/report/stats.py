@@ -321,9 +321,10 @@ SREPR_CLAIM = (("swa", "srepr", "swa", "crt", "acc"), ("swa", "srepr", "swa", "c
 VARIANT_MARK = "§"  # as in the compare table: a row run with other options than the default
 REDUCED_NOTE = f"{REDUCED_MARK} reduced schedule: the runs are comparable to each other, not to published numbers."
 CLAIMS_NOTE = ("Each cell: A − B, the mean ± std of the per-seed differences, the 95% t-interval over the seeds and "
-               "the seeds agreeing with the mean's sign (n = seeds paired; with one seed, the difference alone); bold "
-               "where the seed interval excludes zero. Accuracy and ECE in points, NLL in nats: a negative NLL or ECE "
-               "difference is the better calibrated A. Always against cRT, whatever reference the other tables use.")
+               "the seeds agreeing with the mean's sign (n = seeds paired; with one seed, the difference and 1/1); "
+               "bold where the seed interval excludes zero. Accuracy and ECE in points, NLL in nats: a negative NLL "
+               "or ECE difference is the better calibrated A. SWA − SGD pairs the same method with the same options; "
+               "SRepr is set against cRT whatever reference the other tables use.")
 
 
 @dataclass
@@ -347,10 +348,12 @@ def claim_tables(runs: pd.DataFrame) -> list[ClaimTable]:
     for tag in sorted(runs.dataset_tag.unique()):
         names = _names(runs[runs.dataset_tag == tag])
 
-        def pair(s1a: str, ma: str, s1b: str, mb: str) -> Comparison | None:
+        def pair(s1a: str, ma: str, s1b: str, mb: str, same_key: bool = False) -> Comparison | None:
             a, b = _reference_row(names, s1a, ma), _reference_row(names, s1b, mb)
-            return paired(runs, tag, a, b, "claim", replicates=0) if a and b else None
-        ext.append((tag, [pair("swa", m, "sgd", m) for m in CLAIM_METHODS]))
+            if not (a and b) or (same_key and a.partition("-")[2] != b.partition("-")[2]):
+                return None  # the extractor effect only between the same method with the same options
+            return paired(runs, tag, a, b, "claim", replicates=0)
+        ext.append((tag, [pair("swa", m, "sgd", m, same_key=True) for m in CLAIM_METHODS]))
         srepr.append((tag, [pair(*col[:4]) for col in SREPR_CLAIM]))
     tables = [ClaimTable("SWA − SGD", "SWA extractor − SGD extractor, accuracy (points), per method",
                          [METHOD_NAMES.get(m, m) for m in CLAIM_METHODS], ["acc"] * len(CLAIM_METHODS), ext),
@@ -368,7 +371,8 @@ def _is_variant(c: Comparison) -> bool:
 
 def claim_cell(c: Comparison | None, m: str) -> tuple[str, bool]:
     """('Δ mean ± std [seed interval] agree/n' with its marks, whether the seed interval excludes zero); ('', False)
-    without the pair. Marks: † reduced schedule, ‡ an unstable stage 2 in a compared run, * a variant row."""
+    without the pair. Marks: † reduced schedule, ‡ an unstable stage 2 in a compared run, § a row of non-default
+    options."""
     if c is None or c.seed_stats(m)["n"] == 0:
         return "", False
     st, r = c.seed_stats(m), row_cells(c, m)
@@ -510,12 +514,14 @@ def _shown(results: Path) -> str:
 
 
 def write_stats(results: Path | str, reference: str = DEFAULT_REFERENCE, replicates: int = DEFAULT_BOOTSTRAP,
-                boot_seed: int = DEFAULT_BOOT_SEED, comps: list[Comparison] | None = None) -> list[Path]:
-    """Write ``<results>/stats.md`` and ``<results>/stats.csv``; return their paths."""
+                boot_seed: int = DEFAULT_BOOT_SEED, comps: list[Comparison] | None = None,
+                runs: pd.DataFrame | None = None) -> list[Path]:
+    """Write ``<results>/stats.md`` and ``<results>/stats.csv``; return their paths. ``comps`` and ``runs``: what
+    the caller already computed of this store (the site), so both files read the same runs."""
     from ..checkpoint import atomic_write_bytes
 
     results = Path(results)
-    runs = collect_runs(results).runs
+    runs = collect_runs(results).runs if runs is None else runs
     if comps is None:
         comps = all_comparisons(results, reference, replicates, boot_seed)
     paths = [results / "stats.md", results / "stats.csv"]

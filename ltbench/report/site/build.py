@@ -541,7 +541,8 @@ def build_site(results: Path | str, out: Path | str | None = None, baselines: Pa
     comps = all_comparisons(results, reference, replicates, boot_seed)
     site = Site(results, out, col.runs, aggregate(col.runs), base, comps, reference,
                 [w.removeprefix("warning: ") for w in excluded])
-    written = write_stats(results, reference, replicates, boot_seed, comps=comps) if write_stats_files else []
+    written = write_stats(results, reference, replicates, boot_seed, comps=comps, runs=col.runs) \
+        if write_stats_files else []
     site.stats_written = bool(write_stats_files)
     written += site.build()
     keep = {p.resolve() for p in written}
