@@ -193,8 +193,8 @@ def stats(results: str, reference: str, bootstrap: int, boot_seed: int) -> None:
 
     _, col = load_table(results)
     _warn(exclusion_lines(col))
-    comps = all_comparisons(results, reference, bootstrap, boot_seed)
-    for p in write_stats(results, reference, bootstrap, boot_seed, comps=comps):
+    comps = all_comparisons(results, reference, bootstrap, boot_seed, runs=col.runs)
+    for p in write_stats(results, reference, bootstrap, boot_seed, comps=comps, runs=col.runs):
         click.echo(f"wrote {p}")
 
 

@@ -266,8 +266,10 @@ def _reference_row(names: list[str], s1: str, reference: str) -> str | None:
 
 
 def all_comparisons(results: Path | str, reference: str = DEFAULT_REFERENCE, replicates: int = DEFAULT_BOOTSTRAP,
-                    boot_seed: int = DEFAULT_BOOT_SEED, datasets=None) -> list[Comparison]:
-    runs = collect_runs(results, datasets).runs
+                    boot_seed: int = DEFAULT_BOOT_SEED, datasets=None, runs: pd.DataFrame | None = None
+                    ) -> list[Comparison]:
+    """Every setting's comparisons; ``runs``: the store's runs when the caller has collected them already."""
+    runs = collect_runs(results, datasets).runs if runs is None else runs
     cache: dict = {}
     out = []
     for tag in sorted(runs.dataset_tag.unique()):
@@ -300,10 +302,15 @@ def metrics_present(c: Comparison) -> list[str]:
     return [m for m in SEED_METRICS if c.seed_stats(m)["n"] > 0]
 
 
+def seed_interval_excludes_zero(st: dict[str, float]) -> bool:
+    """Whether ``Comparison.seed_stats``'s t-interval exists (two seeds or more) and excludes zero."""
+    return not math.isnan(st["t_lo"]) and (st["t_lo"] > 0 or st["t_hi"] < 0)
+
+
 def row_cells(c: Comparison, m: str) -> dict[str, str]:
     st = c.seed_stats(m)
     lo, hi = c.boot.get(m, (math.nan, math.nan))
-    seeds_real = not math.isnan(st["t_lo"]) and (st["t_lo"] > 0 or st["t_hi"] < 0)
+    seeds_real = seed_interval_excludes_zero(st)
     test_real = not math.isnan(lo) and (lo > 0 or hi < 0)
     return {"A": fmt(st["a_mean"], m), "B": fmt(st["b_mean"], m),
             "diff": fmt(st["mean"], m, True) + ("" if math.isnan(st["std"]) else f" ± {fmt(st['std'], m)}"),
@@ -373,13 +380,14 @@ def claim_cell(c: Comparison | None, m: str) -> tuple[str, bool]:
     """('Δ mean ± std [seed interval] agree/n' with its marks, whether the seed interval excludes zero); ('', False)
     without the pair. Marks: † reduced schedule, ‡ an unstable stage 2 in a compared run, § a row of non-default
     options."""
-    if c is None or c.seed_stats(m)["n"] == 0:
+    st = c.seed_stats(m) if c is not None else {"n": 0}
+    if st["n"] == 0:
         return "", False
-    st, r = c.seed_stats(m), row_cells(c, m)
+    r = row_cells(c, m)
     text = " ".join(x for x in (r["diff"], "" if r["t95"] == "-" else r["t95"], r["agree"]) if x)
     text += (f" {REDUCED_MARK}" if c.reduced else "") + (f" {UNSTABLE_MARK}" if c.unstable else "") + (
         f" {VARIANT_MARK}" if _is_variant(c) else "")
-    return text, not math.isnan(st["t_lo"]) and (st["t_lo"] > 0 or st["t_hi"] < 0)
+    return text, seed_interval_excludes_zero(st)
 
 
 def claims_footnotes(tables: list[ClaimTable]) -> list[str]:
@@ -523,7 +531,7 @@ def write_stats(results: Path | str, reference: str = DEFAULT_REFERENCE, replica
     results = Path(results)
     runs = collect_runs(results).runs if runs is None else runs
     if comps is None:
-        comps = all_comparisons(results, reference, replicates, boot_seed)
+        comps = all_comparisons(results, reference, replicates, boot_seed, runs=runs)
     paths = [results / "stats.md", results / "stats.csv"]
     claims = claim_tables(runs) if not runs.empty else []
     atomic_write_bytes(paths[0], render_markdown(comps, reference, _shown(results), claims).encode())

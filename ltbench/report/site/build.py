@@ -33,7 +33,7 @@ from ...errors import LtbenchError
 from ..baselines import canonical_dataset, load_baselines
 from ..stats import (CLAIMS_NOTE, DEFAULT_BOOT_SEED, DEFAULT_BOOTSTRAP, DEFAULT_REFERENCE, METRIC_LABEL, Comparison,
                      all_comparisons, claim_cell, claim_tables, claims_footnotes, metrics_present, row_cells,
-                     run_label, write_stats)
+                     run_label, seed_interval_excludes_zero, write_stats)
 from ..leaderboard import shown_path
 from ..tables import (METRICS, UNSTABLE_MARK, aggregate, collect_runs, exclusion_lines, method_label,
                       tau_footnote, unstable_bound_text)
@@ -248,7 +248,7 @@ class Site:
         st = c.seed_stats("acc")
         if math.isnan(st["t_lo"]):
             return ""
-        real = st["t_lo"] > 0 or st["t_hi"] < 0
+        real = seed_interval_excludes_zero(st)
         cell = row_cells(c, "acc")
         return (f"; against {escape(run_label(c.b))} {escape(cell['diff'])}, seed interval {cell['t95']}: "
                 + ("a real gap" if real else "<b>not</b> distinguishable"))
@@ -538,7 +538,7 @@ def build_site(results: Path | str, out: Path | str | None = None, baselines: Pa
             raise
         echo(f"warning: {e}; the site shows no published numbers")
         base = None
-    comps = all_comparisons(results, reference, replicates, boot_seed)
+    comps = all_comparisons(results, reference, replicates, boot_seed, runs=col.runs)
     site = Site(results, out, col.runs, aggregate(col.runs), base, comps, reference,
                 [w.removeprefix("warning: ") for w in excluded])
     written = write_stats(results, reference, replicates, boot_seed, comps=comps, runs=col.runs) \
