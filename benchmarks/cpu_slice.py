@@ -1,0 +1,218 @@
+"""Plan, and with --start launch, this session's CPU slice of the protocol grid (issue 14): the pending stage-1
+networks, in the issue's order, that are projected to finish with their stage 2 before the session ends, in the
+thread layout this CPU trains fastest in (one 2-thread process, or two 1-thread processes side by side).
+
+Why a planner: on a 2-core CPU the right layout differs by CPU model (two 1-thread processes were 1.45x one 2-thread
+process on a Zen 5, 1.17x on a Zen 4, and the fp32 Zen 3 fits no network at all), and a stage 1 cut off at the end
+of a session leaves its only progress in a cache that is lost, so only networks that finish are started.
+
+    python benchmarks/cpu_slice.py --until 04:04                 # plan only (runs benchmarks/step_probe.py first)
+    python benchmarks/cpu_slice.py --until 04:04 --probe P.json  # plan from a probe already taken
+    python benchmarks/cpu_slice.py --until 04:04 --start         # plan, then start the grids and the committer
+
+The rates are the probe's bare training step in the precision a run resolves to (bf16 where native), times
+--slack; the work of each network is the grid's own projection (ltbench.grid.project_parts: evaluation passes
+at 3x the training rate) plus stage-2 heads at HEAD_S_PER_IMAGE per run
+(stage 2 of CIFAR-100-LT IF50 on a bf16 Zen 5: cRT 172 s, LWS 157 s, tau-norm 28 s, logit adjustment 17 s at one
+thread beside another network, docs/performance.md 4a''''').
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ISSUE_ORDER = [("cifar100-lt", 100), ("cifar100-lt", 50), ("cifar100-lt", 10),
+               ("cifar10-lt", 100), ("cifar10-lt", 50), ("cifar10-lt", 10)]
+PROTOCOL = {"ce", "crt", "lws", "tau_norm", "swag", "srepr"}  # issue 14's methods; the others are extra rows
+HEAD_S_PER_IMAGE = 0.005  # stage-2 head training, seconds per run per training image (~64 s a run at 12.6k images)
+
+
+@dataclass
+class Network:
+    """One pending stage-1 network and the runs on it, with its work in images (so any rate can price it)."""
+
+    dataset: str
+    imbalance: int
+    seed: int
+    stage1: str
+    work: float         # the grid's own projection of its runs, in training images (ltbench.grid.project_parts
+                        # at NOMINAL_THROUGHPUT: stage 1 left, BN recompute, features, SWAG pool, evaluations)
+    head_images: float  # pending runs x training set (stage-2 heads, which project_parts leaves out)
+    runs: int
+    protocol_runs: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset} IF{self.imbalance} seed{self.seed} {self.stage1}"
+
+    def seconds(self, train_img_s: float) -> float:
+        return self.work / train_img_s + self.head_images * HEAD_S_PER_IMAGE
+
+    def grid_args(self) -> list[str]:
+        return ["--dataset", self.dataset, "--imbalance", str(self.imbalance), "--seed", str(self.seed),
+                "--stage1", self.stage1]
+
+
+@dataclass
+class Slice:
+    layout: str                 # "single" (one 2-thread process) or "pair" (two 1-thread processes)
+    lanes: list[list[Network]]  # each lane one process, its networks one after the other
+    finish_s: list[float]       # when each lane is projected to finish
+    left: list[Network]         # pending networks that do not fit
+
+    @property
+    def networks(self) -> list[Network]:
+        return [n for lane in self.lanes for n in lane]
+
+    @property
+    def protocol_runs(self) -> int:
+        return sum(n.protocol_runs for n in self.networks)
+
+    def score(self) -> tuple:
+        return (self.protocol_runs, sum(n.runs for n in self.networks), -max(self.finish_s, default=0.0))
+
+
+def fit(nets: list[Network], lanes: int, train_img_s: float, budget_s: float, layout: str) -> Slice:
+    """In plan order, put each network on the lane that frees first if it still finishes within ``budget_s``
+    there; a network that does not fit waits for a later session and a smaller one after it may still go (as
+    ``bench.py grid --time-budget``). Every lane runs at ``train_img_s`` (for a pair, the rate of each process
+    while the other also trains: a lane left alone at the end is faster, so this errs towards starting less)."""
+    out = Slice(layout, [[] for _ in range(lanes)], [0.0] * lanes, [])
+    for n in nets:
+        i = min(range(lanes), key=lambda k: out.finish_s[k])
+        t = out.finish_s[i] + n.seconds(train_img_s)
+        if t <= budget_s:
+            out.lanes[i].append(n)
+            out.finish_s[i] = t
+        else:
+            out.left.append(n)
+    return out
+
+
+def choose(nets: list[Network], single_img_s: float, pair_img_s: float, budget_s: float) -> Slice:
+    """The layout that finishes more protocol runs (then more runs, then sooner)."""
+    a = fit(nets, 1, single_img_s, budget_s, "single")
+    b = fit(nets, 2, pair_img_s, budget_s, "pair")
+    return b if b.score() > a.score() else a
+
+
+def pending_networks(results: str, data_root: str | None, seeds: list[int],
+                     order: list[tuple[str, int]] = ISSUE_ORDER) -> list[Network]:
+    """The grid's own plan (``bench.py grid``'s, against the store ``results``) as pending networks."""
+    from ltbench.grid import NOMINAL_THROUGHPUT, build_plan, project_parts
+    from ltbench.registry import get_dataset
+
+    nets = []
+    for ds, imb in order:
+        n_train = get_dataset(ds).train_size(imb)
+        for g in build_plan([ds], [imb], seeds, data_root=data_root, results=results):
+            pend = g.pending
+            if pend:
+                work = project_parts(g, n_train, 10000, NOMINAL_THROUGHPUT).group(g)
+                nets.append(Network(ds, imb, g.key[2], g.key[3], work, len(pend) * n_train, len(pend),
+                                    sum(r.cfg.method in PROTOCOL for r in pend)))
+    return nets
+
+
+def probe_rates(probe: dict, slack: float) -> tuple[float, float, str]:
+    """(one 2-thread process, each of two 1-thread processes) training images/s from a step_probe JSON, in the
+    precision a run resolves to here, divided by ``slack``."""
+    prec = "bf16" if probe.get("cpu_native_bf16") else "fp32"
+    single = probe["one_process_2_threads"][prec]
+    pair = min(probe[f"two_processes_1_thread_{prec}"]["each"])
+    return single / slack, pair / slack, prec
+
+
+def seconds_until(hhmm: str, now: dt.datetime) -> float:
+    """Seconds from ``now`` to the next ``HH:MM`` (UTC, today or tomorrow)."""
+    h, m = (int(x) for x in hhmm.split(":"))
+    end = now.replace(hour=h, minute=m, second=0, microsecond=0)
+    if end <= now:
+        end += dt.timedelta(days=1)
+    return (end - now).total_seconds()
+
+
+def lane_command(lane: list[Network], threads: int, results: str, data_root: str, python: str) -> str:
+    """One shell line: the lane's networks one after the other, each a resumable ``bench.py grid`` of one group."""
+    cmds = [shlex.join([python, "bench.py", "grid", *n.grid_args(), "--results", results, "--data-root", data_root,
+                        "--threads", str(threads), "--calibration-steps", "0"]) for n in lane]
+    return "; ".join(cmds)
+
+
+def fmt(sec: float) -> str:
+    h, rem = divmod(int(sec), 3600)
+    return f"{h}h{rem // 60:02d}m"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--until", required=True, help="when the session ends, HH:MM UTC")
+    ap.add_argument("--reserve", type=float, default=40.0,
+                    help="minutes kept free at the end for regeneration, findings and CI (default 40)")
+    ap.add_argument("--probe", type=Path, help="a benchmarks/step_probe.py JSON (default: take one now, ~1 min)")
+    ap.add_argument("--slack", type=float, default=1.15, help="projected = probe rate / SLACK (default 1.15)")
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--start", action="store_true", help="start the lanes and benchmarks/commit_runs.py")
+    ap.add_argument("--logs", type=Path, default=Path("outputs/cpu-slice"), help="where the lanes' logs go")
+    a = ap.parse_args(argv)
+    now = dt.datetime.now(dt.timezone.utc)
+    if a.probe:
+        probe = json.loads(a.probe.read_text())
+    else:
+        a.logs.mkdir(parents=True, exist_ok=True)
+        path = a.logs / f"step-probe-{now:%Y%m%dT%H%M}.json"
+        subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_probe.py"), "--no-compile", "--out", str(path)],
+                       check=True, stdout=subprocess.DEVNULL)
+        probe = json.loads(path.read_text())
+    single, pair, prec = probe_rates(probe, a.slack)
+    budget = seconds_until(a.until, dt.datetime.now(dt.timezone.utc)) - a.reserve * 60
+    nets = pending_networks(a.results, a.data_root, [int(s) for s in a.seeds.split(",")])
+    s = choose(nets, single, pair, budget)
+    print(f"{probe.get('cpu_model', '?')}: {prec}; projected stage-1 rate {single:.0f} img/s (one 2-thread process), "
+          f"{pair:.0f} img/s each (two 1-thread processes); budget {fmt(max(budget, 0))} "
+          f"(until {a.until} UTC less {a.reserve:.0f} min)")
+    print(f"{len(nets)} pending networks; layout {s.layout}: {len(s.networks)} fit, {s.protocol_runs} protocol runs")
+    threads = 2 if s.layout == "single" else 1
+    for i, lane in enumerate(s.lanes):
+        for n in lane:
+            rate = single if threads == 2 else pair
+            print(f"  lane {i}: {n.label:34s} {n.protocol_runs} protocol runs, ~{fmt(n.seconds(rate))}")
+        if lane:
+            print(f"  lane {i} finishes in ~{fmt(s.finish_s[i])}")
+    for n in s.left[:6]:
+        print(f"  later: {n.label} (~{fmt(n.seconds(single))} alone at 2 threads)")
+    if not a.start or not s.networks:
+        return 0
+    a.logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "LTBENCH_CACHE": os.environ.get("LTBENCH_CACHE", str(REPO / ".devcache")),
+           "PYTHONUNBUFFERED": "1"}
+    py = sys.executable
+    for i, lane in enumerate(s.lanes):
+        if not lane:
+            continue
+        log = a.logs / f"lane{i}.log"
+        cmd = f"nice -n 10 sh -c {shlex.quote(lane_command(lane, threads, a.results, a.data_root, py))}"
+        p = subprocess.Popen(cmd, shell=True, cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        print(f"started lane {i} (pid {p.pid}), log {log}")
+    log = a.logs / "commit_runs.log"
+    p = subprocess.Popen(["nice", "-n", "5", py, str(REPO / "benchmarks" / "commit_runs.py"), "--results", a.results],
+                         cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    print(f"started benchmarks/commit_runs.py (pid {p.pid}), log {log}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

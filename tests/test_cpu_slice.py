@@ -1,0 +1,115 @@
+"""benchmarks/cpu_slice.py: which pending networks a CPU session starts, and in which thread layout."""
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("cpu_slice", REPO / "benchmarks" / "cpu_slice.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["cpu_slice"] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+cs = _load()
+
+
+def _net(work: float, protocol: int = 4, runs: int = 6, seed: int = 0, stage1: str = "sgd"):
+    return cs.Network("cifar10-lt", 100, seed, stage1, work, 0.0, runs, protocol)
+
+
+def test_a_network_costs_its_work_at_the_rate_plus_its_heads():
+    n = cs.Network("cifar10-lt", 100, 0, "sgd", 1000.0, 2000.0, 6, 4)
+    assert n.seconds(10.0) == pytest.approx(100.0 + 2000.0 * cs.HEAD_S_PER_IMAGE)
+
+
+def test_single_lane_runs_networks_one_after_the_other_and_skips_what_does_not_fit():
+    big, a, b = _net(5000.0, seed=0), _net(1000.0, seed=1), _net(1000.0, seed=2)
+    s = cs.fit([big, a, b], 1, 10.0, 250.0, "single")  # big 500 s > 250: left; a, b 100 s each: 200 s
+    assert s.lanes == [[a, b]] and s.left == [big] and s.finish_s == [pytest.approx(200.0)]
+
+
+def test_pair_lanes_share_the_networks_and_each_finishes_at_its_own_sum():
+    nets = [_net(1000.0, seed=k) for k in range(3)]
+    s = cs.fit(nets, 2, 5.0, 450.0, "pair")  # 200 s each: lanes 0, 1, then lane 0 again at 400 s
+    assert s.lanes == [[nets[0], nets[2]], [nets[1]]]
+    assert s.finish_s == [pytest.approx(400.0), pytest.approx(200.0)] and s.left == []
+
+
+def test_choose_takes_the_layout_that_finishes_more_protocol_runs():
+    a, b = _net(1000.0, seed=0), _net(1000.0, seed=1)
+    # one 2-thread process at 10 img/s: a at 100 s, b at 200 s > 180; two 1-thread at 6 img/s each: both at 167 s
+    assert cs.choose([a, b], 10.0, 6.0, 180.0).layout == "pair"
+    # two 1-thread at 4 img/s each: 250 s > 240, nothing fits; one 2-thread: both by 200 s
+    s = cs.choose([a, b], 10.0, 4.0, 240.0)
+    assert s.layout == "single" and s.networks == [a, b] and s.protocol_runs == 8
+
+
+def test_choose_breaks_a_tie_in_runs_by_the_sooner_finish():
+    a, b = _net(1000.0, seed=0), _net(1000.0, seed=1)
+    assert cs.choose([a, b], 10.0, 6.0, 250.0).layout == "pair"   # both fit either way: 167 s beats 200 s
+    assert cs.choose([a, b], 10.0, 4.0, 300.0).layout == "single"  # 200 s beats 250 s
+
+
+def test_the_empty_store_plans_the_issues_180_protocol_runs_in_36_networks(tmp_path, monkeypatch):
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    nets = cs.pending_networks(str(tmp_path / "results"), None, [0, 1, 2])
+    assert len(nets) == 36 and sum(n.protocol_runs for n in nets) == 180
+    assert [(n.dataset, n.imbalance) for n in nets[::6]] == cs.ISSUE_ORDER
+    first = nets[0]  # CIFAR-100-LT IF 100, seed 0, SGD: 10,847 images (LDAM-DRW's subset), 6 runs
+    assert (first.dataset, first.imbalance, first.seed, first.stage1, first.runs) == ("cifar100-lt", 100, 0, "sgd", 6)
+    # 200 epochs of training, base features of train + test and six evaluations at a third of a training image each
+    assert first.work == pytest.approx(200 * 10847 + (10847 + 10000) / 3 + 6 * 10000 / 3)
+    assert first.head_images == 6 * 10847
+    swa = nets[1]  # + the BN recompute of the SWA average and the 8-member SWAG pool; 8 runs
+    assert swa.stage1 == "swa" and swa.runs == 8 and swa.protocol_runs == 6
+    assert swa.work == pytest.approx(200 * 10847 + (10847 + 10847 + 10000 + 8 * 10000 + 8 * (2 * 10847 + 10000)) / 3)
+
+
+def test_probe_rates_take_the_precision_a_run_resolves_to_and_the_slower_of_the_pair():
+    probe = {"cpu_native_bf16": True, "one_process_2_threads": {"bf16": 460.0, "fp32": 300.0},
+             "two_processes_1_thread_bf16": {"each": [259.0, 300.0]},
+             "two_processes_1_thread_fp32": {"each": [177.0, 181.0]}}
+    assert cs.probe_rates(probe, 1.0) == (460.0, 259.0, "bf16")
+    assert cs.probe_rates({**probe, "cpu_native_bf16": False}, 2.0) == (150.0, 88.5, "fp32")
+
+
+def test_seconds_until_the_next_hh_mm():
+    now = dt.datetime(2026, 12, 4, 1, 0, 30, tzinfo=dt.timezone.utc)
+    assert cs.seconds_until("04:04", now) == 3 * 3600 + 4 * 60 - 30
+    assert cs.seconds_until("00:30", now) == 23 * 3600 + 29 * 60 + 30  # past: tomorrow
+
+
+def test_a_lane_is_one_resumable_grid_per_network_in_order():
+    a, b = _net(1.0, seed=0, stage1="swa"), _net(1.0, seed=1)
+    cmds = [shlex.split(c) for c in cs.lane_command([a, b], 2, "results", "../shared/data", "py").split("; ")]
+    assert [c[c.index("--seed") + 1] for c in cmds] == ["0", "1"]
+    assert [c[c.index("--stage1") + 1] for c in cmds] == ["swa", "sgd"]
+    assert all(c[:3] == ["py", "bench.py", "grid"] and c[c.index("--threads") + 1] == "2"
+               and c[c.index("--results") + 1] == "results" for c in cmds)
+
+
+def test_main_plans_without_starting_anything(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cs, "HEAD_S_PER_IMAGE", 0.0)
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"cpu_model": "X", "cpu_native_bf16": False,
+                                 "one_process_2_threads": {"fp32": 1e9},
+                                 "two_processes_1_thread_fp32": {"each": [1.0, 1.0]}}))
+    end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3)).strftime("%H:%M")
+    assert cs.main(["--until", end, "--probe", str(probe), "--results", str(tmp_path / "r"),
+                    "--logs", str(tmp_path / "logs"), "--slack", "1"]) == 0
+    out = capsys.readouterr().out
+    # at 1e9 img/s (and no head time) everything fits in one lane; at 1 img/s nothing fits in a pair
+    assert "36 pending networks; layout single: 36 fit, 180 protocol runs" in out
+    assert not (tmp_path / "logs").exists()
