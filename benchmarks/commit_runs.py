@@ -10,13 +10,13 @@ track yet and, for each one holding every run file (``ltbench.store.RUN_FILES``)
    metrics recomputed, config against the folder name),
 
 then commits that folder's run files alone: they are added with ``git add -N`` (intent to add, so a developer's
-plain ``git commit`` at that instant leaves them out; ``commit -a`` would not) and committed with ``git commit -- <files>`` (whatever else is
-staged stays staged); other files in the folder (``logits.npz``) are never added. The message says both stages'
-schedules (full or REDUCED), the device and the stage-1 precision, from config.json. A folder that fails is
-reported once and tried again when one of its files changes; a git failure (the index lock held by another git
-command) leaves it untracked and is retried next pass. Nothing is committed while HEAD is detached or a merge,
-rebase, cherry-pick or bisect is in progress. A committed run that is re-run (``--force``) is modified, not new:
-commit that by hand.
+plain ``git commit`` at that instant leaves them out; ``commit -a`` would not) and committed with
+``git commit -- <files>`` (whatever else is staged stays staged); other files in the folder (``logits.npz``) are
+never added. The message says both stages' schedules (full or REDUCED), the device and the stage-1 precision, from
+config.json. A folder that fails is reported once and tried again when one of its files changes; a git failure
+(the index lock held by another git command) leaves it untracked and is retried next pass. Nothing is committed
+while HEAD is detached or a merge, rebase, cherry-pick or bisect is in progress. A committed run that is re-run
+(``--force``) is modified, not new: commit that by hand.
 
     python benchmarks/commit_runs.py --results results            # every 60 s until interrupted
     python benchmarks/commit_runs.py --results results --once     # one pass (exit 1 if a folder failed)

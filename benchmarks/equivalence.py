@@ -133,7 +133,8 @@ def main() -> None:
     from ltbench.train.loop import cpu_has_native_bf16
     out = {"date": dt.datetime.now().isoformat(timespec="seconds"), "device": str(dev), "compare": a.compare,
            "arms": {label: {"side": side, "precision": precision} for label, side, precision in arms},
-           "cpu_model": cpu_model(), "cpu_native_bf16": cpu_has_native_bf16(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "cpu_model": cpu_model(), "cpu_native_bf16": cpu_has_native_bf16(), "torch": torch.__version__,
+           "threads": torch.get_num_threads(),
            "train_images": len(data.train_labels), "test_images": len(data.test_labels), "epochs": a.epochs,
            "seeds": seeds, "acc": res, "mean": m, "seed_std": sd, "diff": diff, "se_diff": se_diff,
            "paired_diffs": paired, "within_seed_noise": bool(abs(diff) <= 2 * se_diff),

@@ -31,7 +31,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(e, OSError):
-            raise LtbenchError(f"cannot write {path}: {e.strerror or e}. Free disk space or choose another folder.") from None
+            raise LtbenchError(f"cannot write {path}: {e.strerror or e}. "
+                               "Free disk space or choose another folder.") from None
         raise
 
 

@@ -100,7 +100,8 @@ class TauNorm(Method):
     # nothing did (the sweep's argmax was taken as it came)
     legacy_options = {"ceiling": 101.0, "min_spread": 0.0}
     option_specs = TAU_OPTIONS + (
-        Option("selection", "str", "holdout", "how tau is chosen (never on the test set)", choices=("holdout", "fixed")),
+        Option("selection", "str", "holdout", "how tau is chosen (never on the test set)",
+               choices=("holdout", "fixed")),
         Option("tau", "float", 1.0, "tau for selection=fixed, and when the held-out sweep is degenerate", low=0.0),
         Option("holdout_fraction", "float", 0.2, "share of each class's training images held out", low=0.0,
                high=1.0, low_open=True, high_open=True),

@@ -71,7 +71,8 @@ def test_list_shows_methods_and_dataset_sizes():
     assert "10,847" in res.output and "12,406" in res.output and "srepr" in res.output
 
 
-@pytest.mark.parametrize("dataset", ["cifar10-lt-tiny",  # the README test runs the quick start on cifar100-lt-tiny by default
+# the README test runs the quick start on cifar100-lt-tiny by default
+@pytest.mark.parametrize("dataset", ["cifar10-lt-tiny",
                                      pytest.param("cifar100-lt-tiny", marks=pytest.mark.slow)])
 def test_smoke_run_writes_an_auditable_folder(tmp_path, dataset):
     """The default job on each bundled tiny set, through the real script in a subprocess (with a cache of its own,
@@ -95,7 +96,8 @@ def test_smoke_run_writes_an_auditable_folder(tmp_path, dataset):
     assert metrics == pytest.approx(compute_metrics({k: z[k] for k in z.files}, np.array(cfg["train_class_counts"])))
     assert check_run(d) == []
     if AUDIT_TOOL.is_file():
-        audit = subprocess.run([sys.executable, str(AUDIT_TOOL), str(d), "--tol", "1e-4"], capture_output=True, text=True)
+        audit = subprocess.run([sys.executable, str(AUDIT_TOOL), str(d), "--tol", "1e-4"], capture_output=True,
+                               text=True)
         assert audit.returncode == 0 and audit.stdout.startswith("ok"), audit.stdout
     # running the same command again skips the finished run
     again = subprocess.run([sys.executable, str(REPO / "bench.py"), "run", "--method", "ce", "--dataset", dataset,

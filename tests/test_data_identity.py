@@ -22,7 +22,8 @@ from ltbench.registry import get_dataset
 from reliability_util import write_preset
 
 # the official md5 sums as published with the CIFAR archives (and used by torchvision), restated here
-OFFICIAL_TEST_MD5 = {"cifar10-lt": "40351d587109b95175f43aff81a1287e", "cifar100-lt": "f0ef6b0ae62326f3e7ffdfab6717acfc"}
+OFFICIAL_TEST_MD5 = {"cifar10-lt": "40351d587109b95175f43aff81a1287e",
+                     "cifar100-lt": "f0ef6b0ae62326f3e7ffdfab6717acfc"}
 
 
 @pytest.fixture(autouse=True)
@@ -242,8 +243,8 @@ def test_stage1_cache_is_keyed_by_the_data_actually_loaded(tmp_path, monkeypatch
     fp_good = get_dataset("cifar10-lt-tiny").load(None, None).fingerprint()
     assert cfg_good["train_data_fingerprint"] == fp_good != cfg_bad["train_data_fingerprint"]
     assert Path(cfg_good["stage1_cache"]).name.endswith(f"-d{fp_good[:8]}")
-    assert isinstance(cfg_good["unstable"], list) and check_run(tmp_path / "res-good" / "runs" / "cifar10-lt-tiny" / "sgd-ce" /
-                                                    "seed0") == []  # the flag is recorded (audited)
+    good_run = tmp_path / "res-good" / "runs" / "cifar10-lt-tiny" / "sgd-ce" / "seed0"
+    assert isinstance(cfg_good["unstable"], list) and check_run(good_run) == []  # the flag is recorded (audited)
     # the bundled set holds the same bytes as the good copy: its run reuses that stage 1
     err_bundled, cfg_bundled = run(tmp_path / "no-such-root", "res-bundled")
     assert "stage 1: reusing" in err_bundled and cfg_bundled["stage1_cache"] == cfg_good["stage1_cache"]

@@ -106,7 +106,8 @@ def test_variant_is_compared_with_its_methods_published_rows_under_its_own_label
     from ltbench.report.baselines import compare, render_compare_markdown
     root, (m_ref0, m_ref1, m_fine) = store
     pub = pd.DataFrame([{"dataset": "cifar10-lt", "imbalance": 100, "backbone": "resnet32", "method": "crt",
-                         "stage1": "sgd", "epochs": 200, "acc": 50.0, "many": float("nan"), "medium": float("nan"), "few": float("nan"),
+                         "stage1": "sgd", "epochs": 200, "acc": 50.0, "many": float("nan"), "medium": float("nan"),
+                         "few": float("nan"),
                          "nll": float("nan"), "ece": float("nan"), "source": "somewhere", "note": ""}])
     cmp = compare(aggregate(collect_runs(root).runs), pub).set_index("method")
     assert sorted(cmp.index) == ["crt", "crt[backbone=finetune]"]

@@ -79,7 +79,9 @@ def fit_and_predict(method, ctx: Stage2Context) -> torch.Tensor:
     from ltbench.method import TrainOnly
     from ltbench.runner import apply_predictor
     out = apply_predictor(method.fit(replace(ctx, data=TrainOnly(ctx.data))), ctx)
-    return out if torch.is_tensor(out) else torch.cat([out(x) for x, _ in ctx.data.eval_batches("test", 256, ctx.device)])
+    if torch.is_tensor(out):
+        return out
+    return torch.cat([out(x) for x, _ in ctx.data.eval_batches("test", 256, ctx.device)])
 
 
 def test_a_method_cannot_reach_the_test_split():
@@ -156,7 +158,8 @@ def test_unknown_method_option_is_rejected():
 @pytest.mark.parametrize("dataset", ["cifar10-lt-tiny",  # the cifar10-lt-tiny case runs every method by default
                                      pytest.param("cifar100-lt-tiny", marks=pytest.mark.slow)])
 def test_every_method_end_to_end_on_tiny_sets(tmp_path, dataset):
-    res = CliRunner().invoke(cli, ["run", "--method", "all", "--dataset", dataset, "--results", str(tmp_path), "--quiet"])
+    res = CliRunner().invoke(cli, ["run", "--method", "all", "--dataset", dataset, "--results", str(tmp_path),
+                                   "--quiet"])
     assert res.exit_code == 0, res.output
     runs = sorted(p.parent for p in (tmp_path / "runs" / dataset).glob("*/seed0/metrics.json"))
     want = sorted(f"{s}-{m}" for s in ("sgd", "swa") for m in method_names()
@@ -165,9 +168,11 @@ def test_every_method_end_to_end_on_tiny_sets(tmp_path, dataset):
     for d in runs:
         assert check_run(d) == [], d
         if AUDIT_TOOL.is_file():
-            out = subprocess.run([sys.executable, str(AUDIT_TOOL), str(d), "--tol", "1e-4"], capture_output=True, text=True)
+            out = subprocess.run([sys.executable, str(AUDIT_TOOL), str(d), "--tol", "1e-4"], capture_output=True,
+                                 text=True)
             assert out.returncode == 0, out.stdout
-    tau = json.loads((tmp_path / "runs" / dataset / "sgd-tau_norm" / "seed0" / "config.json").read_text())["method_info"]
+    tau_cfg = tmp_path / "runs" / dataset / "sgd-tau_norm" / "seed0" / "config.json"
+    tau = json.loads(tau_cfg.read_text())["method_info"]
     assert len(tau["tau_sweep"]) == 21
     accs = [r["heldout_balanced_acc"] for r in tau["tau_sweep"]]
     if max(accs) - min(accs) >= 0.5:   # an informative sweep: the best held-out tau (ties: the smallest)

@@ -178,7 +178,8 @@ def test_swag_low_rank_term_is_normalised_by_the_maximum_rank_as_the_reference()
     torch.testing.assert_close(s.covariance(), want, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(s.covariance(lowrank_norm="kept"), torch.diag(var) + d.T @ d / 3, atol=1e-6,
                                rtol=1e-5)
-    # one sample, replayed with the same generator stream: theta = mean + sqrt(scale) (sqrt(var) z1 + D^T z2 / sqrt(K-1))
+    # one sample, replayed with the same generator stream:
+    # theta = mean + sqrt(scale) (sqrt(var) z1 + D^T z2 / sqrt(K-1))
     theta = s.sample(0.5, torch.Generator().manual_seed(7))
     g2 = torch.Generator().manual_seed(7)
     z1, z2 = torch.randn(5, generator=g2, dtype=torch.float64), torch.randn(4, generator=g2, dtype=torch.float64)

@@ -72,7 +72,9 @@ def test_grid_plans_a_differing_run_as_a_conflict_and_refuses_without_replace(tm
     preset_epochs = by_method["sgd-ce"].cfg.stage1.epochs
     _fake_finished_run(by_method["sgd-ce"].out, preset_epochs + 7, cfg=by_method["sgd-ce"].cfg)   # another schedule
     _fake_finished_run(by_method["sgd-crt"].out, preset_epochs, cfg=by_method["sgd-crt"].cfg)      # the same schedule
-    _fake_finished_run(by_method["swa-crt"].out, preset_epochs, {"balanced": not by_method["swa-crt"].cfg.method_options.get("balanced", True)}, cfg=by_method["swa-crt"].cfg)
+    swa_crt = by_method["swa-crt"]
+    _fake_finished_run(swa_crt.out, preset_epochs, {"balanced": not swa_crt.cfg.method_options.get("balanced", True)},
+                       cfg=swa_crt.cfg)
 
     again = {r.cfg.run_name: r for g in build_plan(["cifar10-lt-tiny"], [], [0], results=str(res),
                                                      methods=["ce", "crt"]) for r in g.runs}

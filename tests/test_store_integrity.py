@@ -170,7 +170,8 @@ def test_stability_bounds():
     assert stability_flags(rows(1.0, 3.0, 2.0), calm, 100) == []          # last epoch at exactly 2x: not flagged
     assert len(stability_flags(rows(1.0, 1.5, 2.01), calm, 100)) == 1     # just past 2x
     # stage-1 rows never count (stage 1 is judged by its own divergence check)
-    assert stability_flags([{"stage": 1, "epoch": 1, "loss": 1.0}, {"stage": 1, "epoch": 2, "loss": 9.0}], calm, 10) == []
+    stage1_rows = [{"stage": 1, "epoch": 1, "loss": 1.0}, {"stage": 1, "epoch": 2, "loss": 9.0}]
+    assert stability_flags(stage1_rows, calm, 10) == []
     # NLL bound: 3 x log C, computed here independently
     c10 = 3 * math.log(10)  # 6.9078
     assert stability_flags([], {"nll": 6.90}, 10) == [] and len(stability_flags([], {"nll": 6.91}, 10)) == 1

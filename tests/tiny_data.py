@@ -14,8 +14,9 @@ def small(data, n: int, stride: int = 4) -> TensorLTData:
     """``n`` train images of ``data``, subsampled to 8x8 pixels: ResNet-32 runs on any size (its maps become 8, 4,
     2 pixels wide) and float64 convolutions on a CPU are slow; the arithmetic compared is the same."""
     idx = torch.as_tensor(np.random.RandomState(0).permutation(len(data.train_labels))[:n])
-    return TensorLTData(data.name + "-small", data.num_classes, data.train_x[idx][:, :, ::stride, ::stride].contiguous(),
-                        data.train_y[idx], data.test_x[:, :, ::stride, ::stride].contiguous(), data.test_y, data.mean,
+    return TensorLTData(data.name + "-small", data.num_classes,
+                        data.train_x[idx][:, :, ::stride, ::stride].contiguous(), data.train_y[idx],
+                        data.test_x[:, :, ::stride, ::stride].contiguous(), data.test_y, data.mean,
                         data.std, data.imbalance)
 
 

@@ -103,7 +103,8 @@ class TensorLTData(LabelsFromTensors):
     def __post_init__(self) -> None:
         for what, x, y in (("train", self.train_x, self.train_y), ("test", self.test_x, self.test_y)):
             if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
-                raise ValueError(f"{self.name}: {what} images must be uint8 [N, 3, H, W], got {x.dtype} {tuple(x.shape)}")
+                raise ValueError(f"{self.name}: {what} images must be uint8 [N, 3, H, W], "
+                                 f"got {x.dtype} {tuple(x.shape)}")
             if len(x) != len(y):
                 raise ValueError(f"{self.name}: {len(x)} {what} images but {len(y)} labels")
             if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):

@@ -373,7 +373,8 @@ class FileListLTData(LabelsFromTensors):
                  device: torch.device) -> Iterator[Batch]:
         """Load the given batches of (index, seed) keys in a worker pool and normalise them on ``device``."""
         gpu = self._use_gpu_decode(device)
-        import torchvision.transforms.v2.functional  # noqa: F401  (import once here: forked workers inherit it, ~2 s each)
+        # import once here: forked workers inherit it (~2 s each otherwise)
+        import torchvision.transforms.v2.functional  # noqa: F401
         ds = _ImageItems(self.root, files, labels, self.image_size, self.resize, raw=gpu)
         loader = torch.utils.data.DataLoader(
             ds, batch_sampler=keys, num_workers=self.workers, pin_memory=device.type == "cuda",

@@ -185,7 +185,8 @@ def render_compare_markdown(cmp: pd.DataFrame) -> str:
     for _, r in cmp.iterrows():
         ours = f"{STAGE1_NAMES.get(r.stage1_mode, r.stage1_mode)} + {method_label(r.method)}"
         ours += " §" if r.get("options_differ") else ""
-        cells = [r.dataset_tag, ours, f"{r.n}" + (" †" if r.reduced else "") + (" ‡" if r.get("unstable_seeds") else "")]
+        n = f"{r.n}" + (" †" if r.reduced else "") + (" ‡" if r.get("unstable_seeds") else "")
+        cells = [r.dataset_tag, ours, n]
         for pub in used:
             nd = 3 if pub == "nll" else 2
             cells += [r[f"ours_{pub}_text"] if not math.isnan(r[f"pub_{pub}"]) else "",

@@ -39,7 +39,8 @@ def run_table_lines(run_dirs: list[Path]) -> list[str]:
     for d in run_dirs:
         m = json.loads((Path(d) / "metrics.json").read_text())
         c = json.loads((Path(d) / "config.json").read_text())
-        name = f"{c['dataset_tag']}/{c['stage1_mode']}-{c['method']}/seed{c['seed']}" + (" *" if c.get("reduced") else "")
+        name = f"{c['dataset_tag']}/{c['stage1_mode']}-{c['method']}/seed{c['seed']}"
+        name += " *" if c.get("reduced") else ""
         if c.get("unstable"):  # config.json's stability flags (ltbench.audit.stability_flags)
             name += " ‡"
             unstable.append(f"  {name[:-2]}: {'; '.join(map(str, c['unstable']))}")

@@ -143,7 +143,8 @@ class StackedResNet32(nn.Module):
 
     def network_state(self, i: int) -> dict[str, torch.Tensor]:
         """Network ``i``'s ``Network.state_dict()`` (own storage: a saved file holds only this network)."""
-        return {k: (t.detach().clone() if t.dim() == 0 else t.detach()[i].clone()) for k, t in self.state_dict().items()}
+        return {k: (t.detach().clone() if t.dim() == 0 else t.detach()[i].clone())
+                for k, t in self.state_dict().items()}
 
     def flat_params(self) -> torch.Tensor:
         """``[M, P]``: row i is ``swag.flat_params`` of network i (same parameter order as ``Network``)."""
