@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--start", action="store_true", help="start the lanes and benchmarks/commit_runs.py")
     ap.add_argument("--logs", type=Path, default=Path("outputs/cpu-slice"), help="where the lanes' logs go")
+    ap.add_argument("--python", default=sys.executable, help="the interpreter the lanes run (default: this one)")
     a = ap.parse_args(argv)
     now = dt.datetime.now(dt.timezone.utc)
     if a.probe:
@@ -195,10 +196,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  later: {n.label} (~{fmt(n.seconds(single))} alone at 2 threads)")
     if not a.start or not s.networks:
         return 0
+    if Path.cwd().resolve() != REPO:  # the lanes run bench.py with the store and data paths as given, from the root
+        print(f"cpu_slice.py: --start runs from the repository root ({REPO}); cd there and run it again",
+              file=sys.stderr)
+        return 2
     a.logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LTBENCH_CACHE": os.environ.get("LTBENCH_CACHE", str(REPO / ".devcache")),
            "PYTHONUNBUFFERED": "1"}
-    py = sys.executable
+    py = a.python
     for i, lane in enumerate(s.lanes):
         if not lane:
             continue

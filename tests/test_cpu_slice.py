@@ -6,6 +6,7 @@ import importlib.util
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,47 @@ def test_main_plans_without_starting_anything(tmp_path, monkeypatch, capsys):
     # at 1e9 img/s (and no head time) everything fits in one lane; at 1 img/s nothing fits in a pair
     assert "36 pending networks; layout single: 36 fit, 180 protocol runs" in out
     assert not (tmp_path / "logs").exists()
+
+
+def test_start_launches_one_process_per_lane_and_the_committer(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cs, "HEAD_S_PER_IMAGE", 0.0)
+    monkeypatch.chdir(REPO)
+    rec, fake = tmp_path / "calls.txt", tmp_path / "fakepy"
+    fake.write_text(f'#!/bin/sh\necho "$LTBENCH_CACHE $*" >> {rec}\n')
+    fake.chmod(0o755)
+    probe = tmp_path / "probe.json"  # a pair at 1e9 img/s each beats one process at 1e8: two lanes
+    probe.write_text(json.dumps({"cpu_native_bf16": True, "one_process_2_threads": {"bf16": 1e8},
+                                 "two_processes_1_thread_bf16": {"each": [1e9, 1e9]}}))
+    end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3)).strftime("%H:%M")
+    store = tmp_path / "r"
+    assert cs.main(["--until", end, "--probe", str(probe), "--results", str(store), "--logs", str(tmp_path / "logs"),
+                    "--slack", "1", "--python", str(fake), "--start"]) == 0
+    assert "layout pair: 36 fit" in capsys.readouterr().out
+    for _ in range(200):  # the lanes and the committer are detached: wait for their 36 + 1 calls
+        lines = rec.read_text().splitlines() if rec.exists() else []
+        if len(lines) >= 37:
+            break
+        time.sleep(0.05)
+    assert len(lines) == 37 and all(ln.startswith(str(tmp_path / "cache") + " ") for ln in lines)
+    grids = [ln.split()[1:] for ln in lines if " bench.py grid " in f" {ln} "]
+    assert len(grids) == 36 and all(g[g.index("--threads") + 1] == "1" and g[g.index("--results") + 1] == str(store)
+                                    for g in grids)
+    assert {(g[g.index("--seed") + 1], g[g.index("--stage1") + 1]) for g in grids} == {
+        (str(k), m) for k in range(3) for m in ("sgd", "swa")}
+    committer = [ln for ln in lines if "commit_runs.py" in ln]
+    assert len(committer) == 1 and committer[0].endswith(f"--results {store}")
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["commit_runs.log", "lane0.log", "lane1.log"]
+
+
+def test_start_refuses_to_run_outside_the_repository_root(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cs, "HEAD_S_PER_IMAGE", 0.0)
+    monkeypatch.chdir(tmp_path)
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"cpu_native_bf16": False, "one_process_2_threads": {"fp32": 1e9},
+                                 "two_processes_1_thread_fp32": {"each": [1.0, 1.0]}}))
+    end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3)).strftime("%H:%M")
+    assert cs.main(["--until", end, "--probe", str(probe), "--results", str(tmp_path / "r"),
+                    "--logs", str(tmp_path / "logs"), "--python", "/bin/false", "--start"]) == 2
+    assert "repository root" in capsys.readouterr().err and not (tmp_path / "logs").exists()
