@@ -2,19 +2,20 @@
 networks, in the issue's order, that are projected to finish with their stage 2 before the session ends, in the
 thread layout this CPU trains fastest in (one 2-thread process, or two 1-thread processes side by side).
 
-Why a planner: on a 2-core CPU the right layout differs by CPU model (two 1-thread processes were 1.45x one 2-thread
-process on a Zen 5, 1.17x on a Zen 4, and the fp32 Zen 3 fits no network at all), and a stage 1 cut off at the end
-of a session leaves its only progress in a cache that is lost, so only networks that finish are started.
+Why a planner: on a 2-core CPU the right layout differs by CPU model (in the step probe, two 1-thread processes
+were 1.45x one 2-thread process on a Zen 5 and 0.97x on a Zen 4, where real training measured ~1.1x; the fp32 Zen 3
+fits no network at all), and a stage 1 cut off at the end of a session leaves its only progress in a cache that is
+lost, so only networks that finish are started.
 
     python benchmarks/cpu_slice.py --until 04:04                 # plan only (runs benchmarks/step_probe.py first)
     python benchmarks/cpu_slice.py --until 04:04 --probe P.json  # plan from a probe already taken
     python benchmarks/cpu_slice.py --until 04:04 --start         # plan, then start the grids and the committer
 
-The rates are the probe's bare training step in the precision a run resolves to (bf16 where native), times
---slack; the work of each network is the grid's own projection (ltbench.grid.project_parts: evaluation passes
-at 3x the training rate) plus stage-2 heads at HEAD_S_PER_IMAGE per run
-(stage 2 of CIFAR-100-LT IF50 on a bf16 Zen 5: cRT 172 s, LWS 157 s, tau-norm 28 s, logit adjustment 17 s at one
-thread beside another network, docs/performance.md 4a''''').
+The rates are the probe's bare training step (40 timed steps: 15 read a Zen 4's 2-thread rate 22 % low) in the
+precision a run resolves to (bf16 where native), divided by --slack. The work of each network is the grid's own
+projection (ltbench.grid.project_parts: evaluation passes at 3x the training rate) plus stage-2 heads at
+HEAD_S_PER_IMAGE per run (stage 2 of CIFAR-100-LT IF50 on a bf16 Zen 5: cRT 172 s, LWS 157 s, tau-norm 28 s, logit
+adjustment 17 s at one thread beside another network, docs/performance.md 4a''''').
 """
 from __future__ import annotations
 
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--until", required=True, help="when the session ends, HH:MM UTC")
     ap.add_argument("--reserve", type=float, default=40.0,
                     help="minutes kept free at the end for regeneration, findings and CI (default 40)")
-    ap.add_argument("--probe", type=Path, help="a benchmarks/step_probe.py JSON (default: take one now, ~1 min)")
+    ap.add_argument("--probe", type=Path, help="a benchmarks/step_probe.py JSON (default: take one now, ~2 min)")
     ap.add_argument("--slack", type=float, default=1.15, help="projected = probe rate / SLACK (default 1.15)")
     ap.add_argument("--results", default="results")
     ap.add_argument("--data-root", default="../shared/data")
@@ -174,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         a.logs.mkdir(parents=True, exist_ok=True)
         path = a.logs / f"step-probe-{now:%Y%m%dT%H%M}.json"
-        subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_probe.py"), "--no-compile", "--out", str(path)],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_probe.py"), "--no-compile", "--steps", "40",
+                        "--out", str(path)], check=True, stdout=subprocess.DEVNULL)
         probe = json.loads(path.read_text())
     single, pair, prec = probe_rates(probe, a.slack)
     budget = seconds_until(a.until, dt.datetime.now(dt.timezone.utc)) - a.reserve * 60
