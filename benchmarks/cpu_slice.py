@@ -36,6 +36,8 @@ ISSUE_ORDER = [("cifar100-lt", 100), ("cifar100-lt", 50), ("cifar100-lt", 10),
                ("cifar10-lt", 100), ("cifar10-lt", 50), ("cifar10-lt", 10)]
 PROTOCOL = {"ce", "crt", "lws", "tau_norm", "swag", "srepr"}  # issue 14's methods; the others are extra rows
 HEAD_S_PER_IMAGE = 0.005  # stage-2 head training, seconds per run per training image (~64 s a run at 12.6k images)
+DEFAULT_CACHE = REPO / ".devcache"  # LTBENCH_CACHE for the plan and the lanes alike, unless the caller sets one
+MAX_UNTIL_S = 12 * 3600  # a --until further away than this is a time already past (rolled over to tomorrow)
 
 
 @dataclass
@@ -108,8 +110,11 @@ def choose(nets: list[Network], single_img_s: float, pair_img_s: float, budget_s
 
 
 def pending_networks(results: str, data_root: str | None, seeds: list[int],
-                     order: list[tuple[str, int]] = ISSUE_ORDER) -> list[Network]:
-    """The grid's own plan (``bench.py grid``'s, against the store ``results``) as pending networks."""
+                     order: list[tuple[str, int]] = ISSUE_ORDER,
+                     refused: list[str] | None = None) -> list[Network]:
+    """The grid's own plan (``bench.py grid``'s, against the store ``results`` and the stage-1 cache of
+    ``$LTBENCH_CACHE``) as pending networks. A group with a finished run of another config is left out (``bench.py
+    grid`` refuses it without ``--replace``) and its label appended to ``refused``."""
     from ltbench.grid import NOMINAL_THROUGHPUT, build_plan, project_parts
     from ltbench.registry import get_dataset
 
@@ -118,7 +123,11 @@ def pending_networks(results: str, data_root: str | None, seeds: list[int],
         n_train = get_dataset(ds).train_size(imb)
         for g in build_plan([ds], [imb], seeds, data_root=data_root, results=results):
             pend = g.pending
-            if pend:
+            if any(r.conflict for r in g.runs):
+                if refused is not None:
+                    refused.append(f"{ds} IF{imb} seed{g.key[2]} {g.key[3]}")
+                continue
+            if pend:  # CIFAR test sets: 10,000 images
                 work = project_parts(g, n_train, 10000, NOMINAL_THROUGHPUT).group(g)
                 nets.append(Network(ds, imb, g.key[2], g.key[3], work, len(pend) * n_train, len(pend),
                                     sum(r.cfg.method in PROTOCOL for r in pend)))
@@ -135,12 +144,16 @@ def probe_rates(probe: dict, slack: float) -> tuple[float, float, str]:
 
 
 def seconds_until(hhmm: str, now: dt.datetime) -> float:
-    """Seconds from ``now`` to the next ``HH:MM`` (UTC, today or tomorrow)."""
+    """Seconds from ``now`` to the next ``HH:MM`` (UTC, today or tomorrow); more than :data:`MAX_UNTIL_S` is an
+    error, as a session's end that has just passed would otherwise become a budget of almost a day."""
     h, m = (int(x) for x in hhmm.split(":"))
     end = now.replace(hour=h, minute=m, second=0, microsecond=0)
     if end <= now:
         end += dt.timedelta(days=1)
-    return (end - now).total_seconds()
+    sec = (end - now).total_seconds()
+    if sec > MAX_UNTIL_S:
+        raise ValueError(f"--until {hhmm} UTC is {fmt(sec)} away (is it already past?); give the session's end")
+    return sec
 
 
 def lane_command(lane: list[Network], threads: int, results: str, data_root: str, python: str) -> str:
@@ -170,8 +183,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--python", default=sys.executable, help="the interpreter the lanes run (default: this one)")
     a = ap.parse_args(argv)
     now = dt.datetime.now(dt.timezone.utc)
+    if Path.cwd().resolve() != REPO:  # the store, data and logs paths are read (and the lanes run) from the root
+        print(f"cpu_slice.py: run it from the repository root ({REPO}); cd there and run it again", file=sys.stderr)
+        return 2
+    try:
+        seconds_until(a.until, now)
+    except ValueError as e:
+        print(f"cpu_slice.py: {e}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("LTBENCH_CACHE", str(DEFAULT_CACHE))  # the plan reads the cache the lanes will use
     if a.probe:
         probe = json.loads(a.probe.read_text())
+        from ltbench.train.loop import cpu_has_native_bf16
+        if bool(probe.get("cpu_native_bf16")) != cpu_has_native_bf16():
+            kind = "with" if probe.get("cpu_native_bf16") else "without"
+            print(f"cpu_slice.py: warning: {a.probe} was taken on a CPU {kind} native bf16, unlike this one: its rates "
+                  "do not apply here", file=sys.stderr)
     else:
         a.logs.mkdir(parents=True, exist_ok=True)
         path = a.logs / f"step-probe-{now:%Y%m%dT%H%M}.json"
@@ -179,8 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                         "--out", str(path)], check=True, stdout=subprocess.DEVNULL)
         probe = json.loads(path.read_text())
     single, pair, prec = probe_rates(probe, a.slack)
-    budget = seconds_until(a.until, dt.datetime.now(dt.timezone.utc)) - a.reserve * 60
-    nets = pending_networks(a.results, a.data_root, [int(s) for s in a.seeds.split(",")])
+    budget = seconds_until(a.until, dt.datetime.now(dt.timezone.utc)) - a.reserve * 60  # after the probe
+    refused: list[str] = []
+    nets = pending_networks(a.results, a.data_root, [int(s) for s in a.seeds.split(",")], refused=refused)
     s = choose(nets, single, pair, budget)
     print(f"{probe.get('cpu_model', '?')}: {prec}; projected stage-1 rate {single:.0f} img/s (one 2-thread process), "
           f"{pair:.0f} img/s each (two 1-thread processes); budget {fmt(max(budget, 0))} "
@@ -195,27 +223,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  lane {i} finishes in ~{fmt(s.finish_s[i])}")
     for n in s.left[:6]:
         print(f"  later: {n.label} (~{fmt(n.seconds(single))} alone at 2 threads)")
+    for label in refused:
+        print(f"  not planned: {label} (a finished run of another config: bench.py grid refuses it without --replace)")
     if not a.start or not s.networks:
         return 0
-    if Path.cwd().resolve() != REPO:  # the lanes run bench.py with the store and data paths as given, from the root
-        print(f"cpu_slice.py: --start runs from the repository root ({REPO}); cd there and run it again",
-              file=sys.stderr)
-        return 2
     a.logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "LTBENCH_CACHE": os.environ.get("LTBENCH_CACHE", str(REPO / ".devcache")),
-           "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # LTBENCH_CACHE: the one the plan read
     py = a.python
     for i, lane in enumerate(s.lanes):
         if not lane:
             continue
         log = a.logs / f"lane{i}.log"
         cmd = f"nice -n 10 sh -c {shlex.quote(lane_command(lane, threads, a.results, a.data_root, py))}"
-        p = subprocess.Popen(cmd, shell=True, cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                             start_new_session=True)
+        with log.open("ab") as out:
+            p = subprocess.Popen(cmd, shell=True, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
         print(f"started lane {i} (pid {p.pid}), log {log}")
     log = a.logs / "commit_runs.log"
-    p = subprocess.Popen(["nice", "-n", "5", py, str(REPO / "benchmarks" / "commit_runs.py"), "--results", a.results],
-                         cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    with log.open("ab") as out:
+        p = subprocess.Popen(["nice", "-n", "5", py, str(REPO / "benchmarks" / "commit_runs.py"), "--results",
+                              a.results], cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                             stderr=subprocess.STDOUT, start_new_session=True)
     print(f"started benchmarks/commit_runs.py (pid {p.pid}), log {log}")
     return 0
 

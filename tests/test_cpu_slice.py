@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
+import os
 import shlex
 import sys
 import time
@@ -31,7 +32,7 @@ def _net(work: float, protocol: int = 4, runs: int = 6, seed: int = 0, stage1: s
 
 def test_a_network_costs_its_work_at_the_rate_plus_its_heads():
     n = cs.Network("cifar10-lt", 100, 0, "sgd", 1000.0, 2000.0, 6, 4)
-    assert n.seconds(10.0) == pytest.approx(100.0 + 2000.0 * cs.HEAD_S_PER_IMAGE)
+    assert n.seconds(10.0) == pytest.approx(100.0 + 2000.0 * 0.005)  # 0.005 s per run per training image
 
 
 def test_single_lane_runs_networks_one_after_the_other_and_skips_what_does_not_fit():
@@ -66,7 +67,9 @@ def test_the_empty_store_plans_the_issues_180_protocol_runs_in_36_networks(tmp_p
     monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
     nets = cs.pending_networks(str(tmp_path / "results"), None, [0, 1, 2])
     assert len(nets) == 36 and sum(n.protocol_runs for n in nets) == 180
-    assert [(n.dataset, n.imbalance) for n in nets[::6]] == cs.ISSUE_ORDER
+    assert [(n.dataset, n.imbalance) for n in nets[::6]] == [  # issue 14's order
+        ("cifar100-lt", 100), ("cifar100-lt", 50), ("cifar100-lt", 10), ("cifar10-lt", 100), ("cifar10-lt", 50),
+        ("cifar10-lt", 10)]
     first = nets[0]  # CIFAR-100-LT IF 100, seed 0, SGD: 10,847 images (LDAM-DRW's subset), 6 runs
     assert (first.dataset, first.imbalance, first.seed, first.stage1, first.runs) == ("cifar100-lt", 100, 0, "sgd", 6)
     # 200 epochs of training, base features of train + test and six evaluations at a third of a training image each
@@ -88,7 +91,10 @@ def test_probe_rates_take_the_precision_a_run_resolves_to_and_the_slower_of_the_
 def test_seconds_until_the_next_hh_mm():
     now = dt.datetime(2026, 12, 4, 1, 0, 30, tzinfo=dt.timezone.utc)
     assert cs.seconds_until("04:04", now) == 3 * 3600 + 4 * 60 - 30
-    assert cs.seconds_until("00:30", now) == 23 * 3600 + 29 * 60 + 30  # past: tomorrow
+    late = dt.datetime(2026, 12, 4, 22, 0, 0, tzinfo=dt.timezone.utc)
+    assert cs.seconds_until("02:15", late) == 4 * 3600 + 15 * 60  # after midnight: tomorrow
+    with pytest.raises(ValueError, match="already past"):  # a session's end just passed is not a day's budget
+        cs.seconds_until("00:30", now)
 
 
 def test_a_lane_is_one_resumable_grid_per_network_in_order():
@@ -103,6 +109,7 @@ def test_a_lane_is_one_resumable_grid_per_network_in_order():
 def test_main_plans_without_starting_anything(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(cs, "HEAD_S_PER_IMAGE", 0.0)
+    monkeypatch.chdir(REPO)
     probe = tmp_path / "probe.json"
     probe.write_text(json.dumps({"cpu_model": "X", "cpu_native_bf16": False,
                                  "one_process_2_threads": {"fp32": 1e9},
@@ -116,6 +123,7 @@ def test_main_plans_without_starting_anything(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "logs").exists()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lanes outlive the planner
 def test_start_launches_one_process_per_lane_and_the_committer(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(cs, "HEAD_S_PER_IMAGE", 0.0)
@@ -131,7 +139,7 @@ def test_start_launches_one_process_per_lane_and_the_committer(tmp_path, monkeyp
     assert cs.main(["--until", end, "--probe", str(probe), "--results", str(store), "--logs", str(tmp_path / "logs"),
                     "--slack", "1", "--python", str(fake), "--start"]) == 0
     assert "layout pair: 36 fit" in capsys.readouterr().out
-    for _ in range(200):  # the lanes and the committer are detached: wait for their 36 + 1 calls
+    for _ in range(1200):  # the lanes and the committer are detached: wait (up to 60 s) for their 36 + 1 calls
         lines = rec.read_text().splitlines() if rec.exists() else []
         if len(lines) >= 37:
             break
@@ -147,14 +155,82 @@ def test_start_launches_one_process_per_lane_and_the_committer(tmp_path, monkeyp
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["commit_runs.log", "lane0.log", "lane1.log"]
 
 
-def test_start_refuses_to_run_outside_the_repository_root(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(cs, "HEAD_S_PER_IMAGE", 0.0)
+def test_it_refuses_to_run_outside_the_repository_root_before_any_probe(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    probe = tmp_path / "probe.json"
-    probe.write_text(json.dumps({"cpu_native_bf16": False, "one_process_2_threads": {"fp32": 1e9},
-                                 "two_processes_1_thread_fp32": {"each": [1.0, 1.0]}}))
     end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3)).strftime("%H:%M")
-    assert cs.main(["--until", end, "--probe", str(probe), "--results", str(tmp_path / "r"),
-                    "--logs", str(tmp_path / "logs"), "--python", "/bin/false", "--start"]) == 2
-    assert "repository root" in capsys.readouterr().err and not (tmp_path / "logs").exists()
+    for extra in ([], ["--start"]):  # a plan read from elsewhere would see ./results as an empty store
+        assert cs.main(["--until", end, "--logs", str(tmp_path / "logs"), "--python", "/bin/false", *extra]) == 2
+        assert "repository root" in capsys.readouterr().err and not (tmp_path / "logs").exists()
+
+
+def test_an_end_already_past_is_refused_before_any_probe(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=2)).strftime("%H:%M")
+    assert cs.main(["--until", past, "--logs", str(tmp_path / "logs"), "--start"]) == 2
+    assert "already past" in capsys.readouterr().err and not (tmp_path / "logs").exists()
+
+
+def _probe(tmp_path, single: float, pair: float) -> Path:
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"cpu_native_bf16": False, "one_process_2_threads": {"fp32": single},
+                                 "two_processes_1_thread_fp32": {"each": [pair, pair]}}))
+    return probe
+
+
+def test_the_reserve_is_taken_off_the_budget(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(REPO)
+    # at a training rate of 1e12 img/s only the heads count: the first network (CIFAR-100-LT IF 100, SGD) has
+    # 6 x 0.005 x 10,847 s = 5.4 min of them, every other network more
+    end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=62)).strftime("%H:%M")  # 61-62 min away
+    args = ["--until", end, "--probe", str(_probe(tmp_path, 1e12, 1.0)), "--results", str(tmp_path / "r"),
+            "--seeds", "0"]
+    assert cs.main(args + ["--reserve", "55"]) == 0  # 6-7 min left: the first network fits, no second one
+    out = capsys.readouterr().out
+    assert "layout single: 1 fit" in out and "cifar100-lt IF100 seed0 sgd" in out
+    assert cs.main(args + ["--reserve", "58"]) == 0  # 3-4 min left: nothing fits
+    assert "layout single: 0 fit" in capsys.readouterr().out
+
+
+def test_the_plan_reads_the_cache_the_lanes_use(tmp_path, monkeypatch):
+    monkeypatch.delenv("LTBENCH_CACHE", raising=False)
+    monkeypatch.setattr(cs, "DEFAULT_CACHE", tmp_path / "devcache")
+    monkeypatch.chdir(REPO)
+    seen = []
+    real = cs.pending_networks
+    monkeypatch.setattr(cs, "pending_networks", lambda *a, **k: seen.append(os.environ.get("LTBENCH_CACHE")) or
+                        real(*a, **k))
+    end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3)).strftime("%H:%M")
+    assert cs.main(["--until", end, "--probe", str(_probe(tmp_path, 1.0, 1.0)), "--results", str(tmp_path / "r"),
+                    "--seeds", "0"]) == 0
+    assert seen == [str(tmp_path / "devcache")]
+
+
+def test_a_cached_stage_1_is_priced_as_its_heads_and_evaluations(tmp_path, monkeypatch):
+    from ltbench.grid import build_plan
+    from ltbench.paths import stage1_prefix
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    results = str(tmp_path / "r")
+    cfg = build_plan(["cifar10-lt"], [100], [0], results=results)[0].runs[0].cfg  # seed 0, SGD
+    d = tmp_path / "cache" / "stage1" / f"{stage1_prefix(cfg)}-dabc12345"
+    d.mkdir(parents=True)
+    (d / "final.pt").write_bytes(b"")  # a finished stage 1 (only its presence is read by the plan)
+    sgd, swa = cs.pending_networks(results, None, [0], order=[("cifar10-lt", 100)])
+    assert sgd.stage1 == "sgd" and sgd.work == pytest.approx((12406 + 10000) / 3 + 6 * 10000 / 3)  # no training
+    # its SWA twin is not cached: 200 epochs, BN recompute, features, 8 evaluations, the 8-member SWAG pool
+    assert swa.work == pytest.approx(200 * 12406 + (2 * 12406 + 10000 + 8 * 10000 + 8 * (2 * 12406 + 10000)) / 3)
+
+
+def test_a_group_the_grid_would_refuse_is_not_planned(tmp_path, monkeypatch):
+    import ltbench.grid as lg
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    real = lg.build_plan
+
+    def with_conflict(*a, **k):
+        groups = real(*a, **k)
+        groups[0].runs[1].conflict = "finished with another config"
+        return groups
+    monkeypatch.setattr(lg, "build_plan", with_conflict)
+    refused: list[str] = []
+    nets = cs.pending_networks(str(tmp_path / "r"), None, [0], order=[("cifar10-lt", 100)], refused=refused)
+    assert refused == ["cifar10-lt IF100 seed0 sgd"] and [(n.seed, n.stage1) for n in nets] == [(0, "swa")]
