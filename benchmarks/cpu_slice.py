@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from ltbench.grid import fmt_s  # noqa: E402  (after the path: the script runs from benchmarks/)
 
 ISSUE_ORDER = [("cifar100-lt", 100), ("cifar100-lt", 50), ("cifar100-lt", 10),
                ("cifar10-lt", 100), ("cifar10-lt", 50), ("cifar10-lt", 10)]
@@ -38,6 +39,10 @@ PROTOCOL = {"ce", "crt", "lws", "tau_norm", "swag", "srepr"}  # issue 14's metho
 HEAD_S_PER_IMAGE = 0.005  # stage-2 head training, seconds per run per training image (~64 s a run at 12.6k images)
 DEFAULT_CACHE = REPO / ".devcache"  # LTBENCH_CACHE for the plan and the lanes alike, unless the caller sets one
 MAX_UNTIL_S = 12 * 3600  # a --until further away than this is a time already past (rolled over to tomorrow)
+
+
+def label(dataset: str, imbalance: int, seed: int, stage1: str) -> str:
+    return f"{dataset} IF{imbalance} seed{seed} {stage1}"
 
 
 @dataclass
@@ -56,7 +61,7 @@ class Network:
 
     @property
     def label(self) -> str:
-        return f"{self.dataset} IF{self.imbalance} seed{self.seed} {self.stage1}"
+        return label(self.dataset, self.imbalance, self.seed, self.stage1)
 
     def seconds(self, train_img_s: float) -> float:
         return self.work / train_img_s + self.head_images * HEAD_S_PER_IMAGE
@@ -125,7 +130,7 @@ def pending_networks(results: str, data_root: str | None, seeds: list[int],
             pend = g.pending
             if any(r.conflict for r in g.runs):
                 if refused is not None:
-                    refused.append(f"{ds} IF{imb} seed{g.key[2]} {g.key[3]}")
+                    refused.append(label(ds, imb, g.key[2], g.key[3]))
                 continue
             if pend:  # CIFAR test sets: 10,000 images
                 work = project_parts(g, n_train, 10000, NOMINAL_THROUGHPUT).group(g)
@@ -152,7 +157,7 @@ def seconds_until(hhmm: str, now: dt.datetime) -> float:
         end += dt.timedelta(days=1)
     sec = (end - now).total_seconds()
     if sec > MAX_UNTIL_S:
-        raise ValueError(f"--until {hhmm} UTC is {fmt(sec)} away (is it already past?); give the session's end")
+        raise ValueError(f"--until {hhmm} UTC is {fmt_s(sec)} away (is it already past?); give the session's end")
     return sec
 
 
@@ -163,9 +168,11 @@ def lane_command(lane: list[Network], threads: int, results: str, data_root: str
     return "; ".join(cmds)
 
 
-def fmt(sec: float) -> str:
-    h, rem = divmod(int(sec), 3600)
-    return f"{h}h{rem // 60:02d}m"
+def spawn(args: list[str], log: Path, env: dict) -> int:
+    """Start ``args`` detached from this process (own session, no stdin), appending to ``log``; its pid."""
+    with log.open("ab") as out:
+        return subprocess.Popen(args, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True).pid
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,40 +218,32 @@ def main(argv: list[str] | None = None) -> int:
     nets = pending_networks(a.results, a.data_root, [int(s) for s in a.seeds.split(",")], refused=refused)
     s = choose(nets, single, pair, budget)
     print(f"{probe.get('cpu_model', '?')}: {prec}; projected stage-1 rate {single:.0f} img/s (one 2-thread process), "
-          f"{pair:.0f} img/s each (two 1-thread processes); budget {fmt(max(budget, 0))} "
+          f"{pair:.0f} img/s each (two 1-thread processes); budget {fmt_s(max(budget, 0))} "
           f"(until {a.until} UTC less {a.reserve:.0f} min)")
     print(f"{len(nets)} pending networks; layout {s.layout}: {len(s.networks)} fit, {s.protocol_runs} protocol runs")
-    threads = 2 if s.layout == "single" else 1
+    threads, rate = (2, single) if s.layout == "single" else (1, pair)
     for i, lane in enumerate(s.lanes):
         for n in lane:
-            rate = single if threads == 2 else pair
-            print(f"  lane {i}: {n.label:34s} {n.protocol_runs} protocol runs, ~{fmt(n.seconds(rate))}")
+            print(f"  lane {i}: {n.label:34s} {n.protocol_runs} protocol runs, ~{fmt_s(n.seconds(rate))}")
         if lane:
-            print(f"  lane {i} finishes in ~{fmt(s.finish_s[i])}")
+            print(f"  lane {i} finishes in ~{fmt_s(s.finish_s[i])}")
     for n in s.left[:6]:
-        print(f"  later: {n.label} (~{fmt(n.seconds(single))} alone at 2 threads)")
+        print(f"  later: {n.label} (~{fmt_s(n.seconds(single))} alone at 2 threads)")
     for label in refused:
         print(f"  not planned: {label} (a finished run of another config: bench.py grid refuses it without --replace)")
     if not a.start or not s.networks:
         return 0
     a.logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # LTBENCH_CACHE: the one the plan read
-    py = a.python
     for i, lane in enumerate(s.lanes):
-        if not lane:
-            continue
-        log = a.logs / f"lane{i}.log"
-        cmd = f"nice -n 10 sh -c {shlex.quote(lane_command(lane, threads, a.results, a.data_root, py))}"
-        with log.open("ab") as out:
-            p = subprocess.Popen(cmd, shell=True, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-        print(f"started lane {i} (pid {p.pid}), log {log}")
+        if lane:
+            log = a.logs / f"lane{i}.log"
+            cmd = lane_command(lane, threads, a.results, a.data_root, a.python)
+            print(f"started lane {i} (pid {spawn(['nice', '-n', '10', 'sh', '-c', cmd], log, env)}), log {log}")
     log = a.logs / "commit_runs.log"
-    with log.open("ab") as out:
-        p = subprocess.Popen(["nice", "-n", "5", py, str(REPO / "benchmarks" / "commit_runs.py"), "--results",
-                              a.results], cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                             stderr=subprocess.STDOUT, start_new_session=True)
-    print(f"started benchmarks/commit_runs.py (pid {p.pid}), log {log}")
+    pid = spawn(["nice", "-n", "5", a.python, str(REPO / "benchmarks" / "commit_runs.py"), "--results", a.results],
+                log, env)
+    print(f"started benchmarks/commit_runs.py (pid {pid}), log {log}")
     return 0
 
 

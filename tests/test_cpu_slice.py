@@ -106,16 +106,24 @@ def test_a_lane_is_one_resumable_grid_per_network_in_order():
                and c[c.index("--results") + 1] == "results" for c in cmds)
 
 
+def _probe(tmp_path, single: float, pair: float) -> Path:
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"cpu_native_bf16": False, "one_process_2_threads": {"fp32": single},
+                                 "two_processes_1_thread_fp32": {"each": [pair, pair]}}))
+    return probe
+
+
+def _end(**delta) -> str:
+    """The HH:MM (UTC) ``delta`` from now, as --until takes it."""
+    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(**delta)).strftime("%H:%M")
+
+
 def test_main_plans_without_starting_anything(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(cs, "HEAD_S_PER_IMAGE", 0.0)
     monkeypatch.chdir(REPO)
-    probe = tmp_path / "probe.json"
-    probe.write_text(json.dumps({"cpu_model": "X", "cpu_native_bf16": False,
-                                 "one_process_2_threads": {"fp32": 1e9},
-                                 "two_processes_1_thread_fp32": {"each": [1.0, 1.0]}}))
-    end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3)).strftime("%H:%M")
-    assert cs.main(["--until", end, "--probe", str(probe), "--results", str(tmp_path / "r"),
+    assert cs.main(["--until", _end(hours=3), "--probe", str(_probe(tmp_path, 1e9, 1.0)),
+                    "--results", str(tmp_path / "r"),
                     "--logs", str(tmp_path / "logs"), "--slack", "1"]) == 0
     out = capsys.readouterr().out
     # at 1e9 img/s (and no head time) everything fits in one lane; at 1 img/s nothing fits in a pair
@@ -131,12 +139,10 @@ def test_start_launches_one_process_per_lane_and_the_committer(tmp_path, monkeyp
     rec, fake = tmp_path / "calls.txt", tmp_path / "fakepy"
     fake.write_text(f'#!/bin/sh\necho "$LTBENCH_CACHE $*" >> {rec}\n')
     fake.chmod(0o755)
-    probe = tmp_path / "probe.json"  # a pair at 1e9 img/s each beats one process at 1e8: two lanes
-    probe.write_text(json.dumps({"cpu_native_bf16": True, "one_process_2_threads": {"bf16": 1e8},
-                                 "two_processes_1_thread_bf16": {"each": [1e9, 1e9]}}))
-    end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3)).strftime("%H:%M")
+    probe = _probe(tmp_path, 1e8, 1e9)  # a pair at 1e9 img/s each beats one process at 1e8: two lanes
     store = tmp_path / "r"
-    assert cs.main(["--until", end, "--probe", str(probe), "--results", str(store), "--logs", str(tmp_path / "logs"),
+    assert cs.main(["--until", _end(hours=3), "--probe", str(probe), "--results", str(store),
+                    "--logs", str(tmp_path / "logs"),
                     "--slack", "1", "--python", str(fake), "--start"]) == 0
     assert "layout pair: 36 fit" in capsys.readouterr().out
     for _ in range(1200):  # the lanes and the committer are detached: wait (up to 60 s) for their 36 + 1 calls
@@ -157,7 +163,7 @@ def test_start_launches_one_process_per_lane_and_the_committer(tmp_path, monkeyp
 
 def test_it_refuses_to_run_outside_the_repository_root_before_any_probe(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3)).strftime("%H:%M")
+    end = _end(hours=3)
     for extra in ([], ["--start"]):  # a plan read from elsewhere would see ./results as an empty store
         assert cs.main(["--until", end, "--logs", str(tmp_path / "logs"), "--python", "/bin/false", *extra]) == 2
         assert "repository root" in capsys.readouterr().err and not (tmp_path / "logs").exists()
@@ -165,16 +171,8 @@ def test_it_refuses_to_run_outside_the_repository_root_before_any_probe(tmp_path
 
 def test_an_end_already_past_is_refused_before_any_probe(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
-    past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=2)).strftime("%H:%M")
-    assert cs.main(["--until", past, "--logs", str(tmp_path / "logs"), "--start"]) == 2
+    assert cs.main(["--until", _end(minutes=-2), "--logs", str(tmp_path / "logs"), "--start"]) == 2
     assert "already past" in capsys.readouterr().err and not (tmp_path / "logs").exists()
-
-
-def _probe(tmp_path, single: float, pair: float) -> Path:
-    probe = tmp_path / "probe.json"
-    probe.write_text(json.dumps({"cpu_native_bf16": False, "one_process_2_threads": {"fp32": single},
-                                 "two_processes_1_thread_fp32": {"each": [pair, pair]}}))
-    return probe
 
 
 def test_the_reserve_is_taken_off_the_budget(tmp_path, monkeypatch, capsys):
@@ -182,8 +180,8 @@ def test_the_reserve_is_taken_off_the_budget(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     # at a training rate of 1e12 img/s only the heads count: the first network (CIFAR-100-LT IF 100, SGD) has
     # 6 x 0.005 x 10,847 s = 5.4 min of them, every other network more
-    end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=62)).strftime("%H:%M")  # 61-62 min away
-    args = ["--until", end, "--probe", str(_probe(tmp_path, 1e12, 1.0)), "--results", str(tmp_path / "r"),
+    args = ["--until", _end(minutes=62),  # 61-62 min away
+            "--probe", str(_probe(tmp_path, 1e12, 1.0)), "--results", str(tmp_path / "r"),
             "--seeds", "0"]
     assert cs.main(args + ["--reserve", "55"]) == 0  # 6-7 min left: the first network fits, no second one
     out = capsys.readouterr().out
@@ -200,8 +198,8 @@ def test_the_plan_reads_the_cache_the_lanes_use(tmp_path, monkeypatch):
     real = cs.pending_networks
     monkeypatch.setattr(cs, "pending_networks", lambda *a, **k: seen.append(os.environ.get("LTBENCH_CACHE")) or
                         real(*a, **k))
-    end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3)).strftime("%H:%M")
-    assert cs.main(["--until", end, "--probe", str(_probe(tmp_path, 1.0, 1.0)), "--results", str(tmp_path / "r"),
+    assert cs.main(["--until", _end(hours=3), "--probe", str(_probe(tmp_path, 1.0, 1.0)),
+                    "--results", str(tmp_path / "r"),
                     "--seeds", "0"]) == 0
     assert seen == [str(tmp_path / "devcache")]
 
