@@ -11,6 +11,9 @@ lost, so only networks that finish are started.
     python benchmarks/cpu_slice.py --until 04:04 --probe P.json  # plan from a probe already taken
     python benchmarks/cpu_slice.py --until 04:04 --start         # plan, then start the grids and the committer
 
+``--start`` records the lanes' pids in ``outputs/cpu-slice/slice.json``; while one of them runs, another ``--start``
+is refused: the networks it trains have no finished run yet, so a second plan would start them again.
+
 The rates are the probe's bare training step (40 timed steps: 15 read a Zen 4's 2-thread rate 22 % low) in the
 precision a run resolves to (bf16 where native), divided by --slack. The work of each network is the grid's own
 projection (ltbench.grid.project_parts: evaluation passes at 3x the training rate) plus stage-2 heads at
@@ -38,6 +41,7 @@ ISSUE_ORDER = [("cifar100-lt", 100), ("cifar100-lt", 50), ("cifar100-lt", 10),
 PROTOCOL = {"ce", "crt", "lws", "tau_norm", "swag", "srepr"}  # issue 14's methods; the others are extra rows
 HEAD_S_PER_IMAGE = 0.005  # stage-2 head training, seconds per run per training image (~64 s a run at 12.6k images)
 DEFAULT_CACHE = REPO / ".devcache"  # LTBENCH_CACHE for the plan and the lanes alike, unless the caller sets one
+SLICE_FILE = "slice.json"  # in --logs: the slice last started (its lanes' pids), so a second --start is refused
 MAX_UNTIL_S = 12 * 3600  # a --until further away than this is a time already past (rolled over to tomorrow)
 
 
@@ -125,15 +129,16 @@ def pending_networks(results: str, data_root: str | None, seeds: list[int],
 
     nets = []
     for ds, imb in order:
-        n_train = get_dataset(ds).train_size(imb)
+        spec = get_dataset(ds)
+        n_train = spec.train_size(imb)
         for g in build_plan([ds], [imb], seeds, data_root=data_root, results=results):
             pend = g.pending
             if any(r.conflict for r in g.runs):
                 if refused is not None:
                     refused.append(label(ds, imb, g.key[2], g.key[3]))
                 continue
-            if pend:  # CIFAR test sets: 10,000 images
-                work = project_parts(g, n_train, 10000, NOMINAL_THROUGHPUT).group(g)
+            if pend:
+                work = project_parts(g, n_train, spec.test_size, NOMINAL_THROUGHPUT).group(g)
                 nets.append(Network(ds, imb, g.key[2], g.key[3], work, len(pend) * n_train, len(pend),
                                     sum(r.cfg.method in PROTOCOL for r in pend)))
     return nets
@@ -168,6 +173,24 @@ def lane_command(lane: list[Network], threads: int, results: str, data_root: str
     return "; ".join(cmds)
 
 
+def _is_lane(pid: int) -> bool:
+    """Whether ``pid`` is alive and still a lane (a recycled pid of another program is not)."""
+    try:
+        return b"bench.py grid" in Path(f"/proc/{pid}/cmdline").read_bytes()  # a zombie's is empty
+    except OSError:
+        return False
+
+
+def running_slice(logs: Path) -> dict | None:
+    """The slice recorded in ``logs``/slice.json, with ``alive`` its lanes still running; None when none is."""
+    try:
+        rec = json.loads((logs / SLICE_FILE).read_text())
+        alive = [int(p) for p in rec.get("lanes", []) if _is_lane(int(p))]
+    except (OSError, ValueError, TypeError, AttributeError):  # none yet, or not one this script wrote
+        return None
+    return {**rec, "alive": alive} if alive else None
+
+
 def spawn(args: list[str], log: Path, env: dict) -> int:
     """Start ``args`` detached from this process (own session, no stdin), appending to ``log``; its pid."""
     with log.open("ab") as out:
@@ -198,6 +221,19 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"cpu_slice.py: {e}", file=sys.stderr)
         return 2
+    running = running_slice(a.logs)
+    if running:  # its networks have no finished runs yet: a new plan would count them as pending again
+        what = (f"the slice started {running.get('started', '?')} is still running (lanes: pid "
+                f"{', '.join(map(str, running['alive']))}; {'; '.join(running.get('networks', []))})")
+        if a.start:
+            print(f"cpu_slice.py: {what}; another would train its networks a second time. Wait for it to finish, "
+                  f"or stop it (kill -- -PID for each lane) and run again", file=sys.stderr)
+            return 2
+        print(f"cpu_slice.py: note: {what}; the plan below counts its networks as pending", file=sys.stderr)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores != 2:
+        print(f"cpu_slice.py: warning: the layouts (one 2-thread process, two 1-thread ones) are for 2 cores; "
+              f"this process may use {cores}", file=sys.stderr)
     os.environ.setdefault("LTBENCH_CACHE", str(DEFAULT_CACHE))  # the plan reads the cache the lanes will use
     if a.probe:
         probe = json.loads(a.probe.read_text())
@@ -235,15 +271,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     a.logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # LTBENCH_CACHE: the one the plan read
+    lanes = []
     for i, lane in enumerate(s.lanes):
         if lane:
             log = a.logs / f"lane{i}.log"
             cmd = lane_command(lane, threads, a.results, a.data_root, a.python)
-            print(f"started lane {i} (pid {spawn(['nice', '-n', '10', 'sh', '-c', cmd], log, env)}), log {log}")
+            lanes.append(spawn(["nice", "-n", "10", "sh", "-c", cmd], log, env))
+            print(f"started lane {i} (pid {lanes[-1]}), log {log}")
     log = a.logs / "commit_runs.log"
     pid = spawn(["nice", "-n", "5", a.python, str(REPO / "benchmarks" / "commit_runs.py"), "--results", a.results],
                 log, env)
     print(f"started benchmarks/commit_runs.py (pid {pid}), log {log}")
+    from ltbench.checkpoint import atomic_write_json
+    atomic_write_json(a.logs / SLICE_FILE, {"started": f"{now:%Y-%m-%d %H:%M} UTC", "until": a.until,
+                                            "layout": s.layout, "lanes": lanes, "committer": pid,
+                                            "networks": [n.label for n in s.networks]})
     return 0
 
 

@@ -158,7 +158,55 @@ def test_start_launches_one_process_per_lane_and_the_committer(tmp_path, monkeyp
         (str(k), m) for k in range(3) for m in ("sgd", "swa")}
     committer = [ln for ln in lines if "commit_runs.py" in ln]
     assert len(committer) == 1 and committer[0].endswith(f"--results {store}")
-    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["commit_runs.log", "lane0.log", "lane1.log"]
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
+        "commit_runs.log", "lane0.log", "lane1.log", "slice.json"]
+    rec = json.loads((tmp_path / "logs" / "slice.json").read_text())
+    assert rec["layout"] == "pair" and len(rec["lanes"]) == 2 and len(rec["networks"]) == 36
+    assert "cifar100-lt IF100 seed0 sgd" in rec["networks"] and isinstance(rec["committer"], int)
+
+
+def _fake_lane(tmp_path):
+    """A live process whose command line reads like a lane's (``sh -c '... bench.py grid ...'``)."""
+    import subprocess
+    return subprocess.Popen(["sh", "-c", "sleep 60; : bench.py grid"], stdin=subprocess.DEVNULL)
+
+
+def test_a_second_start_is_refused_while_the_first_slices_lanes_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(REPO)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lane = _fake_lane(tmp_path)
+    try:
+        (logs / "slice.json").write_text(json.dumps({"started": "2026-12-04 03:55 UTC", "lanes": [lane.pid],
+                                                     "networks": ["cifar10-lt IF100 seed0 sgd"]}))
+        args = ["--until", _end(hours=3), "--probe", str(_probe(tmp_path, 1e9, 1.0)), "--results",
+                str(tmp_path / "r"), "--logs", str(logs), "--python", "/bin/false", "--seeds", "0"]
+        assert cs.main(args + ["--start"]) == 2
+        err = capsys.readouterr().err
+        assert f"pid {lane.pid}" in err and "cifar10-lt IF100 seed0 sgd" in err and "kill -- -PID" in err
+        assert sorted(p.name for p in logs.iterdir()) == ["slice.json"]  # nothing started
+        assert cs.main(args) == 0  # a plan alone still goes, with a note that it counts those networks again
+        out, err = capsys.readouterr()
+        assert "still running" in err and "layout single" in out
+    finally:
+        lane.kill()
+        lane.wait()
+    assert cs.running_slice(logs) is None  # once its lanes are gone, the record no longer blocks a start
+
+
+def test_a_recycled_pid_or_a_foreign_record_is_not_a_running_slice(tmp_path):
+    (tmp_path / "slice.json").write_text(json.dumps({"lanes": [os.getpid()]}))  # alive, but pytest, not a lane
+    assert cs.running_slice(tmp_path) is None
+    for junk in ("not json", "[1, 2]", '{"lanes": ["x"]}'):
+        (tmp_path / "slice.json").write_text(junk)
+        assert cs.running_slice(tmp_path) is None
+    assert cs.running_slice(tmp_path / "none") is None
+
+
+def test_the_test_set_size_priced_is_the_datasets():
+    from ltbench.registry import get_dataset
+    assert [get_dataset(d).test_size for d in ("cifar10-lt", "cifar100-lt")] == [10000, 10000]
 
 
 def test_it_refuses_to_run_outside_the_repository_root_before_any_probe(tmp_path, monkeypatch, capsys):

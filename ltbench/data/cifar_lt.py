@@ -158,13 +158,14 @@ class CifarLTSpec:
     random_subset = True  # the long-tailed subset is drawn with a NumPy seed (--subset-seed; 0 = LDAM-DRW's)
     default_imbalance = 100
     preset = "cifar"
+    test_size = 10000     # the official test set, balanced (checked against its md5 on load)
 
     def train_size(self, imbalance: int) -> int:
         return sum(lt_class_counts(self.num_classes, 50000 // self.num_classes, imbalance))
 
     def describe(self) -> str:
         sizes = ", ".join(f"IF {i}: {self.train_size(i):,}" for i in IMBALANCE_FACTORS)
-        return f"{self.num_classes} classes; train {sizes}; test 10,000 (balanced)"
+        return f"{self.num_classes} classes; train {sizes}; test {self.test_size:,} (balanced)"
 
     def _candidates(self, root: Path) -> list[Path]:
         return [root / self.folder, root]
