@@ -91,3 +91,21 @@ def test_quiet_echo_silences_progress(tmp_path, capsys):
     base_features(ctx, "train")
     swag_pool_features(ctx, 2, 0.5, False, "recompute", one_pass=True)
     assert capsys.readouterr().err == ""
+
+
+def test_the_swag_pool_tells_the_grids_heartbeat_how_far_it_is(tmp_path):
+    """While the pool is drawn (BN passes) and its features extracted, ACTIVITY (what the grid's status line reads)
+    counts the samples done, and is cleared afterwards: the line no longer stands still for the pool's minutes."""
+    from ltbench.progress import ACTIVITY
+
+    ctx = _ctx(tmp_path)
+    seen: list[tuple[str, str | None]] = []
+    ctx.echo = lambda s: seen.append((s, ACTIVITY.text()))
+    swag_pool_features(ctx, 3, 0.5, False, "recompute")
+    acts = [a for line, a in seen if line.startswith("stage 2: SWAG sample ")]
+    assert [a.split(", ~")[0] for a in acts] == [
+        "SWAG pool: BN passes 0/3 samples done", "SWAG pool: BN passes 1/3 samples done",
+        "SWAG pool: BN passes 2/3 samples done",
+        "SWAG pool: train features 0/3 samples done", "SWAG pool: train features 1/3 samples done",
+        "SWAG pool: train features 2/3 samples done"]
+    assert acts[1].endswith(" to go") and ACTIVITY.text() is None

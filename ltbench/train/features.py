@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from ..checkpoint import atomic_torch_save, file_lock, load_checkpoint
 from ..paths import base_features_file, swag_members_file, swag_pool_file
+from ..progress import ACTIVITY
 from .swag import network_with_weights, prefix_mask
 
 
@@ -128,11 +129,13 @@ def swag_pool_features(ctx, pool_size: int, scale: float, diag_only: bool, bn: s
             cached(base_features_file(art.dir, split), lambda: {split: feats[0], f"{split}_y": y}, dev)
             return {split: torch.stack(feats[1:]), "options": opts}
         out = []
-        for p, net in enumerate(nets):
-            ctx.echo(f"stage 2: SWAG sample {p + 1}/{pool_size}: extracting {split} features")
-            out.append(extract(net.extractor, tracked(ctx, data.eval_batches(split, bs, dev),
-                                                      f"stage 2: SWAG sample {p + 1}/{pool_size} {split} features",
-                                                      split))[0])
+        with ACTIVITY.running(f"SWAG pool: {split} features", pool_size, unit="samples"):  # the grid's heartbeat
+            for p, net in enumerate(nets):
+                ctx.echo(f"stage 2: SWAG sample {p + 1}/{pool_size}: extracting {split} features")
+                out.append(extract(net.extractor, tracked(ctx, data.eval_batches(split, bs, dev),
+                                                          f"stage 2: SWAG sample {p + 1}/{pool_size} {split} "
+                                                          "features", split))[0])
+                ACTIVITY.update(p + 1)
         return {split: torch.stack(out), "options": opts}
     return cached(swag_pool_file(art.dir, key, split), compute, dev)
 
@@ -161,14 +164,16 @@ def pool_members(ctx, opts: dict, key: str) -> list[dict]:
                                              f"stage 2: BN pass of {P} SWAG samples", "train"))
         else:
             nets = []
-            for p in range(P):
-                ctx.echo(f"stage 2: SWAG sample {p + 1}/{P}" + (": recomputing BN" if bn == "recompute" else ""))
-                vec = draw()
-                bn_batches = None
-                if bn == "recompute":
-                    bn_batches = tracked(ctx, data.train_batches(ctx.cfg.stage1.batch_size, gen, dev),
-                                         f"stage 2: SWAG sample {p + 1}/{P} BN pass", "train")
-                nets.append(network_with_weights(art.network, vec, bn_batches))
+            with ACTIVITY.running("SWAG pool: " + ("BN passes" if bn == "recompute" else "drawing"), P, unit="samples"):
+                for p in range(P):
+                    ctx.echo(f"stage 2: SWAG sample {p + 1}/{P}" + (": recomputing BN" if bn == "recompute" else ""))
+                    vec = draw()
+                    bn_batches = None
+                    if bn == "recompute":
+                        bn_batches = tracked(ctx, data.train_batches(ctx.cfg.stage1.batch_size, gen, dev),
+                                             f"stage 2: SWAG sample {p + 1}/{P} BN pass", "train")
+                    nets.append(network_with_weights(art.network, vec, bn_batches))
+                    ACTIVITY.update(p + 1)
         return {"members": [{k: v.detach().cpu() for k, v in n.state_dict().items()} for n in nets],
                 "options": opts}
     return cached(swag_members_file(art.dir, key), compute, torch.device("cpu"))["members"]
