@@ -173,10 +173,12 @@ def lane_command(lane: list[Network], threads: int, results: str, data_root: str
     return "; ".join(cmds)
 
 
-def _is_lane(pid: int) -> bool:
-    """Whether ``pid`` is alive and still a lane (a recycled pid of another program is not)."""
+def _runs(pid: int, what: bytes) -> bool:
+    """Whether ``pid`` is alive and its command line has ``what`` (a recycled pid of another program has not).
+    Its arguments are joined with spaces: a lane is ``sh -c '... bench.py grid ...'`` while sh waits on it, but
+    a shell that execs a -c list's last command (bash) leaves ``python bench.py grid ...`` as separate arguments."""
     try:
-        return b"bench.py grid" in Path(f"/proc/{pid}/cmdline").read_bytes()  # a zombie's is empty
+        return what in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")  # a zombie's is empty
     except OSError:
         return False
 
@@ -185,10 +187,22 @@ def running_slice(logs: Path) -> dict | None:
     """The slice recorded in ``logs``/slice.json, with ``alive`` its lanes still running; None when none is."""
     try:
         rec = json.loads((logs / SLICE_FILE).read_text())
-        alive = [int(p) for p in rec.get("lanes", []) if _is_lane(int(p))]
+        alive = [int(p) for p in rec.get("lanes", []) if _runs(int(p), b"bench.py grid")]
+        networks = [str(n) for n in rec.get("networks", [])]
     except (OSError, ValueError, TypeError, AttributeError):  # none yet, or not one this script wrote
         return None
-    return {**rec, "alive": alive} if alive else None
+    return {**rec, "alive": alive, "networks": networks} if alive else None
+
+
+def running_committer(logs: Path, results: str) -> int | None:
+    """The pid of the ``commit_runs.py`` the last slice started for the store ``results``, if it still runs (it
+    loops until stopped)."""
+    try:
+        rec = json.loads((logs / SLICE_FILE).read_text())
+        pid = int(rec.get("committer"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return pid if rec.get("results") == results and _runs(pid, b"commit_runs.py") else None
 
 
 def spawn(args: list[str], log: Path, env: dict) -> int:
@@ -224,13 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     running = running_slice(a.logs)
     if running:  # its networks have no finished runs yet: a new plan would count them as pending again
         what = (f"the slice started {running.get('started', '?')} is still running (lanes: pid "
-                f"{', '.join(map(str, running['alive']))}; {'; '.join(running.get('networks', []))})")
+                f"{', '.join(map(str, running['alive']))}; {'; '.join(running['networks'])})")
         if a.start:
             print(f"cpu_slice.py: {what}; another would train its networks a second time. Wait for it to finish, "
                   f"or stop it (kill -- -PID for each lane) and run again", file=sys.stderr)
             return 2
         print(f"cpu_slice.py: note: {what}; the plan below counts its networks as pending", file=sys.stderr)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from ltbench.data.file_lists import usable_cpus
+    cores = usable_cpus()
     if cores != 2:
         print(f"cpu_slice.py: warning: the layouts (one 2-thread process, two 1-thread ones) are for 2 cores; "
               f"this process may use {cores}", file=sys.stderr)
@@ -279,12 +294,16 @@ def main(argv: list[str] | None = None) -> int:
             lanes.append(spawn(["nice", "-n", "10", "sh", "-c", cmd], log, env))
             print(f"started lane {i} (pid {lanes[-1]}), log {log}")
     log = a.logs / "commit_runs.log"
-    pid = spawn(["nice", "-n", "5", a.python, str(REPO / "benchmarks" / "commit_runs.py"), "--results", a.results],
-                log, env)
-    print(f"started benchmarks/commit_runs.py (pid {pid}), log {log}")
+    pid = running_committer(a.logs, a.results)
+    if pid is not None:  # the last slice's, still watching the store: a second would commit the same folders
+        print(f"benchmarks/commit_runs.py of the last slice still runs (pid {pid}): it commits these runs too")
+    else:
+        pid = spawn(["nice", "-n", "5", a.python, str(REPO / "benchmarks" / "commit_runs.py"), "--results",
+                     a.results], log, env)
+        print(f"started benchmarks/commit_runs.py (pid {pid}), log {log}")
     from ltbench.checkpoint import atomic_write_json
     atomic_write_json(a.logs / SLICE_FILE, {"started": f"{now:%Y-%m-%d %H:%M} UTC", "until": a.until,
-                                            "layout": s.layout, "lanes": lanes, "committer": pid,
+                                            "layout": s.layout, "lanes": lanes, "committer": pid, "results": a.results,
                                             "networks": [n.label for n in s.networks]})
     return 0
 

@@ -198,15 +198,71 @@ def test_a_second_start_is_refused_while_the_first_slices_lanes_run(tmp_path, mo
 def test_a_recycled_pid_or_a_foreign_record_is_not_a_running_slice(tmp_path):
     (tmp_path / "slice.json").write_text(json.dumps({"lanes": [os.getpid()]}))  # alive, but pytest, not a lane
     assert cs.running_slice(tmp_path) is None
-    for junk in ("not json", "[1, 2]", '{"lanes": ["x"]}'):
+    for junk in ("not json", "[1, 2]", '{"lanes": ["x"]}', '{"lanes": null}'):
         (tmp_path / "slice.json").write_text(junk)
         assert cs.running_slice(tmp_path) is None
     assert cs.running_slice(tmp_path / "none") is None
+    lane = _fake_lane(tmp_path)
+    try:  # odd network names in a live slice's record are shown, not a crash
+        (tmp_path / "slice.json").write_text(json.dumps({"lanes": [lane.pid], "networks": [1, None]}))
+        assert cs.running_slice(tmp_path)["networks"] == ["1", "None"]
+    finally:
+        lane.kill()
+        lane.wait()
 
 
-def test_the_test_set_size_priced_is_the_datasets():
-    from ltbench.registry import get_dataset
-    assert [get_dataset(d).test_size for d in ("cifar10-lt", "cifar100-lt")] == [10000, 10000]
+@pytest.mark.skipif(not Path("/bin/bash").exists(), reason="needs bash")
+def test_a_lane_whose_shell_execd_its_last_command_is_still_seen(tmp_path):
+    """bash runs the last command of a -c list in its own place: the pid's command line is then python's, with
+    'bench.py' and 'grid' as separate arguments."""
+    import subprocess
+    lane = subprocess.Popen(["/bin/bash", "-c", f"true; {shlex.quote(sys.executable)} -c "
+                             "'import time; time.sleep(60)' bench.py grid --seed 0"], stdin=subprocess.DEVNULL)
+    try:
+        cmdline = Path(f"/proc/{lane.pid}/cmdline")
+        for _ in range(200):  # until bash has exec'd python (up to 10 s)
+            if not cmdline.read_bytes().startswith(b"/bin/bash"):
+                break
+            time.sleep(0.05)
+        assert b"\0bench.py\0grid\0" in cmdline.read_bytes()  # the case this test is about
+        (tmp_path / "slice.json").write_text(json.dumps({"lanes": [lane.pid]}))
+        assert cs.running_slice(tmp_path)["alive"] == [lane.pid]
+    finally:
+        lane.kill()
+        lane.wait()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lanes outlive the planner
+def test_the_last_slices_committer_still_running_is_kept_not_doubled(tmp_path, monkeypatch, capsys):
+    import subprocess
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cs, "HEAD_S_PER_IMAGE", 0.0)
+    monkeypatch.chdir(REPO)
+    rec, fake = tmp_path / "calls.txt", tmp_path / "fakepy"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {rec}\n')
+    fake.chmod(0o755)
+    logs, store = tmp_path / "logs", str(tmp_path / "r")
+    logs.mkdir()
+    committer = subprocess.Popen(["sh", "-c", "sleep 60; : commit_runs.py"], stdin=subprocess.DEVNULL)
+    try:  # its lanes are gone (pid 1 is no lane), its committer for this store is not
+        (logs / "slice.json").write_text(json.dumps({"lanes": [1], "committer": committer.pid, "results": store}))
+        assert cs.main(["--until", _end(hours=3), "--probe", str(_probe(tmp_path, 1e9, 1.0)), "--results", store,
+                        "--logs", str(logs), "--slack", "1", "--python", str(fake), "--seeds", "0", "--start"]) == 0
+        assert f"still runs (pid {committer.pid})" in capsys.readouterr().out
+        for _ in range(1200):  # the 12 networks of seed 0 in one lane (up to 60 s)
+            lines = rec.read_text().splitlines() if rec.exists() else []
+            if len(lines) >= 12:
+                break
+            time.sleep(0.05)
+        assert len(lines) == 12 and not any("commit_runs.py" in ln for ln in lines)
+        assert json.loads((logs / "slice.json").read_text())["committer"] == committer.pid
+        assert "commit_runs.log" not in {p.name for p in logs.iterdir()}
+    finally:
+        committer.kill()
+        committer.wait()
+    # for another store it is not that store's committer: a new one is started
+    (logs / "slice.json").write_text(json.dumps({"lanes": [1], "committer": os.getpid(), "results": "elsewhere"}))
+    assert cs.running_committer(logs, store) is None
 
 
 def test_it_refuses_to_run_outside_the_repository_root_before_any_probe(tmp_path, monkeypatch, capsys):
@@ -265,6 +321,11 @@ def test_a_cached_stage_1_is_priced_as_its_heads_and_evaluations(tmp_path, monke
     assert sgd.stage1 == "sgd" and sgd.work == pytest.approx((12406 + 10000) / 3 + 6 * 10000 / 3)  # no training
     # its SWA twin is not cached: 200 epochs, BN recompute, features, 8 evaluations, the 8-member SWAG pool
     assert swa.work == pytest.approx(200 * 12406 + (2 * 12406 + 10000 + 8 * 10000 + 8 * (2 * 12406 + 10000)) / 3)
+    # the test images priced are the dataset's own count, whatever it is
+    from ltbench.registry import get_dataset
+    monkeypatch.setattr(type(get_dataset("cifar10-lt")), "test_size", 4000)
+    sgd = cs.pending_networks(results, None, [0], order=[("cifar10-lt", 100)])[0]
+    assert sgd.work == pytest.approx((12406 + 4000) / 3 + 6 * 4000 / 3)
 
 
 def test_a_group_the_grid_would_refuse_is_not_planned(tmp_path, monkeypatch):
@@ -280,3 +341,15 @@ def test_a_group_the_grid_would_refuse_is_not_planned(tmp_path, monkeypatch):
     refused: list[str] = []
     nets = cs.pending_networks(str(tmp_path / "r"), None, [0], order=[("cifar10-lt", 100)], refused=refused)
     assert refused == ["cifar10-lt IF100 seed0 sgd"] and [(n.seed, n.stage1) for n in nets] == [(0, "swa")]
+
+
+def test_a_process_that_may_use_other_than_2_cores_is_warned_about(tmp_path, monkeypatch, capsys):
+    import ltbench.data.file_lists as fl
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(REPO)
+    args = ["--until", _end(hours=3), "--probe", str(_probe(tmp_path, 1.0, 1.0)), "--results", str(tmp_path / "r"),
+            "--seeds", "0"]
+    for cores, warned in ((4, True), (2, False)):
+        monkeypatch.setattr(fl, "usable_cpus", lambda: cores)
+        assert cs.main(args) == 0
+        assert ("are for 2 cores; this process may use 4" in capsys.readouterr().err) == warned

@@ -233,7 +233,7 @@ def _verify_npz(spec: CifarLTSpec, path: Path, z: dict[str, np.ndarray]) -> None
 
 def _verify_test(spec: CifarLTSpec, path: Path, labels: np.ndarray) -> None:
     """The official balanced test set: 10,000 images, 10,000 / C per class, and the official file's md5."""
-    _check_class_counts(str(path), labels, [10000 // spec.num_classes] * spec.num_classes,
+    _check_class_counts(str(path), labels, [spec.test_size // spec.num_classes] * spec.num_classes,
                         f"{spec.name} test set", _fix(spec))
     md5 = file_md5(path)
     if md5 != spec.test_md5:

@@ -205,9 +205,14 @@ def sample_missing(root: Path, rel: Sequence[str], k: int) -> list[str]:
     return [rel[i] for i in pick if not (root / rel[i]).is_file()]
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_workers() -> int:
     """Half the CPUs this process may use, at most 8 (per rank); 0 (in-process) on tiny machines."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = usable_cpus()
     return 0 if n <= 2 else min(8, n // 2)
 
 
