@@ -166,6 +166,14 @@ def seconds_until(hhmm: str, now: dt.datetime) -> float:
     return sec
 
 
+def earliest_until(now: dt.datetime, seconds: float, reserve_min: float) -> str:
+    """The earliest --until (HH:MM UTC, rounded up to the minute) whose budget holds ``seconds`` of work."""
+    end = now + dt.timedelta(seconds=seconds + reserve_min * 60)
+    if end.second or end.microsecond:
+        end = end.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    return f"{end:%H:%M}"
+
+
 def lane_command(lane: list[Network], threads: int, results: str, data_root: str, python: str) -> str:
     """One shell line: the lane's networks one after the other, each a resumable ``bench.py grid`` of one group."""
     cmds = [shlex.join([python, "bench.py", "grid", *n.grid_args(), "--results", results, "--data-root", data_root,
@@ -263,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_probe.py"), "--no-compile", "--steps", "40",
                         "--out", str(path)], check=True, stdout=subprocess.DEVNULL)
         probe = json.loads(path.read_text())
+        print(f"probe: {path} (pass --probe {path} to plan again on this machine without a new probe)")
     single, pair, prec = probe_rates(probe, a.slack)
     budget = seconds_until(a.until, dt.datetime.now(dt.timezone.utc)) - a.reserve * 60  # after the probe
     refused: list[str] = []
@@ -280,6 +289,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  lane {i} finishes in ~{fmt_s(s.finish_s[i])}")
     for n in s.left[:6]:
         print(f"  later: {n.label} (~{fmt_s(n.seconds(single))} alone at 2 threads)")
+    if len(s.left) > 6:
+        print(f"  later: {len(s.left) - 6} more")
+    if s.left:  # what a longer session (or a later --until) would start: the quickest network left
+        q = min(s.left, key=lambda n: n.seconds(single))
+        print(f"  quickest left: {q.label} (~{fmt_s(q.seconds(single))} at 2 threads) would fit a --until of "
+              f"{earliest_until(dt.datetime.now(dt.timezone.utc), q.seconds(single), a.reserve)} UTC")
     for label in refused:
         print(f"  not planned: {label} (a finished run of another config: bench.py grid refuses it without --replace)")
     if not a.start or not s.networks:

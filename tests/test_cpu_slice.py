@@ -353,3 +353,37 @@ def test_a_process_that_may_use_other_than_2_cores_is_warned_about(tmp_path, mon
         monkeypatch.setattr(fl, "usable_cpus", lambda: cores)
         assert cs.main(args) == 0
         assert ("are for 2 cores; this process may use 4" in capsys.readouterr().err) == warned
+
+
+def test_earliest_until_rounds_the_work_and_the_reserve_up_to_a_whole_minute():
+    now = dt.datetime(2026, 12, 6, 12, 0, 30, tzinfo=dt.timezone.utc)
+    assert cs.earliest_until(now, 3600, 40) == "13:41"  # 13:40:30 → 13:41
+    assert cs.earliest_until(now.replace(second=0), 600, 0) == "12:10"  # already whole: kept
+    assert cs.earliest_until(now.replace(hour=23), 3600, 0) == "00:01"  # past midnight, as --until takes it
+
+
+def test_the_plan_names_the_until_that_would_fit_the_quickest_network_left(tmp_path, monkeypatch, capsys):
+    frozen = dt.datetime(2026, 12, 6, 12, 0, 30, tzinfo=dt.timezone.utc)
+
+    class Clock(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return frozen
+
+    monkeypatch.setattr(cs, "dt", type("dt", (), {"datetime": Clock, "timedelta": dt.timedelta,
+                                                  "timezone": dt.timezone}))
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(REPO)
+    # at 1e12 img/s only the heads count: the quickest network, CIFAR-100-LT IF 100 SGD, has 6 x 0.005 x 10,847 s
+    # = 325.41 s of them; 12:00:30 + 325.41 s + 10 min reserve = 12:15:55.41, so 12:16 is the earliest end
+    args = ["--probe", str(_probe(tmp_path, 1e12, 1.0)), "--results", str(tmp_path / "r"), "--seeds", "0",
+            "--reserve", "10"]
+    assert cs.main(["--until", "12:12"] + args) == 0
+    out = capsys.readouterr().out
+    assert "layout single: 0 fit" in out
+    assert "quickest left: cifar100-lt IF100 seed0 sgd" in out and "--until of 12:16 UTC" in out
+    assert "later: 6 more" in out  # 12 networks for one seed, six listed
+    assert cs.main(["--until", "12:16"] + args) == 0  # the named end fits it ...
+    assert "layout single: 1 fit" in capsys.readouterr().out
+    assert cs.main(["--until", "12:15"] + args) == 0  # ... and a minute less does not
+    assert "layout single: 0 fit" in capsys.readouterr().out
