@@ -12,7 +12,8 @@ lost, so only networks that finish are started.
     python benchmarks/cpu_slice.py --until 04:04 --start         # plan, then start the grids and the committer
 
 ``--start`` records the lanes' pids in ``outputs/cpu-slice/slice.json``; while one of them runs, another ``--start``
-is refused: the networks it trains have no finished run yet, so a second plan would start them again.
+is refused: the networks it trains have no finished run yet, so a second plan would start them again. A lock
+(``slice.lock`` beside it) makes that check and the start one step, so two ``--start`` at once cannot both go.
 
 The rates are the probe's bare training step (40 timed steps: 15 read a Zen 4's 2-thread rate 22 % low) in the
 precision a run resolves to (bf16 where native), divided by --slack. The work of each network is the grid's own
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import json
 import os
 import shlex
@@ -41,6 +43,7 @@ ISSUE_ORDER = [("cifar100-lt", 100), ("cifar100-lt", 50), ("cifar100-lt", 10),
 PROTOCOL = {"ce", "crt", "lws", "tau_norm", "swag", "srepr"}  # issue 14's methods; the others are extra rows
 HEAD_S_PER_IMAGE = 0.005  # stage-2 head training, seconds per run per training image (~64 s a run at 12.6k images)
 DEFAULT_CACHE = REPO / ".devcache"  # LTBENCH_CACHE for the plan and the lanes alike, unless the caller sets one
+LOCK_FILE = "slice.lock"  # in --logs: held while a --start checks for a running slice and starts its own
 SLICE_FILE = "slice.json"  # in --logs: the slice last started (its lanes' pids), so a second --start is refused
 MAX_UNTIL_S = 12 * 3600  # a --until further away than this is a time already past (rolled over to tomorrow)
 
@@ -300,6 +303,24 @@ def main(argv: list[str] | None = None) -> int:
     if not a.start or not s.networks:
         return 0
     a.logs.mkdir(parents=True, exist_ok=True)
+    with open(a.logs / LOCK_FILE, "w") as lock:
+        try:  # two --start at once would both pass the check above (taken before the ~2 min probe)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"cpu_slice.py: another cpu_slice.py --start is starting its lanes now ({a.logs / LOCK_FILE} "
+                  "is locked); wait for it and run again", file=sys.stderr)
+            return 2
+        running = running_slice(a.logs)  # again, under the lock: one started while this one probed
+        if running:
+            print(f"cpu_slice.py: the slice started {running.get('started', '?')} began while this one planned "
+                  f"(lanes: pid {', '.join(map(str, running['alive']))}); nothing started", file=sys.stderr)
+            return 2
+        launch(a, s, threads, now)
+    return 0
+
+
+def launch(a: argparse.Namespace, s: Slice, threads: int, now: dt.datetime) -> None:
+    """Start the slice's lanes and the committer, and record them in ``a.logs``/slice.json (under the lock)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # LTBENCH_CACHE: the one the plan read
     lanes = []
     for i, lane in enumerate(s.lanes):
@@ -320,7 +341,6 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(a.logs / SLICE_FILE, {"started": f"{now:%Y-%m-%d %H:%M} UTC", "until": a.until,
                                             "layout": s.layout, "lanes": lanes, "committer": pid, "results": a.results,
                                             "networks": [n.label for n in s.networks]})
-    return 0
 
 
 if __name__ == "__main__":

@@ -159,7 +159,7 @@ def test_start_launches_one_process_per_lane_and_the_committer(tmp_path, monkeyp
     committer = [ln for ln in lines if "commit_runs.py" in ln]
     assert len(committer) == 1 and committer[0].endswith(f"--results {store}")
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
-        "commit_runs.log", "lane0.log", "lane1.log", "slice.json"]
+        "commit_runs.log", "lane0.log", "lane1.log", "slice.json", "slice.lock"]
     rec = json.loads((tmp_path / "logs" / "slice.json").read_text())
     assert rec["layout"] == "pair" and len(rec["lanes"]) == 2 and len(rec["networks"]) == 36
     assert "cifar100-lt IF100 seed0 sgd" in rec["networks"] and isinstance(rec["committer"], int)
@@ -387,3 +387,44 @@ def test_the_plan_names_the_until_that_would_fit_the_quickest_network_left(tmp_p
     assert "layout single: 1 fit" in capsys.readouterr().out
     assert cs.main(["--until", "12:15"] + args) == 0  # ... and a minute less does not
     assert "layout single: 0 fit" in capsys.readouterr().out
+
+
+def test_a_start_is_refused_while_another_start_holds_the_lock(tmp_path, monkeypatch, capsys):
+    import fcntl
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(REPO)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with open(logs / "slice.lock", "w") as held:  # another --start, between its check and its slice.json
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert cs.main(["--until", _end(hours=3), "--probe", str(_probe(tmp_path, 1e9, 1.0)), "--results",
+                        str(tmp_path / "r"), "--logs", str(logs), "--python", "/bin/false", "--seeds", "0",
+                        "--start"]) == 2
+    assert "is locked" in capsys.readouterr().err
+    assert sorted(p.name for p in logs.iterdir()) == ["slice.lock"]  # no lane, no committer, no record
+
+
+def test_a_slice_started_while_this_one_probed_is_seen_under_the_lock(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(REPO)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lane = _fake_lane(tmp_path)
+    rates = cs.probe_rates
+
+    def probe_while_another_starts(*args):  # after this --start's first check, before its lanes
+        (logs / "slice.json").write_text(json.dumps({"started": "2026-12-06 21:00 UTC", "lanes": [lane.pid],
+                                                     "networks": ["cifar10-lt IF100 seed2 swa"]}))
+        return rates(*args)
+
+    monkeypatch.setattr(cs, "probe_rates", probe_while_another_starts)
+    try:
+        assert cs.main(["--until", _end(hours=3), "--probe", str(_probe(tmp_path, 1e9, 1.0)), "--results",
+                        str(tmp_path / "r"), "--logs", str(logs), "--python", "/bin/false", "--seeds", "0",
+                        "--start"]) == 2
+    finally:
+        lane.kill()
+        lane.wait()
+    err = capsys.readouterr().err
+    assert "began while this one planned" in err and f"pid {lane.pid}" in err
+    assert sorted(p.name for p in logs.iterdir()) == ["slice.json", "slice.lock"]  # nothing started
