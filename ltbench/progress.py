@@ -177,14 +177,25 @@ class Activity:
         with self._lock:
             self._label = None
 
+    def _state(self) -> tuple:
+        with self._lock:
+            return (self._label, self._total, self._done, self._first, self._unit, self._started, self._at)
+
+    def _restore(self, state: tuple) -> None:
+        with self._lock:
+            (self._label, self._total, self._done, self._first, self._unit, self._started, self._at) = state
+
     @contextlib.contextmanager
     def running(self, label: str, total: int, done: int = 0, unit: str = "epochs") -> Iterator["Activity"]:
-        """``begin`` now and ``end`` when the block is left, also by an exception (no stale line afterwards)."""
+        """``begin`` now and, when the block is left (also by an exception: no stale line afterwards), give the
+        line back to what it said before: nothing, or the step this one ran inside (a nested step does not
+        leave its enclosing one without a line)."""
+        outer = self._state()
         self.begin(label, total, done, unit)
         try:
             yield self
         finally:
-            self.end()
+            self._restore(outer)
 
     def text(self, fmt: Callable[[float], str] = format_duration) -> str | None:
         """``label done/total unit done`` and, once a step finished since ``begin``, ``~T to go`` (``fmt`` formats

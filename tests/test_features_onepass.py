@@ -69,12 +69,20 @@ def test_update_bn_many_equals_update_bn_per_network(tmp_path):
     assert not torch.allclose(sa[key], many[0].state_dict()[key])
 
 
-def test_one_pass_recompute_runs(tmp_path):
+def test_one_pass_recompute_runs(tmp_path, monkeypatch):
+    from ltbench.progress import ACTIVITY
+    begun: list[str] = []
+    begin = ACTIVITY.begin
+    monkeypatch.setattr(ACTIVITY, "begin", lambda label, *a, **k: (begun.append(label), begin(label, *a, **k))[1])
     ctx = _ctx(tmp_path)
     p = swag_pool_features(ctx, 2, 0.5, False, "recompute", one_pass=True)
     t = swag_pool_features(ctx, 2, 0.5, False, "recompute", one_pass=True, split="test")
     assert torch.isfinite(p["train"]).all() and t["test"].shape[0] == 2
     assert not torch.allclose(p["train"][0], p["train"][1])
+    # each one-pass pass is the grid's heartbeat line while it runs (it has no per-sample steps), then none
+    assert begun == ["SWAG pool: BN pass of 2 samples in one pass", "SWAG pool: train features, 2 samples in one pass",
+                     "SWAG pool: test features, 2 samples in one pass"]
+    assert ACTIVITY.text() is None
 
 
 def test_train_and_test_features_come_from_the_same_cached_pool_members(tmp_path):

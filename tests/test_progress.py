@@ -164,3 +164,49 @@ def test_stage1_sets_the_activity_each_epoch_and_clears_it_after(tmp_path, monke
     with pytest.raises(RuntimeError, match="boom"):
         stage1.get_stage1(swa, data, torch.device("cpu"), echo=lambda s: None)
     assert ACTIVITY.text() is None
+
+
+def test_a_nested_step_gives_the_line_back_to_the_step_it_ran_inside():
+    """A step inside another (a pass inside a pool) used to clear the line on leaving: the heartbeat then said
+    nothing for the rest of the outer step."""
+    from ltbench.progress import Activity
+
+    clock = FakeClock()
+    a = Activity(clock=clock)
+    with a.running("SWAG pool: drawing", 8, unit="samples"):
+        clock.t += 10
+        a.update(3)
+        with a.running("inner pass", 100, unit="images"):
+            clock.t += 4
+            a.update(40)
+            assert a.text() == "inner pass 40/100 images done, ~6s to go"  # 60 left at 0.1 s each
+        assert a.text().startswith("SWAG pool: drawing 3/8 samples done, ~")  # its count and pace kept
+        a.update(8)
+        assert a.text() == "SWAG pool: drawing 8/8 samples done"
+    assert a.text() is None
+    try:  # an exception inside the nested step restores the outer line too
+        with a.running("outer", 2):
+            with a.running("inner", 5):
+                raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert a.text() is None
+
+
+def test_a_one_pass_feature_pass_is_the_activity_while_it_runs_in_images():
+    """The one-pass SWAG pool (one data pass for all samples) has no per-sample steps: the pass itself, counted
+    in images, is what the grid's heartbeat shows, and nothing once it is over."""
+    from types import SimpleNamespace
+
+    from ltbench.progress import ACTIVITY
+    from ltbench.train.features import tracked
+
+    ctx = SimpleNamespace(data=SimpleNamespace(train_labels=[0] * 25, test_labels=[0] * 7),
+                          echo=SimpleNamespace(quiet=True))
+    batches = [([0] * 10, [0] * 10), ([0] * 10, [0] * 10), ([0] * 5, [0] * 5)]
+    seen = [ACTIVITY.text() for _ in tracked(ctx, batches, "BN pass", "train", activity="SWAG pool: BN pass")]
+    heads = [t.split(",")[0] for t in seen]  # after the first batch the line also has a time to go
+    assert heads == ["SWAG pool: BN pass 0/25 images done", "SWAG pool: BN pass 10/25 images done",
+                     "SWAG pool: BN pass 20/25 images done"]  # read while each batch is in hand
+    assert ACTIVITY.text() is None
+    assert [ACTIVITY.text() for _ in tracked(ctx, batches, "plain", "train")] == [None] * 3  # no activity asked

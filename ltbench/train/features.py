@@ -56,13 +56,25 @@ def _split_size(data, split: str) -> int | None:
         return None
 
 
-def tracked(ctx, batches: Iterable, desc: str, split: str) -> Iterator:
+def tracked(ctx, batches: Iterable, desc: str, split: str, activity: str | None = None) -> Iterator:
     """``batches`` (x, y) with live progress under ``desc``, counted in images of ``split``: a bar on a terminal;
     otherwise a plain line each tenth (or every 30 s) and a closing line; silent when ``ctx.echo`` is quiet (DDP
-    ranks other than 0)."""
+    ranks other than 0). With ``activity``, the pass is also the process's ACTIVITY (in images) while it runs:
+    the grid's heartbeat line for a single long pass, which has no steps of its own to count."""
     from ..progress import track
-    return track(batches, total=_split_size(ctx.data, split), desc=desc, unit="img", weight=lambda b: len(b[-1]),
-                 quiet=bool(getattr(ctx.echo, "quiet", False)))
+    total = _split_size(ctx.data, split)
+    it = track(batches, total=total, desc=desc, unit="img", weight=lambda b: len(b[-1]),
+               quiet=bool(getattr(ctx.echo, "quiet", False)))
+    return it if activity is None or total is None else _as_activity(it, activity, total)
+
+
+def _as_activity(batches: Iterator, label: str, total: int) -> Iterator:
+    with ACTIVITY.running(label, total, unit="images") as act:
+        seen = 0
+        for b in batches:
+            yield b
+            seen += len(b[-1])
+            act.update(seen)
 
 
 def _check_split(split: str) -> None:
@@ -125,7 +137,8 @@ def swag_pool_features(ctx, pool_size: int, scale: float, diag_only: bool, bn: s
                      "in one pass")
             feats, y = extract_many([art.network.extractor] + [n.extractor for n in nets],
                                     tracked(ctx, data.eval_batches(split, bs, dev),
-                                            f"stage 2: {split} features, base + {pool_size} SWAG samples", split))
+                                            f"stage 2: {split} features, base + {pool_size} SWAG samples", split,
+                                            activity=f"SWAG pool: {split} features, {pool_size} samples in one pass"))
             cached(base_features_file(art.dir, split), lambda: {split: feats[0], f"{split}_y": y}, dev)
             return {split: torch.stack(feats[1:]), "options": opts}
         out = []
@@ -161,7 +174,8 @@ def pool_members(ctx, opts: dict, key: str) -> list[dict]:
             if bn == "recompute":
                 ctx.echo(f"stage 2: recomputing BN of {P} SWAG samples in one augmented pass")
                 update_bn_many(nets, tracked(ctx, data.train_batches(ctx.cfg.stage1.batch_size, gen, dev),
-                                             f"stage 2: BN pass of {P} SWAG samples", "train"))
+                                             f"stage 2: BN pass of {P} SWAG samples", "train",
+                                             activity=f"SWAG pool: BN pass of {P} samples in one pass"))
         else:
             nets = []
             with ACTIVITY.running("SWAG pool: " + ("BN passes" if bn == "recompute" else "drawing"), P, unit="samples"):
