@@ -315,12 +315,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cpu_slice.py: the slice started {running.get('started', '?')} began while this one planned "
                   f"(lanes: pid {', '.join(map(str, running['alive']))}); nothing started", file=sys.stderr)
             return 2
-        launch(a, s, threads, now)
+        launch(a, s, threads)
     return 0
 
 
-def launch(a: argparse.Namespace, s: Slice, threads: int, now: dt.datetime) -> None:
-    """Start the slice's lanes and the committer, and record them in ``a.logs``/slice.json (under the lock)."""
+def launch(a: argparse.Namespace, s: Slice, threads: int) -> None:
+    """Start the slice's lanes and the committer, and record them in ``a.logs``/slice.json (under the lock), with
+    the time the lanes started (not the command's: the probe before them takes ~2 min)."""
+    now = dt.datetime.now(dt.timezone.utc)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # LTBENCH_CACHE: the one the plan read
     lanes = []
     for i, lane in enumerate(s.lanes):

@@ -220,8 +220,8 @@ def test_a_lane_whose_shell_execd_its_last_command_is_still_seen(tmp_path):
                              "'import time; time.sleep(60)' bench.py grid --seed 0"], stdin=subprocess.DEVNULL)
     try:
         cmdline = Path(f"/proc/{lane.pid}/cmdline")
-        for _ in range(200):  # until bash has exec'd python (up to 10 s)
-            if not cmdline.read_bytes().startswith(b"/bin/bash"):
+        for _ in range(200):  # until bash has exec'd python (up to 10 s; mid-exec the command line reads empty)
+            if b"bench.py" in cmdline.read_bytes() and not cmdline.read_bytes().startswith(b"/bin/bash"):
                 break
             time.sleep(0.05)
         assert b"\0bench.py\0grid\0" in cmdline.read_bytes()  # the case this test is about
@@ -428,3 +428,29 @@ def test_a_slice_started_while_this_one_probed_is_seen_under_the_lock(tmp_path, 
     err = capsys.readouterr().err
     assert "began while this one planned" in err and f"pid {lane.pid}" in err
     assert sorted(p.name for p in logs.iterdir()) == ["slice.json", "slice.lock"]  # nothing started
+
+
+def test_the_record_says_when_the_lanes_started_not_when_the_probe_began(tmp_path, monkeypatch, capsys):
+    clock = {"now": dt.datetime(2026, 12, 6, 12, 0, 30, tzinfo=dt.timezone.utc)}
+
+    class Clock(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return clock["now"]
+
+    monkeypatch.setattr(cs, "dt", type("dt", (), {"datetime": Clock, "timedelta": dt.timedelta,
+                                                  "timezone": dt.timezone}))
+    rates = cs.probe_rates
+
+    def slow_probe(*args):  # the probe (here: reading its rates) takes three minutes
+        clock["now"] += dt.timedelta(minutes=3)
+        return rates(*args)
+
+    monkeypatch.setattr(cs, "probe_rates", slow_probe)
+    monkeypatch.setattr(cs, "HEAD_S_PER_IMAGE", 0.0)
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(REPO)
+    logs = tmp_path / "logs"
+    assert cs.main(["--until", "15:00", "--probe", str(_probe(tmp_path, 1e9, 1.0)), "--results", str(tmp_path / "r"),
+                    "--logs", str(logs), "--python", "/bin/true", "--seeds", "0", "--start"]) == 0
+    assert json.loads((logs / "slice.json").read_text())["started"] == "2026-12-06 12:03 UTC"
