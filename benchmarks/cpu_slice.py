@@ -13,7 +13,8 @@ lost, so only networks that finish are started.
 
 ``--start`` records the lanes' pids in ``outputs/cpu-slice/slice.json``; while one of them runs, another ``--start``
 is refused: the networks it trains have no finished run yet, so a second plan would start them again. A lock
-(``slice.lock`` beside it) makes that check and the start one step, so two ``--start`` at once cannot both go.
+(``slice.lock`` beside it) makes that check and the start one step, so two ``--start`` at once (same --logs) cannot
+both go: the second waits for the first to start its lanes, then sees them.
 
 The rates are the probe's bare training step (40 timed steps: 15 read a Zen 4's 2-thread rate 22 % low) in the
 precision a run resolves to (bf16 where native), divided by --slack. The work of each network is the grid's own
@@ -44,6 +45,7 @@ PROTOCOL = {"ce", "crt", "lws", "tau_norm", "swag", "srepr"}  # issue 14's metho
 HEAD_S_PER_IMAGE = 0.005  # stage-2 head training, seconds per run per training image (~64 s a run at 12.6k images)
 DEFAULT_CACHE = REPO / ".devcache"  # LTBENCH_CACHE for the plan and the lanes alike, unless the caller sets one
 LOCK_FILE = "slice.lock"  # in --logs: held while a --start checks for a running slice and starts its own
+LOCK_WAIT_S = 30.0  # how long a --start waits for another's lock (held for the second or so of starting lanes)
 SLICE_FILE = "slice.json"  # in --logs: the slice last started (its lanes' pids), so a second --start is refused
 MAX_UNTIL_S = 12 * 3600  # a --until further away than this is a time already past (rolled over to tomorrow)
 
@@ -169,8 +171,11 @@ def seconds_until(hhmm: str, now: dt.datetime) -> float:
     return sec
 
 
-def earliest_until(now: dt.datetime, seconds: float, reserve_min: float) -> str:
-    """The earliest --until (HH:MM UTC, rounded up to the minute) whose budget holds ``seconds`` of work."""
+def earliest_until(now: dt.datetime, seconds: float, reserve_min: float) -> str | None:
+    """The earliest --until (HH:MM UTC, rounded up to the minute) whose budget holds ``seconds`` of work; None when
+    that is further away than an --until may be (MAX_UNTIL_S: a later HH:MM would read as a time already past)."""
+    if seconds + reserve_min * 60 + 60 > MAX_UNTIL_S:
+        return None
     end = now + dt.timedelta(seconds=seconds + reserve_min * 60)
     if end.second or end.microsecond:
         end = end.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
@@ -296,19 +301,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  later: {len(s.left) - 6} more")
     if s.left:  # what a longer session (or a later --until) would start: the quickest network left
         q = min(s.left, key=lambda n: n.seconds(single))
-        print(f"  quickest left: {q.label} (~{fmt_s(q.seconds(single))} at 2 threads) would fit a --until of "
-              f"{earliest_until(dt.datetime.now(dt.timezone.utc), q.seconds(single), a.reserve)} UTC")
+        alone = q.seconds(single)
+        if alone > budget:  # too long even alone: the end that would fit it
+            until = earliest_until(dt.datetime.now(dt.timezone.utc), alone, a.reserve)
+            print(f"  quickest left: {q.label} (~{fmt_s(alone)} at 2 threads) "
+                  + (f"would fit a --until of {until} UTC" if until else "needs more than a 12-hour session"))
+        else:  # it would fit alone, only not after the networks planned before it
+            print(f"  quickest left: {q.label} (~{fmt_s(alone)} at 2 threads) fits a session of its own, not after "
+                  "this slice's networks")
     for label in refused:
         print(f"  not planned: {label} (a finished run of another config: bench.py grid refuses it without --replace)")
     if not a.start or not s.networks:
         return 0
     a.logs.mkdir(parents=True, exist_ok=True)
     with open(a.logs / LOCK_FILE, "w") as lock:
-        try:  # two --start at once would both pass the check above (taken before the ~2 min probe)
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"cpu_slice.py: another cpu_slice.py --start is starting its lanes now ({a.logs / LOCK_FILE} "
-                  "is locked); wait for it and run again", file=sys.stderr)
+        # two --start at once (with the same --logs) would both pass the check above, taken before the ~2 min
+        # probe: the second waits here while the first starts its lanes (a second or so), then sees its record
+        if not _lock(lock, LOCK_WAIT_S):
+            print(f"cpu_slice.py: another cpu_slice.py --start has held {a.logs / LOCK_FILE} for over "
+                  f"{LOCK_WAIT_S:.0f} s; if none runs (ps), delete the file and run again", file=sys.stderr)
             return 2
         running = running_slice(a.logs)  # again, under the lock: one started while this one probed
         if running:
@@ -319,30 +330,57 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _lock(f, wait_s: float) -> bool:
+    """An exclusive flock on ``f`` within ``wait_s`` seconds (polled, as flock has no timeout)."""
+    import time
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
 def launch(a: argparse.Namespace, s: Slice, threads: int) -> None:
     """Start the slice's lanes and the committer, and record them in ``a.logs``/slice.json (under the lock), with
-    the time the lanes started (not the command's: the probe before them takes ~2 min)."""
+    the time the lanes started (not the command's: the probe before them takes ~2 min). If any of it fails, what
+    it started is stopped again: a lane left running without a record would be planned, and trained, twice."""
     now = dt.datetime.now(dt.timezone.utc)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # LTBENCH_CACHE: the one the plan read
-    lanes = []
-    for i, lane in enumerate(s.lanes):
-        if lane:
-            log = a.logs / f"lane{i}.log"
-            cmd = lane_command(lane, threads, a.results, a.data_root, a.python)
-            lanes.append(spawn(["nice", "-n", "10", "sh", "-c", cmd], log, env))
-            print(f"started lane {i} (pid {lanes[-1]}), log {log}")
-    log = a.logs / "commit_runs.log"
-    pid = running_committer(a.logs, a.results)
-    if pid is not None:  # the last slice's, still watching the store: a second would commit the same folders
-        print(f"benchmarks/commit_runs.py of the last slice still runs (pid {pid}): it commits these runs too")
-    else:
-        pid = spawn(["nice", "-n", "5", a.python, str(REPO / "benchmarks" / "commit_runs.py"), "--results",
-                     a.results], log, env)
-        print(f"started benchmarks/commit_runs.py (pid {pid}), log {log}")
-    from ltbench.checkpoint import atomic_write_json
-    atomic_write_json(a.logs / SLICE_FILE, {"started": f"{now:%Y-%m-%d %H:%M} UTC", "until": a.until,
-                                            "layout": s.layout, "lanes": lanes, "committer": pid, "results": a.results,
-                                            "networks": [n.label for n in s.networks]})
+    lanes: list[int] = []
+    ours: list[int] = []  # the process groups this call started (each spawn is its own session)
+    try:
+        for i, lane in enumerate(s.lanes):
+            if lane:
+                log = a.logs / f"lane{i}.log"
+                cmd = lane_command(lane, threads, a.results, a.data_root, a.python)
+                lanes.append(spawn(["nice", "-n", "10", "sh", "-c", cmd], log, env))
+                ours.append(lanes[-1])
+                print(f"started lane {i} (pid {lanes[-1]}), log {log}")
+        log = a.logs / "commit_runs.log"
+        pid = running_committer(a.logs, a.results)
+        if pid is not None:  # the last slice's, still watching the store: a second would commit the same folders
+            print(f"benchmarks/commit_runs.py of the last slice still runs (pid {pid}): it commits these runs too")
+        else:
+            pid = spawn(["nice", "-n", "5", a.python, str(REPO / "benchmarks" / "commit_runs.py"), "--results",
+                         a.results], log, env)
+            ours.append(pid)
+            print(f"started benchmarks/commit_runs.py (pid {pid}), log {log}")
+        from ltbench.checkpoint import atomic_write_json
+        atomic_write_json(a.logs / SLICE_FILE, {"started": f"{now:%Y-%m-%d %H:%M} UTC", "until": a.until,
+                                                "layout": s.layout, "lanes": lanes, "committer": pid,
+                                                "results": a.results, "networks": [n.label for n in s.networks]})
+    except BaseException:
+        import signal
+        for p in ours:
+            try:
+                os.killpg(p, signal.SIGTERM)
+            except OSError:  # already gone
+                pass
+        raise
 
 
 if __name__ == "__main__":

@@ -160,12 +160,14 @@ class Activity:
         self._total = self._done = self._first = 0
         self._unit = ""
         self._started = self._at = 0.0
+        self._begun: object | None = None
 
     def begin(self, label: str, total: int, done: int = 0, unit: str = "epochs") -> None:
         """A loop of ``total`` steps starts, ``done`` of them already done (a resume)."""
         with self._lock:
             self._label, self._total, self._done, self._first, self._unit = label, total, done, done, unit
             self._started = self._at = self._clock()
+            self._begun = object()  # which begin the line is from (``running`` restores only its own)
 
     def update(self, done: int) -> None:
         """``done`` steps are done now."""
@@ -175,27 +177,29 @@ class Activity:
     def end(self) -> None:
         """The loop is over (or failed): nothing to say any more."""
         with self._lock:
-            self._label = None
+            self._label, self._begun = None, None
 
     def _state(self) -> tuple:
         with self._lock:
-            return (self._label, self._total, self._done, self._first, self._unit, self._started, self._at)
-
-    def _restore(self, state: tuple) -> None:
-        with self._lock:
-            (self._label, self._total, self._done, self._first, self._unit, self._started, self._at) = state
+            return (self._label, self._total, self._done, self._first, self._unit, self._started, self._at,
+                    self._begun)
 
     @contextlib.contextmanager
     def running(self, label: str, total: int, done: int = 0, unit: str = "epochs") -> Iterator["Activity"]:
         """``begin`` now and, when the block is left (also by an exception: no stale line afterwards), give the
         line back to what it said before: nothing, or the step this one ran inside (a nested step does not
-        leave its enclosing one without a line)."""
+        leave its enclosing one without a line). Only if the line is still this block's: a block left late (a
+        generator closed when it is collected) must not overwrite a step begun since."""
         outer = self._state()
         self.begin(label, total, done, unit)
+        mine = self._begun
         try:
             yield self
         finally:
-            self._restore(outer)
+            with self._lock:
+                if self._begun is mine:
+                    (self._label, self._total, self._done, self._first, self._unit, self._started, self._at,
+                     self._begun) = outer
 
     def text(self, fmt: Callable[[float], str] = format_duration) -> str | None:
         """``label done/total unit done`` and, once a step finished since ``begin``, ``~T to go`` (``fmt`` formats

@@ -221,7 +221,7 @@ def test_a_lane_whose_shell_execd_its_last_command_is_still_seen(tmp_path):
     try:
         cmdline = Path(f"/proc/{lane.pid}/cmdline")
         for _ in range(200):  # until bash has exec'd python (up to 10 s; mid-exec the command line reads empty)
-            if b"bench.py" in cmdline.read_bytes() and not cmdline.read_bytes().startswith(b"/bin/bash"):
+            if b"\0bench.py\0grid\0" in cmdline.read_bytes():  # bash's own has them inside its -c string
                 break
             time.sleep(0.05)
         assert b"\0bench.py\0grid\0" in cmdline.read_bytes()  # the case this test is about
@@ -360,6 +360,8 @@ def test_earliest_until_rounds_the_work_and_the_reserve_up_to_a_whole_minute():
     assert cs.earliest_until(now, 3600, 40) == "13:41"  # 13:40:30 → 13:41
     assert cs.earliest_until(now.replace(second=0), 600, 0) == "12:10"  # already whole: kept
     assert cs.earliest_until(now.replace(hour=23), 3600, 0) == "00:01"  # past midnight, as --until takes it
+    assert cs.seconds_until("00:01", now.replace(hour=23)) == 3630  # ... which reads it as tomorrow
+    assert cs.earliest_until(now, 11 * 3600, 61) is None  # over 12 h away: no --until can say it
 
 
 def test_the_plan_names_the_until_that_would_fit_the_quickest_network_left(tmp_path, monkeypatch, capsys):
@@ -395,12 +397,13 @@ def test_a_start_is_refused_while_another_start_holds_the_lock(tmp_path, monkeyp
     monkeypatch.chdir(REPO)
     logs = tmp_path / "logs"
     logs.mkdir()
-    with open(logs / "slice.lock", "w") as held:  # another --start, between its check and its slice.json
+    monkeypatch.setattr(cs, "LOCK_WAIT_S", 0.3)
+    with open(logs / "slice.lock", "w") as held:  # another --start, stuck between its check and its slice.json
         fcntl.flock(held, fcntl.LOCK_EX)
         assert cs.main(["--until", _end(hours=3), "--probe", str(_probe(tmp_path, 1e9, 1.0)), "--results",
                         str(tmp_path / "r"), "--logs", str(logs), "--python", "/bin/false", "--seeds", "0",
                         "--start"]) == 2
-    assert "is locked" in capsys.readouterr().err
+    assert "has held" in capsys.readouterr().err
     assert sorted(p.name for p in logs.iterdir()) == ["slice.lock"]  # no lane, no committer, no record
 
 
@@ -454,3 +457,49 @@ def test_the_record_says_when_the_lanes_started_not_when_the_probe_began(tmp_pat
     assert cs.main(["--until", "15:00", "--probe", str(_probe(tmp_path, 1e9, 1.0)), "--results", str(tmp_path / "r"),
                     "--logs", str(logs), "--python", "/bin/true", "--seeds", "0", "--start"]) == 0
     assert json.loads((logs / "slice.json").read_text())["started"] == "2026-12-06 12:03 UTC"
+
+
+def test_the_quickest_network_left_that_fits_alone_is_said_to_need_a_session_of_its_own(tmp_path, monkeypatch,
+                                                                                          capsys):
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(REPO)
+    # heads only (1e12 img/s): 7-8 min of budget takes the first network (5.4 min); the quickest after it, CIFAR-10-LT
+    # IF 100 SGD (6 x 0.005 x 12,406 s = 6.2 min), would fit that budget alone, only not after the first
+    assert cs.main(["--until", _end(minutes=62), "--probe", str(_probe(tmp_path, 1e12, 1.0)), "--results",
+                    str(tmp_path / "r"), "--seeds", "0", "--reserve", "54"]) == 0
+    out = capsys.readouterr().out
+    assert "layout single: 1 fit" in out
+    line = next(ln for ln in out.splitlines() if "quickest left" in ln)
+    assert "fits a session of its own" in line and "--until of" not in line
+
+
+def test_a_failed_start_stops_the_lanes_it_started_and_leaves_no_record(tmp_path, monkeypatch):
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cs, "HEAD_S_PER_IMAGE", 0.0)
+    monkeypatch.chdir(REPO)
+    fake = tmp_path / "fakepy"
+    fake.write_text("#!/bin/sh\nexec sleep 60\n")
+    fake.chmod(0o755)
+
+    def committer_check_fails(*args):  # after the lanes are up, before the record
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cs, "running_committer", committer_check_fails)
+    started: list[int] = []
+    spawn = cs.spawn
+    monkeypatch.setattr(cs, "spawn", lambda *a, **k: started.append(spawn(*a, **k)) or started[-1])
+    logs = tmp_path / "logs"
+    with pytest.raises(OSError, match="disk full"):
+        cs.main(["--until", _end(hours=3), "--probe", str(_probe(tmp_path, 1e9, 1.0)), "--results",
+                 str(tmp_path / "r"), "--logs", str(logs), "--python", str(fake), "--seeds", "0", "--start"])
+    assert len(started) == 1 and not (logs / "slice.json").exists()
+    for _ in range(200):  # the lane's group was sent SIGTERM: gone within 10 s
+        try:
+            os.kill(started[0], 0)
+            if not Path(f"/proc/{started[0]}/cmdline").read_bytes():  # a zombie: it has exited
+                break
+        except OSError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"lane {started[0]} still runs")

@@ -167,8 +167,8 @@ def test_stage1_sets_the_activity_each_epoch_and_clears_it_after(tmp_path, monke
 
 
 def test_a_nested_step_gives_the_line_back_to_the_step_it_ran_inside():
-    """A step inside another (a pass inside a pool) used to clear the line on leaving: the heartbeat then said
-    nothing for the rest of the outer step."""
+    """A step inside another used to clear the line on leaving: the heartbeat then said nothing for the rest of
+    the outer step."""
     from ltbench.progress import Activity
 
     clock = FakeClock()
@@ -184,13 +184,33 @@ def test_a_nested_step_gives_the_line_back_to_the_step_it_ran_inside():
         a.update(8)
         assert a.text() == "SWAG pool: drawing 8/8 samples done"
     assert a.text() is None
-    try:  # an exception inside the nested step restores the outer line too
-        with a.running("outer", 2):
+    with a.running("outer", 2):  # an exception inside the nested step restores the outer line too
+        try:
             with a.running("inner", 5):
                 raise RuntimeError("boom")
-    except RuntimeError:
-        pass
+        except RuntimeError:
+            pass
+        assert a.text() == "outer 0/2 epochs done"
     assert a.text() is None
+
+
+def test_a_step_left_late_does_not_overwrite_a_step_begun_since():
+    """A pass held open in a generator that is closed only when collected (after its caller failed) must not
+    put back its old line over the next run's."""
+    from ltbench.progress import Activity
+
+    a = Activity(clock=FakeClock())
+
+    def passes():
+        with a.running("pass A", 10, unit="images"):
+            yield 1
+            yield 2
+
+    g = passes()
+    next(g)                                   # pass A begins, then its consumer fails and drops it unclosed
+    a.begin("stage 1 [swa]", 200)             # the next run's stage 1 takes the line
+    g.close()                                 # pass A is left late
+    assert a.text() == "stage 1 [swa] 0/200 epochs done"
 
 
 def test_a_one_pass_feature_pass_is_the_activity_while_it_runs_in_images():

@@ -9,6 +9,7 @@ bar on a terminal, plain lines with images/s and ETA otherwise, nothing when the
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -60,7 +61,9 @@ def tracked(ctx, batches: Iterable, desc: str, split: str, activity: str | None 
     """``batches`` (x, y) with live progress under ``desc``, counted in images of ``split``: a bar on a terminal;
     otherwise a plain line each tenth (or every 30 s) and a closing line; silent when ``ctx.echo`` is quiet (DDP
     ranks other than 0). With ``activity``, the pass is also the process's ACTIVITY (in images) while it runs:
-    the grid's heartbeat line for a single long pass, which has no steps of its own to count."""
+    the grid's heartbeat line for a single long pass, which has no steps of its own to count (not when the split's
+    size is unknown: there is no total to count towards). Use it under ``contextlib.closing`` so a pass that
+    fails gives the line back at once, not when the generator is collected."""
     from ..progress import track
     total = _split_size(ctx.data, split)
     it = track(batches, total=total, desc=desc, unit="img", weight=lambda b: len(b[-1]),
@@ -135,10 +138,11 @@ def swag_pool_features(ctx, pool_size: int, scale: float, diag_only: bool, bn: s
         if one_pass:
             ctx.echo(f"stage 2: extracting {split} features of the base extractor and {pool_size} SWAG samples "
                      "in one pass")
-            feats, y = extract_many([art.network.extractor] + [n.extractor for n in nets],
-                                    tracked(ctx, data.eval_batches(split, bs, dev),
+            with contextlib.closing(tracked(ctx, data.eval_batches(split, bs, dev),
                                             f"stage 2: {split} features, base + {pool_size} SWAG samples", split,
-                                            activity=f"SWAG pool: {split} features, {pool_size} samples in one pass"))
+                                            activity=f"SWAG pool: {split} features, {pool_size} samples in one pass"
+                                            )) as batches:
+                feats, y = extract_many([art.network.extractor] + [n.extractor for n in nets], batches)
             cached(base_features_file(art.dir, split), lambda: {split: feats[0], f"{split}_y": y}, dev)
             return {split: torch.stack(feats[1:]), "options": opts}
         out = []
@@ -173,9 +177,10 @@ def pool_members(ctx, opts: dict, key: str) -> list[dict]:
             nets = [network_with_weights(art.network, draw(), None) for _ in range(P)]
             if bn == "recompute":
                 ctx.echo(f"stage 2: recomputing BN of {P} SWAG samples in one augmented pass")
-                update_bn_many(nets, tracked(ctx, data.train_batches(ctx.cfg.stage1.batch_size, gen, dev),
-                                             f"stage 2: BN pass of {P} SWAG samples", "train",
-                                             activity=f"SWAG pool: BN pass of {P} samples in one pass"))
+                with contextlib.closing(tracked(ctx, data.train_batches(ctx.cfg.stage1.batch_size, gen, dev),
+                                                f"stage 2: BN pass of {P} SWAG samples", "train",
+                                                activity=f"SWAG pool: BN pass of {P} samples in one pass")) as b:
+                    update_bn_many(nets, b)
         else:
             nets = []
             with ACTIVITY.running("SWAG pool: " + ("BN passes" if bn == "recompute" else "drawing"), P, unit="samples"):
