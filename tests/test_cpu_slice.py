@@ -503,3 +503,26 @@ def test_a_failed_start_stops_the_lanes_it_started_and_leaves_no_record(tmp_path
         time.sleep(0.05)
     else:
         pytest.fail(f"lane {started[0]} still runs")
+
+
+def test_a_probe_taken_now_is_named_so_a_re_plan_can_reuse_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(REPO)
+    ran: list[list[str]] = []
+
+    def fake_probe(cmd, **kw):  # step_probe.py writes its JSON to --out
+        ran.append(cmd)
+        out = Path(cmd[cmd.index("--out") + 1])
+        out.write_text(_probe(tmp_path, 1e12, 1.0).read_text())
+
+    monkeypatch.setattr(cs.subprocess, "run", fake_probe)
+    logs = tmp_path / "logs"
+    assert cs.main(["--until", _end(hours=3), "--results", str(tmp_path / "r"), "--logs", str(logs),
+                    "--seeds", "0"]) == 0
+    assert len(ran) == 1 and ran[0][ran[0].index("--steps") + 1] == "40"
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("probe: "))
+    path = Path(line.split()[1])
+    assert path.parent == logs and path.is_file() and f"--probe {path}" in line
+    assert cs.main(["--until", _end(hours=3), "--probe", str(path), "--results", str(tmp_path / "r"),
+                    "--logs", str(logs), "--seeds", "0"]) == 0  # the named file plans again, with no new probe
+    assert len(ran) == 1
