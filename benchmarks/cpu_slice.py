@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import fcntl
 import json
 import os
 import shlex
@@ -314,34 +313,22 @@ def main(argv: list[str] | None = None) -> int:
     if not a.start or not s.networks:
         return 0
     a.logs.mkdir(parents=True, exist_ok=True)
-    with open(a.logs / LOCK_FILE, "w") as lock:
+    from ltbench.checkpoint import file_lock
+    try:
         # two --start at once (with the same --logs) would both pass the check above, taken before the ~2 min
         # probe: the second waits here while the first starts its lanes (a second or so), then sees its record
-        if not _lock(lock, LOCK_WAIT_S):
-            print(f"cpu_slice.py: another cpu_slice.py --start has held {a.logs / LOCK_FILE} for over "
-                  f"{LOCK_WAIT_S:.0f} s; if none runs (ps), delete the file and run again", file=sys.stderr)
-            return 2
-        running = running_slice(a.logs)  # again, under the lock: one started while this one probed
-        if running:
-            print(f"cpu_slice.py: the slice started {running.get('started', '?')} began while this one planned "
-                  f"(lanes: pid {', '.join(map(str, running['alive']))}); nothing started", file=sys.stderr)
-            return 2
-        launch(a, s, threads)
+        with file_lock(a.logs / LOCK_FILE, timeout_s=LOCK_WAIT_S):
+            running = running_slice(a.logs)  # again, under the lock: one started while this one probed
+            if running:
+                print(f"cpu_slice.py: the slice started {running.get('started', '?')} began while this one planned "
+                      f"(lanes: pid {', '.join(map(str, running['alive']))}); nothing started", file=sys.stderr)
+                return 2
+            launch(a, s, threads)
+    except TimeoutError:
+        print(f"cpu_slice.py: another cpu_slice.py --start has held {a.logs / LOCK_FILE} for over "
+              f"{LOCK_WAIT_S:.0f} s; if none runs (ps), delete the file and run again", file=sys.stderr)
+        return 2
     return 0
-
-
-def _lock(f, wait_s: float) -> bool:
-    """An exclusive flock on ``f`` within ``wait_s`` seconds (polled, as flock has no timeout)."""
-    import time
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
 
 
 def launch(a: argparse.Namespace, s: Slice, threads: int) -> None:

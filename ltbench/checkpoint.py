@@ -59,12 +59,25 @@ def load_checkpoint(path: Path) -> dict | None:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path):
-    """An exclusive advisory lock: two processes training the same stage wait for each other."""
+def file_lock(path: Path, timeout_s: float | None = None):
+    """An exclusive advisory lock: two processes training the same stage wait for each other. With ``timeout_s``,
+    a wait longer than that raises TimeoutError instead (polled: flock itself has no timeout)."""
+    import time
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        if timeout_s is None:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError(f"{path} stayed locked for over {timeout_s:g} s") from None
+                    time.sleep(0.05)
         try:
             yield
         finally:
