@@ -18,27 +18,46 @@ config.json. A folder that fails is reported once and tried again when one of it
 while HEAD is detached or a merge, rebase, cherry-pick or bisect is in progress. A committed run that is re-run
 (``--force``) is modified, not new: commit that by hand.
 
+With ``--regenerate`` it also keeps the store's generated files (``README.md``, ``tables/``, ``plots/``,
+``stats.*``, ``site/``) current, as the test suite demands of a committed store: at start and after every pass
+that committed a run, it regenerates them (``bench.py leaderboard --results <store> --html <store>/site``) in a
+snapshot of HEAD, so only committed runs and committed code feed them (never a run landing meanwhile, nor a
+developer's unsaved edit of the report code), copies what changed into the checkout and commits it alone. A PDF
+whose PNG twin came out byte-identical is left as committed: the two are drawn from one figure, and such PDFs differ
+only in the last digit of a few coordinates from one CPU to another. Prose cannot be regenerated: when
+``findings.md`` then quotes a number no generated file prints, the log and the commit message name it. A session
+that ends between two runs so leaves main consistent (stop 33's CI failed on a store left stale).
+
     python benchmarks/commit_runs.py --results results            # every 60 s until interrupted
     python benchmarks/commit_runs.py --results results --once     # one pass (exit 1 if a folder failed)
+    python benchmarks/commit_runs.py --results results --regenerate   # and keep the leaderboard current
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from ltbench.audit import check_run  # noqa: E402
+from ltbench.checkpoint import atomic_write_bytes  # noqa: E402
+from ltbench.errors import LtbenchError  # noqa: E402
+from ltbench.report.findings import unprinted_numbers  # noqa: E402
 from ltbench.store import RUN_FILES  # noqa: E402
 
 DEFAULT_AUDIT = REPO.parent / "shared" / "tools" / "audit_run.py"
 RUN_PATH = re.compile(r"/runs/[^/]+/[^/]+/seed\d+$")
+GENERATED = ("README.md", "stats.md", "stats.csv", "tables", "plots", "site")  # what `leaderboard --html` writes
+CODE = ("bench.py", "ltbench", "methods")  # what the snapshot needs to run the regeneration
 IN_PROGRESS = ("MERGE_HEAD", "rebase-merge", "rebase-apply", "CHERRY_PICK_HEAD", "REVERT_HEAD", "BISECT_LOG")
 
 
@@ -121,26 +140,108 @@ def check(d: Path, audit: Path, python: str) -> list[str]:
     return [f"results check: {p}" for p in check_run(d)]
 
 
-def commit(top: Path, d: Path) -> str:
-    """Commit the run files of ``d`` alone; on a git failure leave them untracked again, then re-raise."""
-    rel = d.resolve().relative_to(top).as_posix()
-    files = [f"{rel}/{f}" for f in RUN_FILES]
-    msg = message(rel, json.loads((d / "config.json").read_text()))
+def commit_files(top: Path, files: list[str], msg: str) -> None:
+    """Commit ``files`` (paths relative to ``top``, new ones included) alone; on a git failure leave the new ones
+    untracked again, then re-raise."""
     git(top, "add", "-N", "--", *files)
     try:
         git(top, "commit", "-q", "-m", msg, "--", *files)
     except (GitBusy, subprocess.CalledProcessError):
-        for _ in range(30):  # the intent-to-add entries must go, or the folder is never seen as new again
+        for _ in range(30):  # the intent-to-add entries must go, or a run folder is never seen as new again
             if subprocess.run(["git", "-C", str(top), "rm", "-q", "--cached", "--", *files],
                               capture_output=True).returncode == 0:
                 break
             time.sleep(1)
         raise
+
+
+def commit(top: Path, d: Path) -> str:
+    """Commit the run files of ``d`` alone; on a git failure leave them untracked again, then re-raise."""
+    rel = d.resolve().relative_to(top).as_posix()
+    msg = message(rel, json.loads((d / "config.json").read_text()))
+    commit_files(top, [f"{rel}/{f}" for f in RUN_FILES], msg)
     return msg
 
 
-def one_pass(top: Path, results: Path, audit: Path, python: str, failed: dict[Path, tuple]) -> int:
-    """Check and commit every new run folder; return how many were not committed in this pass."""
+def _generated_files(store: Path) -> dict[str, bytes]:
+    """The generated files of ``store`` by path relative to it."""
+    out = {}
+    for name in GENERATED:
+        p = store / name
+        for f in ([p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else []):
+            out[f.relative_to(store).as_posix()] = f.read_bytes()
+    return out
+
+
+def regenerate(top: Path, results: Path, python: str) -> tuple[list[str], list[str] | None]:
+    """Regenerate the store's generated files from HEAD in a snapshot and copy those that changed into the
+    checkout; return them (relative to ``top``) with what findings.md then quotes that no generated file prints."""
+    rel = results.resolve().relative_to(top).as_posix()
+    tracked = git(top, "ls-tree", "--name-only", "HEAD", "--", *CODE).split()
+    if sorted(tracked) != sorted(CODE):
+        raise RuntimeError(f"HEAD of {top} lacks {', '.join(sorted(set(CODE) - set(tracked)))}: the store's "
+                           "generated files are regenerated by the committed code")
+    with tempfile.TemporaryDirectory(prefix="commit-runs-") as tmp:
+        snap = Path(tmp)
+        tar = subprocess.run(["git", "-C", str(top), "archive", "--format=tar", "HEAD", "--", *CODE, rel],
+                             capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+            t.extractall(snap, filter="data")
+        before = _generated_files(snap / rel)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        env.pop("LTBENCH_RESULTS", None)
+        nice = ["nice", "-n", "10"] if sys.platform != "win32" else []
+        p = subprocess.run([*nice, python, "bench.py", "leaderboard", "--results", rel, "--html", f"{rel}/site"],
+                           cwd=snap, env=env, capture_output=True, text=True, timeout=3600)
+        if p.returncode != 0:
+            raise RuntimeError(f"bench.py leaderboard failed (exit {p.returncode}): "
+                               f"{(p.stdout + p.stderr).strip()[-500:]}")
+        after = _generated_files(snap / rel)
+        changed = [f for f, data in after.items() if before.get(f) != data]
+        pngs_same = {f[:-4] for f in after if f.endswith(".png") and before.get(f) == after[f]}
+        changed = [f for f in changed if not (f.endswith(".pdf") and f in before and f[:-4] in pngs_same)]
+        for f in changed:
+            atomic_write_bytes(results / f, after[f])
+        return [f"{rel}/{f}" for f in sorted(changed)], unprinted_numbers(snap / rel)
+
+
+def regenerate_and_commit(top: Path, results: Path, python: str) -> bool:
+    """Regenerate the store from HEAD and commit what changed; False when it must be tried again (git busy)."""
+    why = repo_busy(top)
+    if why:
+        log(f"not regenerating now: {why}")
+        return False
+    try:
+        changed, unprinted = regenerate(top, results, python)
+    except (RuntimeError, OSError, LtbenchError, subprocess.SubprocessError, tarfile.TarError) as e:
+        log(f"NOT regenerated {results}: {e}")
+        return True  # tried again after the next committed run, not every pass
+    rel = results.resolve().relative_to(top).as_posix()
+    if unprinted:
+        log(f"WARNING: {rel}/findings.md quotes {', '.join(unprinted)}, which no regenerated file prints: "
+            "update it from stats.md / tables")
+    if not changed:
+        log(f"{rel}: generated files are current")
+        return True
+    msg = (f"results: regenerate {rel}'s leaderboard, tables, plots, stats and site from the committed runs "
+           f"({len(changed)} files; commit_runs.py)")
+    if unprinted:
+        msg += f"\n\n{rel}/findings.md still quotes {', '.join(unprinted)}, which no generated file prints now."
+    try:
+        commit_files(top, changed, msg)
+    except GitBusy as e:
+        log(f"regenerated {rel} but not committed yet (git busy: {e}); trying again next pass")
+        return False
+    except subprocess.CalledProcessError as e:
+        log(f"regenerated {rel} but NOT committed: {e.stderr.strip() if e.stderr else e}")
+        return True
+    log(f"committed the regenerated {rel} ({len(changed)} files)")
+    return True
+
+
+def one_pass(top: Path, results: Path, audit: Path, python: str, failed: dict[Path, tuple],
+             committed: list[Path] | None = None) -> int:
+    """Check and commit every new run folder (appended to ``committed``); return how many were not committed."""
     why = repo_busy(top)
     if why:
         log(f"not committing now: {why}")
@@ -160,6 +261,8 @@ def one_pass(top: Path, results: Path, audit: Path, python: str, failed: dict[Pa
             commit(top, d)
             failed.pop(d, None)
             log(f"committed {rel}")
+            if committed is not None:
+                committed.append(d)
         except GitBusy as e:
             bad += 1
             log(f"not committed yet {rel} (git busy: {e}); trying again next pass")
@@ -176,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audit", type=Path, default=DEFAULT_AUDIT, help=f"audit script (default: {DEFAULT_AUDIT})")
     ap.add_argument("--every", type=float, default=60.0, help="seconds between passes")
     ap.add_argument("--once", action="store_true", help="one pass, then exit (1 if a folder was not committed)")
+    ap.add_argument("--regenerate", action="store_true",
+                    help="at start and after each pass that committed a run, regenerate the store's leaderboard, "
+                         "tables, plots, stats and site from HEAD and commit what changed")
     a = ap.parse_args(argv)
     if not (a.results / "runs").is_dir():
         print(f"error: {a.results} has no runs/ folder; pass --results DIR of a results store", file=sys.stderr)
@@ -190,15 +296,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {a.results} is not inside a git checkout; nothing to commit into", file=sys.stderr)
         return 2
     failed: dict[Path, tuple] = {}
+    stale = a.regenerate  # at start: the store may be stale already (runs committed by hand, or a restart)
     if a.once:
-        return 1 if one_pass(top, a.results, a.audit, sys.executable, failed) else 0
-    log(f"watching {a.results}/runs every {a.every:g} s (Ctrl-C to stop)")
+        committed: list[Path] = []
+        bad = one_pass(top, a.results, a.audit, sys.executable, failed, committed)
+        if stale:
+            regenerate_and_commit(top, a.results, sys.executable)
+        return 1 if bad else 0
+    log(f"watching {a.results}/runs every {a.every:g} s (Ctrl-C to stop)"
+        + ("; regenerating its leaderboard after each committed run" if a.regenerate else ""))
     try:
         while True:
+            committed = []
             try:
-                one_pass(top, a.results, a.audit, sys.executable, failed)
+                one_pass(top, a.results, a.audit, sys.executable, failed, committed)
             except (GitBusy, subprocess.CalledProcessError, OSError) as e:  # the pass itself: try the next one
                 log(f"pass failed ({type(e).__name__}: {e}); trying again in {a.every:g} s")
+            stale = a.regenerate and (stale or bool(committed))
+            if stale:
+                try:
+                    stale = not regenerate_and_commit(top, a.results, sys.executable)
+                except (GitBusy, subprocess.CalledProcessError, OSError) as e:
+                    log(f"regeneration failed ({type(e).__name__}: {e}); trying again in {a.every:g} s")
             time.sleep(a.every)
     except KeyboardInterrupt:
         return 0

@@ -353,7 +353,7 @@ def launch(a: argparse.Namespace, s: Slice, threads: int) -> None:
             print(f"benchmarks/commit_runs.py of the last slice still runs (pid {pid}): it commits these runs too")
         else:
             pid = spawn(["nice", "-n", "5", a.python, str(REPO / "benchmarks" / "commit_runs.py"), "--results",
-                         a.results], log, env)
+                         a.results, "--regenerate"], log, env)
             ours.append(pid)
             print(f"started benchmarks/commit_runs.py (pid {pid}), log {log}")
         from ltbench.checkpoint import atomic_write_json

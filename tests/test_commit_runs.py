@@ -192,3 +192,66 @@ def test_message_of_an_old_config_and_of_a_stage2_only_reduction():
            "stage2": {"epochs": 2, "protocol_epochs": 10}, "environment": {"device": "cpu", "cpu_model": "X"}}
     assert cr.message("r", old) == ("results: r, REDUCED schedule (stage 1 200 of 200 epochs, stage 2 2 of 10), run on "
                                     "CPU (X, stage 1 fp32); passes audit_run.py and results check")
+
+
+def _commit_code(repo: Path) -> None:
+    """The committed code the regeneration runs (bench.py, ltbench/, methods/ of this checkout)."""
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copy2(REPO / "bench.py", repo / "bench.py")
+    for d in ("ltbench", "methods"):
+        shutil.copytree(REPO / d, repo / d, ignore=skip)
+    _git(repo, "add", "bench.py", "ltbench", "methods")
+    _git(repo, "commit", "-q", "-m", "code")
+
+
+def test_regenerate_commits_the_leaderboard_of_the_committed_runs_from_committed_code_alone(repo, tmp_path):
+    """Old: runs were committed as they landed but the leaderboard only by hand, so a session that ended between
+    the two left main stale (stop 33's CI failed). Now the committer regenerates from a snapshot of HEAD: a run not
+    committed (failed here) and an unsaved edit of the report code stay out; the generated files are one commit of
+    their own; findings.md quoting a number nothing prints is named; a second regeneration commits nothing; a PDF
+    whose PNG twin came out the same is left as committed, and one whose PNG changed is taken."""
+    cr = _load()
+    _commit_code(repo)
+    results = repo / "results"
+    make_run(results, "ce", "sgd", 0, 0.45)
+    make_run(results, "crt", "sgd", 0, 0.52)
+    make_run(results, "lws", "sgd", 1, 0.55)  # fails the audit: never committed, so never in the leaderboard
+    (results / "findings.md").write_text("CE scores 99.99 here.\n")
+    _git(repo, "add", "results/findings.md")
+    _git(repo, "commit", "-q", "-m", "findings")
+    board = repo / "ltbench" / "report" / "leaderboard.py"
+    board.write_text(board.read_text().replace('"# ltbench leaderboard"', '"# UNSAVED EDIT"'))
+    (repo / "notes.txt").write_text("staged, not for these commits\n")
+    _git(repo, "add", "notes.txt")
+    audit = _stub_audit(tmp_path / "audit.py", fail_on="seed1")
+    assert cr.main(["--results", str(results), "--audit", str(audit), "--once", "--regenerate"]) == 1
+    subject, body = _git(repo, "log", "-1", "--format=%s%n%b").split("\n", 1)
+    assert subject.startswith("results: regenerate results's leaderboard") and "99.99" in body
+    files = _git(repo, "show", "--name-only", "--format=", "HEAD").split()
+    assert "results/README.md" in files and "results/stats.md" in files and "results/site/index.html" in files
+    assert any(f.startswith("results/tables/") for f in files) and any(f.endswith(".pdf") for f in files)
+    assert all(f.split("/")[1] in cr.GENERATED for f in files)
+    readme = (results / "README.md").read_text()
+    assert readme.startswith("# ltbench leaderboard") and "UNSAVED" not in readme
+    assert "CE" in readme and "cRT" in readme
+    assert "LWS" not in readme and "LWS" not in (results / "stats.md").read_text()
+    assert "CE scores 99.99 here." in readme  # the findings section, as committed
+    assert _git(repo, "status", "--porcelain", "--", "results/README.md", "results/site", "results/plots") == ""
+    assert "notes.txt" in _git(repo, "diff", "--cached", "--name-only")
+    assert "ltbench/report/leaderboard.py" in _git(repo, "diff", "--name-only")  # the edit: still unsaved
+    top = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
+    n_commits = len(_git(repo, "log", "--format=%H").split())
+    assert cr.regenerate_and_commit(top, results, sys.executable)  # nothing changed: no commit
+    assert len(_git(repo, "log", "--format=%H").split()) == n_commits
+
+    plots = results / "plots"
+    kept, taken = sorted(plots.glob("*-reliability.pdf"))[0], sorted(plots.glob("*-per-class.pdf"))[0]
+    made = {p: p.read_bytes() for p in (kept, taken, taken.with_suffix(".png"))}
+    for p in made:  # what another CPU committed: the PDFs a few digits apart, one PNG different too
+        p.write_bytes(made[p] + b"\n% other\n")
+    _git(repo, "commit", "-q", "-m", "plots from another machine", "--", *map(str, made))
+    changed, unprinted = cr.regenerate(top, results, sys.executable)
+    assert unprinted == ["99.99"]
+    rel = lambda p: p.relative_to(top).as_posix()  # noqa: E731
+    assert changed == sorted([rel(taken), rel(taken.with_suffix(".png"))])
+    assert kept.read_bytes() == made[kept] + b"\n% other\n" and taken.read_bytes() == made[taken]

@@ -157,7 +157,7 @@ def test_start_launches_one_process_per_lane_and_the_committer(tmp_path, monkeyp
     assert {(g[g.index("--seed") + 1], g[g.index("--stage1") + 1]) for g in grids} == {
         (str(k), m) for k in range(3) for m in ("sgd", "swa")}
     committer = [ln for ln in lines if "commit_runs.py" in ln]
-    assert len(committer) == 1 and committer[0].endswith(f"--results {store}")
+    assert len(committer) == 1 and committer[0].endswith(f"--results {store} --regenerate")
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
         "commit_runs.log", "lane0.log", "lane1.log", "slice.json", "slice.lock"]
     rec = json.loads((tmp_path / "logs" / "slice.json").read_text())

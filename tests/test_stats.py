@@ -3,7 +3,6 @@ bootstrap re-done replicate by replicate with plain numpy indexing on the same a
 from __future__ import annotations
 
 import math
-import re
 import shutil
 from pathlib import Path
 
@@ -14,8 +13,8 @@ from click.testing import CliRunner
 
 from bench import cli as bench_cli
 from ltbench.metrics import ece as ltb_ece
-from ltbench.paths import iter_run_dirs
 from ltbench.report import stats as S
+from ltbench.report.findings import decimal_tokens, unprinted_numbers
 from ltbench.report.tables import collect_runs
 from report_fixtures import COMMITTED_STORES, STORE_IDS, make_run
 
@@ -294,20 +293,6 @@ def test_committed_stats_are_current(repo_results, tmp_path, monkeypatch):
             f"{rel}/{name} is stale: run `bench.py stats --results {rel}` (or `bench.py site`) and commit")
 
 
-_NUMBER = re.compile(r"[+\-−]?\d+\.\d+")
-
-
-def decimal_tokens(text: str) -> list[str]:
-    """Every decimal number with its sign ('-' and '−' alike); a dash between two numbers is a range, not a sign."""
-    out = []
-    for m in _NUMBER.finditer(text):
-        tok = m.group()
-        if tok[0] in "+-−" and m.start() > 0 and text[m.start() - 1].isdigit():
-            tok = tok[1:]
-        out.append(tok.replace("-", "−"))
-    return out
-
-
 def test_decimal_tokens():
     assert decimal_tokens("23.68 % vs 38.32-41.40 %, −0.06 ± 0.21 [-0.24, +0.14] 3/3 200") == [
         "23.68", "38.32", "41.40", "−0.06", "0.21", "−0.24", "+0.14"]
@@ -317,26 +302,30 @@ def test_decimal_tokens():
 def test_findings_quote_only_generated_numbers(results):
     """<store>/findings.md is hand-written: every decimal number in it must be one that the generated statistics
     (stats.md) or tables (tables/*.md) of the same store print, sign and digits alike, so it cannot drift from the
-    runs. A store nested in it counts too, but only one the findings name as ``<name>/`` (results/cifar-ldam/: the
-    same setting under another preset, set beside the parent's runs); the others stay out of the corpus, so their
-    many numbers cannot make a drifted figure pass by chance."""
-    findings = results / "findings.md"
-    if not findings.is_file() or not (results / "stats.md").is_file():
+    runs (a nested store counts only where the findings name it as ``<name>/``: ltbench.report.findings)."""
+    missing = unprinted_numbers(results)
+    if missing is None:
         pytest.skip("no findings.md or stats.md")
-    text = findings.read_text()
-    corpus: set[str] = set()
-    named = [p.parent for p in sorted(results.glob("*/runs")) if any(iter_run_dirs(p.parent))
-             and re.search(rf"(?<![\w-]){re.escape(p.parent.name)}/", text)]
-    for store in [results] + named:
-        if (store / "stats.md").is_file():
-            corpus |= set(decimal_tokens((store / "stats.md").read_text()))
-        for f in sorted((store / "tables").glob("*.md")):
-            corpus |= set(decimal_tokens(f.read_text()))
-    quoted = decimal_tokens(text)
-    assert quoted, "findings.md quotes no number"
-    missing = sorted({t for t in quoted if t not in corpus})
-    assert not missing, (f"{findings} quotes {', '.join(missing)}, which no generated file prints; update the text "
-                         "from that store's stats.md / tables (bench.py stats, bench.py leaderboard)")
+    assert decimal_tokens((results / "findings.md").read_text()), "findings.md quotes no number"
+    assert not missing, (f"{results}/findings.md quotes {', '.join(missing)}, which no generated file prints; update "
+                         "the text from that store's stats.md / tables (bench.py stats, bench.py leaderboard)")
+
+
+def test_a_drifted_number_is_caught_and_a_nested_store_counts_only_where_named(tmp_path):
+    """The check itself: a number that no generated file prints is reported; one that only a nested store prints
+    counts when the findings name that store as ``<name>/`` and not otherwise."""
+    store = tmp_path / "results"
+    make_run(store, "ce", "sgd", 0, 0.45)
+    nested = store / "other"
+    make_run(nested, "ce", "sgd", 0, 0.45)
+    (store / "stats.md").write_text("| CE | 45.12 | −0.30 [-0.41, +0.02] |\n")
+    (nested / "stats.md").write_text("| CE | 47.77 |\n")
+    (store / "findings.md").write_text("CE 45.12, difference -0.30 [−0.41, +0.02]; elsewhere 47.77.\n")
+    assert unprinted_numbers(store) == ["47.77"]
+    (store / "findings.md").write_text("CE 45.12; in other/ 47.77, and 45.13 drifted.\n")
+    assert unprinted_numbers(store) == ["45.13"]
+    (store / "stats.md").unlink()
+    assert unprinted_numbers(store) is None
 
 
 def test_full_and_reduced_runs_are_never_paired(tmp_path):
