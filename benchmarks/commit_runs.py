@@ -19,18 +19,20 @@ while HEAD is detached or a merge, rebase, cherry-pick or bisect is in progress.
 (``--force``) is modified, not new: commit that by hand.
 
 With ``--regenerate`` it also keeps the store's generated files (``README.md``, ``tables/``, ``plots/``,
-``stats.*``, ``site/``) current, as the test suite demands of a committed store: at start and after every pass
-that committed a run, it regenerates them (``bench.py leaderboard --results <store> --html <store>/site``) in a
-snapshot of HEAD, so only committed runs and committed code feed them (never a run landing meanwhile, nor a
-developer's unsaved edit of the report code), copies what changed into the checkout and commits it alone. A PDF
-whose PNG twin came out byte-identical is left as committed: the two are drawn from one figure, and such PDFs differ
-only in the last digit of a few coordinates from one CPU to another. Prose cannot be regenerated: when
-``findings.md`` then quotes a number no generated file prints, the log and the commit message name it. A session
-that ends between two runs so leaves main consistent (stop 33's CI failed on a store left stale).
+``stats.*``, ``site/``) current, as the test suite demands of a committed store (stop 33's CI failed on a store
+left stale when a session ended between its runs and the regeneration): at start, and once no run has landed for
+``--quiet-min`` minutes after one did, it regenerates them (``bench.py leaderboard --results <store> --html
+<store>/site``) in a snapshot of HEAD, so only committed runs and committed code feed them (never a run landing
+meanwhile, nor an unsaved edit of the report code), and commits what changed, deletions included, alone. It waits
+while a generated file has uncommitted changes (never overwriting them) and throws the result away if HEAD moved
+meanwhile. A PDF whose PNG twin came out byte-identical is left as committed: the two are drawn from one figure,
+and such PDFs differ only in the last digit of a few coordinates from one CPU to another. Prose is not
+regenerated: when ``findings.md`` then quotes a number no generated file prints (a new seed moved a mean), the log
+and the commit message name it, and CI fails until the text is updated by hand.
 
     python benchmarks/commit_runs.py --results results            # every 60 s until interrupted
     python benchmarks/commit_runs.py --results results --once     # one pass (exit 1 if a folder failed)
-    python benchmarks/commit_runs.py --results results --regenerate   # and keep the leaderboard current
+    python benchmarks/commit_runs.py --results results --regenerate   # and keep the generated files current
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -58,6 +61,7 @@ DEFAULT_AUDIT = REPO.parent / "shared" / "tools" / "audit_run.py"
 RUN_PATH = re.compile(r"/runs/[^/]+/[^/]+/seed\d+$")
 GENERATED = ("README.md", "stats.md", "stats.csv", "tables", "plots", "site")  # what `leaderboard --html` writes
 CODE = ("bench.py", "ltbench", "methods")  # what the snapshot needs to run the regeneration
+DATA = ("results/baselines.csv",)  # the published rows a store without its own baselines.csv is compared with
 IN_PROGRESS = ("MERGE_HEAD", "rebase-merge", "rebase-apply", "CHERRY_PICK_HEAD", "REVERT_HEAD", "BISECT_LOG")
 
 
@@ -141,14 +145,17 @@ def check(d: Path, audit: Path, python: str) -> list[str]:
 
 
 def commit_files(top: Path, files: list[str], msg: str) -> None:
-    """Commit ``files`` (paths relative to ``top``, new ones included) alone; on a git failure leave the new ones
-    untracked again, then re-raise."""
-    git(top, "add", "-N", "--", *files)
+    """Commit ``files`` (paths relative to ``top``: new, modified or deleted) alone; on a git failure leave the new
+    ones untracked again (the tracked ones as they were in the index), then re-raise."""
+    tracked = set(git(top, "ls-files", "-z", "--", *files).split("\0"))
+    new = [f for f in files if f not in tracked]
+    if new:
+        git(top, "add", "-N", "--", *new)
     try:
         git(top, "commit", "-q", "-m", msg, "--", *files)
     except (GitBusy, subprocess.CalledProcessError):
-        for _ in range(30):  # the intent-to-add entries must go, or a run folder is never seen as new again
-            if subprocess.run(["git", "-C", str(top), "rm", "-q", "--cached", "--", *files],
+        for _ in range(30 if new else 0):  # the intent-to-add entries must go, or a run is never seen as new again
+            if subprocess.run(["git", "-C", str(top), "rm", "-q", "--cached", "--", *new],
                               capture_output=True).returncode == 0:
                 break
             time.sleep(1)
@@ -173,70 +180,107 @@ def _generated_files(store: Path) -> dict[str, bytes]:
     return out
 
 
-def regenerate(top: Path, results: Path, python: str) -> tuple[list[str], list[str] | None]:
-    """Regenerate the store's generated files from HEAD in a snapshot and copy those that changed into the
-    checkout; return them (relative to ``top``) with what findings.md then quotes that no generated file prints."""
+class Regenerated(NamedTuple):
+    """A store regenerated from commit ``sha``: the generated files of that commit (``before``) and the files to
+    write (``write``) and to delete (``gone``), by path relative to the store; ``unprinted``: what findings.md then
+    quotes that no generated file prints (None: nothing to check)."""
+    sha: str
+    before: dict[str, bytes]
+    write: dict[str, bytes]
+    gone: list[str]
+    unprinted: list[str] | None
+
+
+def regenerate(top: Path, results: Path, python: str) -> Regenerated:
+    """Regenerate the store's generated files from HEAD (its committed runs and code) in a snapshot; nothing in the
+    checkout is touched. A PDF whose PNG twin came out byte-identical is not taken (CPUs differ in the last digit
+    of a few of its coordinates); files the generator pruned are ``gone``."""
     rel = results.resolve().relative_to(top).as_posix()
-    tracked = git(top, "ls-tree", "--name-only", "HEAD", "--", *CODE).split()
-    if sorted(tracked) != sorted(CODE):
-        raise RuntimeError(f"HEAD of {top} lacks {', '.join(sorted(set(CODE) - set(tracked)))}: the store's "
+    sha = git(top, "rev-parse", "HEAD").strip()
+    code = git(top, "ls-tree", "--name-only", sha, "--", *CODE).split()
+    if sorted(code) != sorted(CODE):
+        raise RuntimeError(f"HEAD of {top} lacks {', '.join(sorted(set(CODE) - set(code)))}: the store's "
                            "generated files are regenerated by the committed code")
+    extra = git(top, "ls-tree", "--name-only", sha, "--", *DATA).split()  # the default baselines, for nested stores
     with tempfile.TemporaryDirectory(prefix="commit-runs-") as tmp:
         snap = Path(tmp)
-        tar = subprocess.run(["git", "-C", str(top), "archive", "--format=tar", "HEAD", "--", *CODE, rel],
+        tar = subprocess.run(["git", "-C", str(top), "archive", "--format=tar", sha, "--", *CODE, *extra, rel],
                              capture_output=True, check=True).stdout
         with tarfile.open(fileobj=io.BytesIO(tar)) as t:
             t.extractall(snap, filter="data")
         before = _generated_files(snap / rel)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-        env.pop("LTBENCH_RESULTS", None)
-        nice = ["nice", "-n", "10"] if sys.platform != "win32" else []
-        p = subprocess.run([*nice, python, "bench.py", "leaderboard", "--results", rel, "--html", f"{rel}/site"],
-                           cwd=snap, env=env, capture_output=True, text=True, timeout=3600)
+        env = {k: v for k, v in os.environ.items() if k not in ("LTBENCH_RESULTS", "PYTHONSAFEPATH")}
+        env.update(HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(snap))  # the snapshot's code
+        p = subprocess.run(["nice", "-n", "10", python, "bench.py", "leaderboard", "--results", rel, "--html",
+                            f"{rel}/site"], cwd=snap, env=env, capture_output=True, text=True, timeout=3600)
         if p.returncode != 0:
             raise RuntimeError(f"bench.py leaderboard failed (exit {p.returncode}): "
                                f"{(p.stdout + p.stderr).strip()[-500:]}")
         after = _generated_files(snap / rel)
-        changed = [f for f, data in after.items() if before.get(f) != data]
-        pngs_same = {f[:-4] for f in after if f.endswith(".png") and before.get(f) == after[f]}
-        changed = [f for f in changed if not (f.endswith(".pdf") and f in before and f[:-4] in pngs_same)]
-        for f in changed:
-            atomic_write_bytes(results / f, after[f])
-        return [f"{rel}/{f}" for f in sorted(changed)], unprinted_numbers(snap / rel)
+        same_png = {f[:-4] for f in after if f.endswith(".png") and before.get(f) == after[f]}
+        write = {f: data for f, data in after.items() if before.get(f) != data
+                 and not (f.endswith(".pdf") and f in before and f[:-4] in same_png)}
+        return Regenerated(sha, before, write, sorted(before.keys() - after.keys()), unprinted_numbers(snap / rel))
 
 
 def regenerate_and_commit(top: Path, results: Path, python: str) -> bool:
-    """Regenerate the store from HEAD and commit what changed; False when it must be tried again (git busy)."""
-    why = repo_busy(top)
+    """Regenerate the store from HEAD and commit what changed, alone. False when it is to be tried again: git busy,
+    HEAD moved while it ran, or a generated file with uncommitted changes (a developer's, never overwritten)."""
+    rel = results.resolve().relative_to(top).as_posix()
+    paths = [f"{rel}/{g}" for g in GENERATED]
+
+    def not_now() -> str | None:
+        dirty = git(top, "status", "--porcelain", "--untracked-files=no", "--", *paths).strip()
+        return repo_busy(top) or (f"uncommitted changes to generated files of {rel}: {dirty.splitlines()[0]} ..."
+                                  if dirty else None)
+
+    why = not_now()
     if why:
         log(f"not regenerating now: {why}")
         return False
     try:
-        changed, unprinted = regenerate(top, results, python)
-    except (RuntimeError, OSError, LtbenchError, subprocess.SubprocessError, tarfile.TarError) as e:
-        log(f"NOT regenerated {results}: {e}")
+        r = regenerate(top, results, python)
+    except (RuntimeError, OSError, subprocess.SubprocessError, tarfile.TarError) as e:
+        log(f"NOT regenerated {rel}: {e}")
         return True  # tried again after the next committed run, not every pass
-    rel = results.resolve().relative_to(top).as_posix()
-    if unprinted:
-        log(f"WARNING: {rel}/findings.md quotes {', '.join(unprinted)}, which no regenerated file prints: "
-            "update it from stats.md / tables")
-    if not changed:
+    if r.unprinted:
+        log(f"WARNING: {rel}/findings.md quotes {', '.join(r.unprinted)}, which no regenerated file prints: "
+            "update it from stats.md / tables (CI fails until then)")
+    if not r.write and not r.gone:
         log(f"{rel}: generated files are current")
         return True
-    msg = (f"results: regenerate {rel}'s leaderboard, tables, plots, stats and site from the committed runs "
-           f"({len(changed)} files; commit_runs.py)")
-    if unprinted:
-        msg += f"\n\n{rel}/findings.md still quotes {', '.join(unprinted)}, which no generated file prints now."
-    try:
-        commit_files(top, changed, msg)
-    except GitBusy as e:
-        log(f"regenerated {rel} but not committed yet (git busy: {e}); trying again next pass")
+    why = not_now() or (None if git(top, "rev-parse", "HEAD").strip() == r.sha else "HEAD moved while it ran")
+    if why:  # what was made from the old HEAD is thrown away
+        log(f"regenerated {rel} but not taken: {why}; trying again next pass")
         return False
-    except subprocess.CalledProcessError as e:
-        log(f"regenerated {rel} but NOT committed: {e.stderr.strip() if e.stderr else e}")
-        return True
-    log(f"committed the regenerated {rel} ({len(changed)} files)")
+    files = sorted([*r.write, *r.gone])
+    msg = (f"results: regenerate {rel}'s leaderboard, tables, plots, stats and site from the committed runs "
+           f"({len(files)} files; commit_runs.py)")
+    if r.unprinted:
+        msg += f"\n\n{rel}/findings.md still quotes {', '.join(r.unprinted)}, which no generated file prints now."
+    try:
+        for f, data in r.write.items():
+            atomic_write_bytes(results / f, data)
+        for f in r.gone:
+            (results / f).unlink(missing_ok=True)
+        commit_files(top, [f"{rel}/{f}" for f in files], msg)
+    except (GitBusy, subprocess.CalledProcessError, OSError, LtbenchError) as e:
+        for f in files:  # the checkout back as HEAD has it, so the next try starts clean
+            if f in r.before:
+                atomic_write_bytes(results / f, r.before[f])
+            else:
+                (results / f).unlink(missing_ok=True)
+        detail = e.stderr.strip() if isinstance(e, subprocess.CalledProcessError) and e.stderr else e
+        log(f"regenerated {rel} but not committed ({type(e).__name__}: {detail}); trying again next pass")
+        return False
+    log(f"committed the regenerated {rel} ({len(files)} files)")
     return True
+
+
+def regeneration_due(stale: bool, last_commit: float, now: float, quiet_s: float) -> bool:
+    """Regenerate once the runs have been quiet for ``quiet_s``: a group's runs land minutes apart, and each
+    regeneration commits its plots (~1 MB for a CIFAR-100 setting), so not after every one of them."""
+    return stale and now - last_commit >= quiet_s
 
 
 def one_pass(top: Path, results: Path, audit: Path, python: str, failed: dict[Path, tuple],
@@ -280,8 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=float, default=60.0, help="seconds between passes")
     ap.add_argument("--once", action="store_true", help="one pass, then exit (1 if a folder was not committed)")
     ap.add_argument("--regenerate", action="store_true",
-                    help="at start and after each pass that committed a run, regenerate the store's leaderboard, "
-                         "tables, plots, stats and site from HEAD and commit what changed")
+                    help="at start and once runs have been quiet for --quiet-min after one landed, regenerate the "
+                         "store's leaderboard, tables, plots, stats and site from HEAD and commit what changed")
+    ap.add_argument("--quiet-min", type=float, default=10.0,
+                    help="with --regenerate: minutes without a newly committed run before regenerating (default 10)")
     a = ap.parse_args(argv)
     if not (a.results / "runs").is_dir():
         print(f"error: {a.results} has no runs/ folder; pass --results DIR of a results store", file=sys.stderr)
@@ -298,22 +344,24 @@ def main(argv: list[str] | None = None) -> int:
     failed: dict[Path, tuple] = {}
     stale = a.regenerate  # at start: the store may be stale already (runs committed by hand, or a restart)
     if a.once:
-        committed: list[Path] = []
-        bad = one_pass(top, a.results, a.audit, sys.executable, failed, committed)
-        if stale:
-            regenerate_and_commit(top, a.results, sys.executable)
+        bad = one_pass(top, a.results, a.audit, sys.executable, failed)
+        if stale and not regenerate_and_commit(top, a.results, sys.executable):
+            bad += 1
         return 1 if bad else 0
-    log(f"watching {a.results}/runs every {a.every:g} s (Ctrl-C to stop)"
-        + ("; regenerating its leaderboard after each committed run" if a.regenerate else ""))
+    log(f"watching {a.results}/runs every {a.every:g} s (Ctrl-C to stop)" + (
+        f"; regenerating its leaderboard once no run has landed for {a.quiet_min:g} min" if a.regenerate else ""))
+    last_commit = float("-inf")
     try:
         while True:
-            committed = []
+            committed: list[Path] = []
             try:
                 one_pass(top, a.results, a.audit, sys.executable, failed, committed)
             except (GitBusy, subprocess.CalledProcessError, OSError) as e:  # the pass itself: try the next one
                 log(f"pass failed ({type(e).__name__}: {e}); trying again in {a.every:g} s")
+            if committed:
+                last_commit = time.monotonic()
             stale = a.regenerate and (stale or bool(committed))
-            if stale:
+            if regeneration_due(stale, last_commit, time.monotonic(), a.quiet_min * 60):
                 try:
                     stale = not regenerate_and_commit(top, a.results, sys.executable)
                 except (GitBusy, subprocess.CalledProcessError, OSError) as e:

@@ -194,22 +194,29 @@ def test_message_of_an_old_config_and_of_a_stage2_only_reduction():
                                     "CPU (X, stage 1 fp32); passes audit_run.py and results check")
 
 
+HEAD_MARK = "# ltbench leaderboard (as committed in this repository)"
+
+
 def _commit_code(repo: Path) -> None:
-    """The committed code the regeneration runs (bench.py, ltbench/, methods/ of this checkout)."""
+    """The committed code the regeneration runs: bench.py, ltbench/, methods/ of this checkout, the leaderboard's
+    heading changed, so a README made by this checkout's code instead is told apart."""
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copy2(REPO / "bench.py", repo / "bench.py")
     for d in ("ltbench", "methods"):
         shutil.copytree(REPO / d, repo / d, ignore=skip)
+    board = repo / "ltbench" / "report" / "leaderboard.py"
+    board.write_text(board.read_text().replace('"# ltbench leaderboard"', repr(HEAD_MARK)))
     _git(repo, "add", "bench.py", "ltbench", "methods")
     _git(repo, "commit", "-q", "-m", "code")
 
 
 def test_regenerate_commits_the_leaderboard_of_the_committed_runs_from_committed_code_alone(repo, tmp_path):
     """Old: runs were committed as they landed but the leaderboard only by hand, so a session that ended between
-    the two left main stale (stop 33's CI failed). Now the committer regenerates from a snapshot of HEAD: a run not
-    committed (failed here) and an unsaved edit of the report code stay out; the generated files are one commit of
-    their own; findings.md quoting a number nothing prints is named; a second regeneration commits nothing; a PDF
-    whose PNG twin came out the same is left as committed, and one whose PNG changed is taken."""
+    the two left main stale (stop 33's CI failed). Now the committer regenerates from a snapshot of HEAD: HEAD's
+    code runs (not this checkout's, nor an unsaved edit), a run not committed (failed here) stays out; the generated
+    files are one commit of their own, deletions included; findings.md quoting a number nothing prints is named;
+    a second regeneration commits nothing; a PDF whose PNG twin came out the same is left as committed, and one
+    whose PNG changed is taken."""
     cr = _load()
     _commit_code(repo)
     results = repo / "results"
@@ -217,26 +224,30 @@ def test_regenerate_commits_the_leaderboard_of_the_committed_runs_from_committed
     make_run(results, "crt", "sgd", 0, 0.52)
     make_run(results, "lws", "sgd", 1, 0.55)  # fails the audit: never committed, so never in the leaderboard
     (results / "findings.md").write_text("CE scores 99.99 here.\n")
-    _git(repo, "add", "results/findings.md")
+    (results / "tables").mkdir()
+    (results / "tables" / "stale.md").write_text("a table no setting makes any more\n")
+    _git(repo, "add", "results/findings.md", "results/tables/stale.md")
     _git(repo, "commit", "-q", "-m", "findings")
     board = repo / "ltbench" / "report" / "leaderboard.py"
-    board.write_text(board.read_text().replace('"# ltbench leaderboard"', '"# UNSAVED EDIT"'))
+    board.write_text(board.read_text().replace(repr(HEAD_MARK), '"# UNSAVED EDIT"'))
     (repo / "notes.txt").write_text("staged, not for these commits\n")
     _git(repo, "add", "notes.txt")
     audit = _stub_audit(tmp_path / "audit.py", fail_on="seed1")
     assert cr.main(["--results", str(results), "--audit", str(audit), "--once", "--regenerate"]) == 1
     subject, body = _git(repo, "log", "-1", "--format=%s%n%b").split("\n", 1)
     assert subject.startswith("results: regenerate results's leaderboard") and "99.99" in body
-    files = _git(repo, "show", "--name-only", "--format=", "HEAD").split()
-    assert "results/README.md" in files and "results/stats.md" in files and "results/site/index.html" in files
-    assert any(f.startswith("results/tables/") for f in files) and any(f.endswith(".pdf") for f in files)
-    assert all(f.split("/")[1] in cr.GENERATED for f in files)
+    files = _git(repo, "show", "--name-status", "--format=", "HEAD").splitlines()
+    assert "D\tresults/tables/stale.md" in files and not (results / "tables" / "stale.md").exists()
+    names = [f.split("\t")[1] for f in files]
+    assert {"results/README.md", "results/stats.md", "results/site/index.html"} <= set(names)
+    assert any(f.startswith("results/tables/results") for f in names) and any(f.endswith(".pdf") for f in names)
+    assert all(f.split("/")[1] in cr.GENERATED for f in names)
     readme = (results / "README.md").read_text()
-    assert readme.startswith("# ltbench leaderboard") and "UNSAVED" not in readme
-    assert "CE" in readme and "cRT" in readme
+    assert readme.startswith(HEAD_MARK + "\n") and "CE" in readme and "cRT" in readme
     assert "LWS" not in readme and "LWS" not in (results / "stats.md").read_text()
     assert "CE scores 99.99 here." in readme  # the findings section, as committed
-    assert _git(repo, "status", "--porcelain", "--", "results/README.md", "results/site", "results/plots") == ""
+    assert _git(repo, "status", "--porcelain", "-uno", "--", "results") == ""  # all committed; lws untracked
+    assert _git(repo, "ls-files", "--others", "--", "results").count("sgd-lws/seed1/") >= 3
     assert "notes.txt" in _git(repo, "diff", "--cached", "--name-only")
     assert "ltbench/report/leaderboard.py" in _git(repo, "diff", "--name-only")  # the edit: still unsaved
     top = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
@@ -250,8 +261,53 @@ def test_regenerate_commits_the_leaderboard_of_the_committed_runs_from_committed
     for p in made:  # what another CPU committed: the PDFs a few digits apart, one PNG different too
         p.write_bytes(made[p] + b"\n% other\n")
     _git(repo, "commit", "-q", "-m", "plots from another machine", "--", *map(str, made))
-    changed, unprinted = cr.regenerate(top, results, sys.executable)
-    assert unprinted == ["99.99"]
-    rel = lambda p: p.relative_to(top).as_posix()  # noqa: E731
-    assert changed == sorted([rel(taken), rel(taken.with_suffix(".png"))])
-    assert kept.read_bytes() == made[kept] + b"\n% other\n" and taken.read_bytes() == made[taken]
+    r = cr.regenerate(top, results, sys.executable)
+    assert r.unprinted == ["99.99"] and r.gone == []
+    assert sorted(r.write) == sorted(p.relative_to(results).as_posix() for p in (taken, taken.with_suffix(".png")))
+    assert r.write[taken.relative_to(results).as_posix()] == made[taken]
+    assert kept.read_bytes() == made[kept] + b"\n% other\n"  # regenerate() alone writes nothing
+
+
+def test_a_failed_regeneration_commit_leaves_the_index_and_checkout_as_head(repo, tmp_path):
+    """A failing hook must not leave the regenerated files staged for deletion (the old rollback ran `git rm
+    --cached` on every file, tracked ones too) nor the checkout modified; a generated file with uncommitted changes
+    is never overwritten; a nested store without baselines.csv is compared with the top store's."""
+    cr = _load()
+    _commit_code(repo)
+    results = repo / "results"
+    nested = results / "other"
+    make_run(nested, "ce", "sgd", 0, 0.45)
+    (results / "baselines.csv").write_text(
+        (REPO / "results" / "baselines.csv").read_text().splitlines()[0] + "\n"
+        "cifar10-lt,100,resnet32,ce,sgd,,70.36,,,,,,,some paper,\n")
+    _git(repo, "add", "results")
+    _git(repo, "commit", "-q", "-m", "runs")
+    top = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
+    assert cr.regenerate_and_commit(top, nested, sys.executable)
+    readme = (nested / "README.md").read_text()
+    assert "70.36" in readme and "some paper" in readme
+    head = _git(repo, "rev-parse", "HEAD")
+    make_run(nested, "crt", "sgd", 0, 0.52)
+    _git(repo, "add", "results")
+    _git(repo, "commit", "-q", "-m", "a run")
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\nexit 1\n")
+    hook.chmod(0o755)
+    head = _git(repo, "rev-parse", "HEAD")
+    assert not cr.regenerate_and_commit(top, nested, sys.executable)  # to be tried again
+    assert _git(repo, "rev-parse", "HEAD") == head
+    assert _git(repo, "status", "--porcelain") == ""  # no staged deletion, no modified or new generated file
+    assert (nested / "README.md").read_text() == readme
+    hook.unlink()
+    (nested / "README.md").write_text(readme + "a developer's edit\n")
+    assert not cr.regenerate_and_commit(top, nested, sys.executable)
+    assert (nested / "README.md").read_text().endswith("a developer's edit\n")
+    assert _git(repo, "rev-parse", "HEAD") == head
+
+
+def test_regeneration_waits_for_the_runs_to_be_quiet():
+    cr = _load()
+    assert cr.regeneration_due(True, float("-inf"), 0.0, 600)  # at start: at once
+    assert not cr.regeneration_due(True, 1000.0, 1599.0, 600)  # a run landed under 10 min ago
+    assert cr.regeneration_due(True, 1000.0, 1600.0, 600)
+    assert not cr.regeneration_due(False, 1000.0, 9999.0, 600)  # nothing committed since the last one
