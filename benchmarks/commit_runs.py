@@ -23,9 +23,11 @@ With ``--regenerate`` it also keeps the store's generated files (``README.md``, 
 left stale when a session ended between its runs and the regeneration): at start, and once no run has landed for
 ``--quiet-min`` minutes after one did, it regenerates them (``bench.py leaderboard --results <store> --html
 <store>/site``) in a snapshot of HEAD, so only committed runs and committed code feed them (never a run landing
-meanwhile, nor an unsaved edit of the report code), and commits what changed, deletions included, alone. It waits
-while a generated file has uncommitted changes (never overwriting them) and throws the result away if HEAD moved
-meanwhile. A PDF whose PNG twin came out byte-identical is left as committed: the two are drawn from one figure,
+meanwhile, nor an unsaved edit of the report code), and commits what changed, deletions included, alone (the
+repository must hold bench.py, ltbench/ and methods/ at HEAD). It waits while a generated file has uncommitted
+changes or an untracked file sits where it would write (never overwriting either), and throws the result away if
+a commit meanwhile changed the code or the store. A session ending within --quiet-min of its last run still leaves
+the store stale. A PDF whose PNG twin came out byte-identical is left as committed: the two are drawn from one figure,
 and such PDFs differ only in the last digit of a few coordinates from one CPU to another. Prose is not
 regenerated: when ``findings.md`` then quotes a number no generated file prints (a new seed moved a mean), the log
 and the commit message name it, and CI fails until the text is updated by hand.
@@ -37,10 +39,12 @@ and the commit message name it, and CI fails until the text is updated by hand.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tarfile
@@ -73,10 +77,15 @@ def log(msg: str) -> None:
     print(f"{time.strftime('%H:%M:%S', time.gmtime())} {msg}", flush=True)
 
 
+def _git_env() -> dict[str, str]:
+    """Paths are paths, never globs: a store or run folder named with '[', '*' or '?' still matches itself."""
+    return {**os.environ, "GIT_LITERAL_PATHSPECS": "1"}
+
+
 def git(top: Path, *args: str) -> str:
     """stdout of a git command; file names that are not UTF-8 survive (surrogateescape), a held index lock is
     GitBusy, any other failure CalledProcessError."""
-    p = subprocess.run(["git", "-C", str(top), *args], capture_output=True)
+    p = subprocess.run(["git", "-C", str(top), *args], capture_output=True, env=_git_env())
     err = os.fsdecode(p.stderr)
     if p.returncode != 0:
         if "index.lock" in err:
@@ -91,7 +100,8 @@ def repo_busy(top: Path) -> str | None:
     state = [name for name in IN_PROGRESS if (gitdir / name).exists()]
     if state:
         return f"a git operation is in progress ({', '.join(state)})"
-    if subprocess.run(["git", "-C", str(top), "symbolic-ref", "-q", "HEAD"], capture_output=True).returncode:
+    if subprocess.run(["git", "-C", str(top), "symbolic-ref", "-q", "HEAD"], capture_output=True,
+                      env=_git_env()).returncode:
         return "HEAD is detached"
     return None
 
@@ -156,7 +166,7 @@ def commit_files(top: Path, files: list[str], msg: str) -> None:
     except (GitBusy, subprocess.CalledProcessError):
         for _ in range(30 if new else 0):  # the intent-to-add entries must go, or a run is never seen as new again
             if subprocess.run(["git", "-C", str(top), "rm", "-q", "--cached", "--", *new],
-                              capture_output=True).returncode == 0:
+                              capture_output=True, env=_git_env()).returncode == 0:
                 break
             time.sleep(1)
         raise
@@ -195,7 +205,7 @@ def regenerate(top: Path, results: Path, python: str) -> Regenerated:
     """Regenerate the store's generated files from HEAD (its committed runs and code) in a snapshot; nothing in the
     checkout is touched. A PDF whose PNG twin came out byte-identical is not taken (CPUs differ in the last digit
     of a few of its coordinates); files the generator pruned are ``gone``."""
-    rel = results.resolve().relative_to(top).as_posix()
+    rel = _store_rel(top, results)
     sha = git(top, "rev-parse", "HEAD").strip()
     code = git(top, "ls-tree", "--name-only", sha, "--", *CODE).split()
     if sorted(code) != sorted(CODE):
@@ -205,12 +215,16 @@ def regenerate(top: Path, results: Path, python: str) -> Regenerated:
     with tempfile.TemporaryDirectory(prefix="commit-runs-") as tmp:
         snap = Path(tmp)
         tar = subprocess.run(["git", "-C", str(top), "archive", "--format=tar", sha, "--", *CODE, *extra, rel],
-                             capture_output=True, check=True).stdout
+                             capture_output=True, check=True, env=_git_env()).stdout
         with tarfile.open(fileobj=io.BytesIO(tar)) as t:
-            t.extractall(snap, filter="data")
+            try:
+                t.extractall(snap, filter="data")
+            except TypeError:  # Python < 3.11.4 has no filter; the archive is this repository's own
+                t.extractall(snap)
         before = _generated_files(snap / rel)
         env = {k: v for k, v in os.environ.items() if k not in ("LTBENCH_RESULTS", "PYTHONSAFEPATH")}
-        env.update(HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(snap))  # the snapshot's code
+        env.update(HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1",  # the snapshot's code first
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(snap), os.environ.get("PYTHONPATH")])))
         p = subprocess.run(["nice", "-n", "10", python, "bench.py", "leaderboard", "--results", rel, "--html",
                             f"{rel}/site"], cwd=snap, env=env, capture_output=True, text=True, timeout=3600)
         if p.returncode != 0:
@@ -220,39 +234,67 @@ def regenerate(top: Path, results: Path, python: str) -> Regenerated:
         same_png = {f[:-4] for f in after if f.endswith(".png") and before.get(f) == after[f]}
         write = {f: data for f, data in after.items() if before.get(f) != data
                  and not (f.endswith(".pdf") and f in before and f[:-4] in same_png)}
-        return Regenerated(sha, before, write, sorted(before.keys() - after.keys()), unprinted_numbers(snap / rel))
+        try:
+            unprinted = unprinted_numbers(snap / rel)
+        except (OSError, UnicodeDecodeError) as e:
+            raise RuntimeError(f"cannot read {rel}/findings.md: {e}") from None
+        return Regenerated(sha, before, write, sorted(before.keys() - after.keys()), unprinted)
 
 
-def regenerate_and_commit(top: Path, results: Path, python: str) -> bool:
-    """Regenerate the store from HEAD and commit what changed, alone. False when it is to be tried again: git busy,
-    HEAD moved while it ran, or a generated file with uncommitted changes (a developer's, never overwritten)."""
-    rel = results.resolve().relative_to(top).as_posix()
-    paths = [f"{rel}/{g}" for g in GENERATED]
+def _store_rel(top: Path, results: Path) -> str:
+    """The store's path relative to the repository root, as git prints paths ('.' at the root)."""
+    return results.resolve().relative_to(top).as_posix()
+
+
+def _in_store(rel: str, f: str) -> str:
+    return f if rel == "." else f"{rel}/{f}"
+
+
+_last_wait: list[str] = []  # the last reason the regeneration waited, logged once per reason, not every pass
+
+
+def _wait(msg: str) -> str:
+    if _last_wait != [msg]:
+        log(msg)
+        _last_wait[:] = [msg]
+    return "retry"
+
+
+def regenerate_and_commit(top: Path, results: Path, python: str) -> str:
+    """Regenerate the store from HEAD and commit what changed, alone. Returns "done" (committed, or nothing to
+    commit), "retry" (next pass: git busy, a generated file with uncommitted changes, which is never overwritten,
+    or a commit since HEAD that changed what the regeneration read) or "failed" (logged; tried again after the next
+    committed run: the generator or the commit failed)."""
+    rel = _store_rel(top, results)
+    paths = [_in_store(rel, g) for g in GENERATED]
 
     def not_now() -> str | None:
-        dirty = git(top, "status", "--porcelain", "--untracked-files=no", "--", *paths).strip()
+        dirty = git(top, "status", "--porcelain", "--untracked-files=all", "--", *paths).strip()
         return repo_busy(top) or (f"uncommitted changes to generated files of {rel}: {dirty.splitlines()[0]} ..."
                                   if dirty else None)
 
     why = not_now()
     if why:
-        log(f"not regenerating now: {why}")
-        return False
+        return _wait(f"not regenerating now: {why}")
     try:
         r = regenerate(top, results, python)
     except (RuntimeError, OSError, subprocess.SubprocessError, tarfile.TarError) as e:
         log(f"NOT regenerated {rel}: {e}")
-        return True  # tried again after the next committed run, not every pass
+        return "failed"
     if r.unprinted:
         log(f"WARNING: {rel}/findings.md quotes {', '.join(r.unprinted)}, which no regenerated file prints: "
             "update it from stats.md / tables (CI fails until then)")
     if not r.write and not r.gone:
         log(f"{rel}: generated files are current")
-        return True
-    why = not_now() or (None if git(top, "rev-parse", "HEAD").strip() == r.sha else "HEAD moved while it ran")
+        return "done"
+    why = not_now()
+    if not why and git(top, "rev-parse", "HEAD").strip() != r.sha:  # a commit meanwhile: did it touch the inputs?
+        inputs = [*CODE, *DATA, rel]
+        if subprocess.run(["git", "-C", str(top), "diff", "--quiet", r.sha, "HEAD", "--", *inputs],
+                          env=_git_env()).returncode:
+            why = "a commit changed its inputs while it ran"
     if why:  # what was made from the old HEAD is thrown away
-        log(f"regenerated {rel} but not taken: {why}; trying again next pass")
-        return False
+        return _wait(f"regenerated {rel} but not taken: {why}; trying again next pass")
     files = sorted([*r.write, *r.gone])
     msg = (f"results: regenerate {rel}'s leaderboard, tables, plots, stats and site from the committed runs "
            f"({len(files)} files; commit_runs.py)")
@@ -263,18 +305,24 @@ def regenerate_and_commit(top: Path, results: Path, python: str) -> bool:
             atomic_write_bytes(results / f, data)
         for f in r.gone:
             (results / f).unlink(missing_ok=True)
-        commit_files(top, [f"{rel}/{f}" for f in files], msg)
-    except (GitBusy, subprocess.CalledProcessError, OSError, LtbenchError) as e:
-        for f in files:  # the checkout back as HEAD has it, so the next try starts clean
-            if f in r.before:
-                atomic_write_bytes(results / f, r.before[f])
-            else:
-                (results / f).unlink(missing_ok=True)
+        commit_files(top, [_in_store(rel, f) for f in files], msg)
+    except BaseException as e:  # a failed write or commit, or the watcher stopped: the checkout back as HEAD has it
+        for f in files:
+            with contextlib.suppress(Exception):
+                if f in r.before:
+                    atomic_write_bytes(results / f, r.before[f])
+                else:
+                    (results / f).unlink(missing_ok=True)
+        if not isinstance(e, Exception):
+            raise
         detail = e.stderr.strip() if isinstance(e, subprocess.CalledProcessError) and e.stderr else e
-        log(f"regenerated {rel} but not committed ({type(e).__name__}: {detail}); trying again next pass")
-        return False
+        if isinstance(e, GitBusy):
+            return _wait(f"regenerated {rel} but not committed yet (git busy: {detail}); trying again next pass")
+        log(f"regenerated {rel} but NOT committed ({type(e).__name__}: {detail}); trying again after the next run")
+        return "failed"
+    _last_wait.clear()
     log(f"committed the regenerated {rel} ({len(files)} files)")
-    return True
+    return "done"
 
 
 def regeneration_due(stale: bool, last_commit: float, now: float, quiet_s: float) -> bool:
@@ -317,6 +365,10 @@ def one_pass(top: Path, results: Path, audit: Path, python: str, failed: dict[Pa
     return bad
 
 
+def _interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", type=Path, default=Path("results"), help="the store (inside a git checkout)")
@@ -345,12 +397,13 @@ def main(argv: list[str] | None = None) -> int:
     stale = a.regenerate  # at start: the store may be stale already (runs committed by hand, or a restart)
     if a.once:
         bad = one_pass(top, a.results, a.audit, sys.executable, failed)
-        if stale and not regenerate_and_commit(top, a.results, sys.executable):
+        if stale and regenerate_and_commit(top, a.results, sys.executable) != "done":
             bad += 1
         return 1 if bad else 0
     log(f"watching {a.results}/runs every {a.every:g} s (Ctrl-C to stop)" + (
         f"; regenerating its leaderboard once no run has landed for {a.quiet_min:g} min" if a.regenerate else ""))
     last_commit = float("-inf")
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped by kill: unwind (a regeneration restores the checkout)
     try:
         while True:
             committed: list[Path] = []
@@ -362,10 +415,11 @@ def main(argv: list[str] | None = None) -> int:
                 last_commit = time.monotonic()
             stale = a.regenerate and (stale or bool(committed))
             if regeneration_due(stale, last_commit, time.monotonic(), a.quiet_min * 60):
-                try:
-                    stale = not regenerate_and_commit(top, a.results, sys.executable)
-                except (GitBusy, subprocess.CalledProcessError, OSError) as e:
-                    log(f"regeneration failed ({type(e).__name__}: {e}); trying again in {a.every:g} s")
+                try:  # "failed" waits for the next committed run: a lasting failure must not rerun every pass
+                    stale = regenerate_and_commit(top, a.results, sys.executable) == "retry"
+                except Exception as e:  # noqa: BLE001 -- the watcher outlives any one regeneration
+                    stale = False
+                    log(f"regeneration failed ({type(e).__name__}: {e}); trying again after the next run")
             time.sleep(a.every)
     except KeyboardInterrupt:
         return 0

@@ -252,7 +252,7 @@ def test_regenerate_commits_the_leaderboard_of_the_committed_runs_from_committed
     assert "ltbench/report/leaderboard.py" in _git(repo, "diff", "--name-only")  # the edit: still unsaved
     top = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
     n_commits = len(_git(repo, "log", "--format=%H").split())
-    assert cr.regenerate_and_commit(top, results, sys.executable)  # nothing changed: no commit
+    assert cr.regenerate_and_commit(top, results, sys.executable) == "done"  # nothing changed: no commit
     assert len(_git(repo, "log", "--format=%H").split()) == n_commits
 
     plots = results / "plots"
@@ -270,8 +270,9 @@ def test_regenerate_commits_the_leaderboard_of_the_committed_runs_from_committed
 
 def test_a_failed_regeneration_commit_leaves_the_index_and_checkout_as_head(repo, tmp_path):
     """A failing hook must not leave the regenerated files staged for deletion (the old rollback ran `git rm
-    --cached` on every file, tracked ones too) nor the checkout modified; a generated file with uncommitted changes
-    is never overwritten; a nested store without baselines.csv is compared with the top store's."""
+    --cached` on every file, tracked ones too) nor the checkout changed (a pruned file comes back); a generated file
+    with uncommitted changes, or an untracked one in its place, is never overwritten; a nested store without
+    baselines.csv is compared with the top store's."""
     cr = _load()
     _commit_code(repo)
     results = repo / "results"
@@ -283,28 +284,96 @@ def test_a_failed_regeneration_commit_leaves_the_index_and_checkout_as_head(repo
     _git(repo, "add", "results")
     _git(repo, "commit", "-q", "-m", "runs")
     top = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
-    assert cr.regenerate_and_commit(top, nested, sys.executable)
+    assert cr.regenerate_and_commit(top, nested, sys.executable) == "done"
     readme = (nested / "README.md").read_text()
     assert "70.36" in readme and "some paper" in readme
-    head = _git(repo, "rev-parse", "HEAD")
     make_run(nested, "crt", "sgd", 0, 0.52)
+    (nested / "tables" / "stale.md").write_text("pruned by the generator\n")
     _git(repo, "add", "results")
     _git(repo, "commit", "-q", "-m", "a run")
     hook = repo / ".git" / "hooks" / "pre-commit"
     hook.write_text("#!/bin/sh\nexit 1\n")
     hook.chmod(0o755)
     head = _git(repo, "rev-parse", "HEAD")
-    assert not cr.regenerate_and_commit(top, nested, sys.executable)  # to be tried again
+    assert cr.regenerate_and_commit(top, nested, sys.executable) == "failed"  # waits for the next run
     assert _git(repo, "rev-parse", "HEAD") == head
     assert _git(repo, "status", "--porcelain") == ""  # no staged deletion, no modified or new generated file
     assert (nested / "README.md").read_text() == readme
+    assert (nested / "tables" / "stale.md").read_text() == "pruned by the generator\n"
     hook.unlink()
     (nested / "README.md").write_text(readme + "a developer's edit\n")
-    assert not cr.regenerate_and_commit(top, nested, sys.executable)
+    assert cr.regenerate_and_commit(top, nested, sys.executable) == "retry"
     assert (nested / "README.md").read_text().endswith("a developer's edit\n")
+    _git(repo, "checkout", "--", "results/other/README.md")
+    (nested / "plots" / "untracked.png").write_bytes(b"a developer's figure")
+    assert cr.regenerate_and_commit(top, nested, sys.executable) == "retry"
     assert _git(repo, "rev-parse", "HEAD") == head
 
 
+def test_a_commit_during_regeneration_voids_it_only_if_it_changed_the_inputs(repo, tmp_path, monkeypatch):
+    cr = _load()
+    _commit_code(repo)
+    results = repo / "results"
+    make_run(results, "ce", "sgd", 0, 0.45)
+    _git(repo, "add", "results")
+    _git(repo, "commit", "-q", "-m", "a run")
+    top = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
+    real = cr.regenerate
+
+    def regenerate_then_commit(path: str):
+        def run(*args):
+            out = real(*args)
+            (repo / path).write_text("changed meanwhile\n")
+            _git(repo, "add", path)
+            _git(repo, "commit", "-q", "-m", f"meanwhile: {path}")
+            return out
+        return run
+
+    monkeypatch.setattr(cr, "regenerate", regenerate_then_commit("results/findings.md"))
+    assert cr.regenerate_and_commit(top, results, sys.executable) == "retry"
+    assert _git(repo, "log", "-1", "--format=%s").strip() == "meanwhile: results/findings.md"
+    assert not (results / "README.md").exists()
+    monkeypatch.setattr(cr, "regenerate", regenerate_then_commit("notes.txt"))
+    assert cr.regenerate_and_commit(top, results, sys.executable) == "done"
+    assert _git(repo, "log", "-1", "--format=%s").startswith("results: regenerate results's leaderboard")
+    assert (results / "README.md").is_file()
+
+
+def test_once_fails_when_the_regeneration_cannot_run(repo, tmp_path, capsys):
+    cr = _load()
+    make_run(repo / "results", "ce", "sgd", 0, 0.45)
+    audit = _stub_audit(tmp_path / "audit.py", fail_on="never")
+    assert cr.main(["--results", str(repo / "results"), "--audit", str(audit), "--once", "--regenerate"]) == 1
+    out = capsys.readouterr().out
+    assert "committed results/runs/cifar10-lt-if100/sgd-ce/seed0" in out  # the run still went in
+    assert "NOT regenerated results: HEAD of" in out and "lacks bench.py, ltbench, methods" in out
+
+
+def test_the_watcher_regenerates_at_start_and_after_a_committed_run_not_every_pass(repo, tmp_path, monkeypatch):
+    """The loop: at start (the store may be stale), then once after a run lands; "retry" runs again next pass,
+    "failed" waits for the next run; nothing between."""
+    cr = _load()
+    results = repo / "results"
+    audit = _stub_audit(tmp_path / "audit.py", fail_on="never")
+    outcomes = iter(["done", "retry", "done", "failed"])
+    calls: list[int] = []
+    passes = {"n": 0}
+
+    def fake_regenerate(*args):
+        calls.append(passes["n"])
+        return next(outcomes)
+
+    def fake_sleep(_):
+        passes["n"] += 1
+        if passes["n"] in (2, 5):  # a run lands before passes 3 and 6
+            make_run(results, "ce", "sgd", passes["n"], 0.45)
+        if passes["n"] == 8:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cr, "regenerate_and_commit", fake_regenerate)
+    monkeypatch.setattr(cr.time, "sleep", fake_sleep)
+    assert cr.main(["--results", str(results), "--audit", str(audit), "--regenerate", "--quiet-min", "0"]) == 0
+    assert calls == [0, 2, 3, 5]  # start; the run of pass 3 ("retry"), again at pass 4; the run of pass 6 ("failed")
 def test_regeneration_waits_for_the_runs_to_be_quiet():
     cr = _load()
     assert cr.regeneration_due(True, float("-inf"), 0.0, 600)  # at start: at once
