@@ -57,7 +57,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from ltbench.audit import check_run  # noqa: E402
 from ltbench.checkpoint import atomic_write_bytes  # noqa: E402
-from ltbench.errors import LtbenchError  # noqa: E402
 from ltbench.report.findings import unprinted_numbers  # noqa: E402
 from ltbench.store import RUN_FILES  # noqa: E402
 
@@ -82,6 +81,11 @@ def _git_env() -> dict[str, str]:
     return {**os.environ, "GIT_LITERAL_PATHSPECS": "1"}
 
 
+def git_ok(top: Path, *args: str) -> bool:
+    """Whether a git command succeeds (its output discarded): for the commands whose exit status is the answer."""
+    return subprocess.run(["git", "-C", str(top), *args], capture_output=True, env=_git_env()).returncode == 0
+
+
 def git(top: Path, *args: str) -> str:
     """stdout of a git command; file names that are not UTF-8 survive (surrogateescape), a held index lock is
     GitBusy, any other failure CalledProcessError."""
@@ -100,8 +104,7 @@ def repo_busy(top: Path) -> str | None:
     state = [name for name in IN_PROGRESS if (gitdir / name).exists()]
     if state:
         return f"a git operation is in progress ({', '.join(state)})"
-    if subprocess.run(["git", "-C", str(top), "symbolic-ref", "-q", "HEAD"], capture_output=True,
-                      env=_git_env()).returncode:
+    if not git_ok(top, "symbolic-ref", "-q", "HEAD"):
         return "HEAD is detached"
     return None
 
@@ -165,16 +168,24 @@ def commit_files(top: Path, files: list[str], msg: str) -> None:
         git(top, "commit", "-q", "-m", msg, "--", *files)
     except (GitBusy, subprocess.CalledProcessError):
         for _ in range(30 if new else 0):  # the intent-to-add entries must go, or a run is never seen as new again
-            if subprocess.run(["git", "-C", str(top), "rm", "-q", "--cached", "--", *new],
-                              capture_output=True, env=_git_env()).returncode == 0:
+            if git_ok(top, "rm", "-q", "--cached", "--", *new):
                 break
             time.sleep(1)
         raise
 
 
+def _repo_rel(top: Path, path: Path) -> str:
+    """A path relative to the repository root, as git prints paths ('.' at the root)."""
+    return path.resolve().relative_to(top).as_posix()
+
+
+def _in_store(rel: str, f: str) -> str:
+    return f if rel == "." else f"{rel}/{f}"
+
+
 def commit(top: Path, d: Path) -> str:
     """Commit the run files of ``d`` alone; on a git failure leave them untracked again, then re-raise."""
-    rel = d.resolve().relative_to(top).as_posix()
+    rel = _repo_rel(top, d)
     msg = message(rel, json.loads((d / "config.json").read_text()))
     commit_files(top, [f"{rel}/{f}" for f in RUN_FILES], msg)
     return msg
@@ -205,7 +216,7 @@ def regenerate(top: Path, results: Path, python: str) -> Regenerated:
     """Regenerate the store's generated files from HEAD (its committed runs and code) in a snapshot; nothing in the
     checkout is touched. A PDF whose PNG twin came out byte-identical is not taken (CPUs differ in the last digit
     of a few of its coordinates); files the generator pruned are ``gone``."""
-    rel = _store_rel(top, results)
+    rel = _repo_rel(top, results)
     sha = git(top, "rev-parse", "HEAD").strip()
     code = git(top, "ls-tree", "--name-only", sha, "--", *CODE).split()
     if sorted(code) != sorted(CODE):
@@ -241,15 +252,6 @@ def regenerate(top: Path, results: Path, python: str) -> Regenerated:
         return Regenerated(sha, before, write, sorted(before.keys() - after.keys()), unprinted)
 
 
-def _store_rel(top: Path, results: Path) -> str:
-    """The store's path relative to the repository root, as git prints paths ('.' at the root)."""
-    return results.resolve().relative_to(top).as_posix()
-
-
-def _in_store(rel: str, f: str) -> str:
-    return f if rel == "." else f"{rel}/{f}"
-
-
 _last_wait: list[str] = []  # the last reason the regeneration waited, logged once per reason, not every pass
 
 
@@ -265,7 +267,7 @@ def regenerate_and_commit(top: Path, results: Path, python: str) -> str:
     commit), "retry" (next pass: git busy, a generated file with uncommitted changes, which is never overwritten,
     or a commit since HEAD that changed what the regeneration read) or "failed" (logged; tried again after the next
     committed run: the generator or the commit failed)."""
-    rel = _store_rel(top, results)
+    rel = _repo_rel(top, results)
     paths = [_in_store(rel, g) for g in GENERATED]
 
     def not_now() -> str | None:
@@ -290,8 +292,7 @@ def regenerate_and_commit(top: Path, results: Path, python: str) -> str:
     why = not_now()
     if not why and git(top, "rev-parse", "HEAD").strip() != r.sha:  # a commit meanwhile: did it touch the inputs?
         inputs = [*CODE, *DATA, rel]
-        if subprocess.run(["git", "-C", str(top), "diff", "--quiet", r.sha, "HEAD", "--", *inputs],
-                          env=_git_env()).returncode:
+        if not git_ok(top, "diff", "--quiet", r.sha, "HEAD", "--", *inputs):
             why = "a commit changed its inputs while it ran"
     if why:  # what was made from the old HEAD is thrown away
         return _wait(f"regenerated {rel} but not taken: {why}; trying again next pass")
