@@ -2,6 +2,7 @@
 evaluator's gather under gloo; rank 0 saves what it got for the test to compare with one process."""
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
@@ -31,6 +32,12 @@ def main(root: str, out: str) -> None:
         torch.save({"bn_state": bn_net.state_dict(), "log_probs": log_probs, "labels": labels,
                     "balanced_shards": got, "world": world}, out)
     shutdown()  # barrier, then destroy: no rank tears gloo down while the other still talks
+    # Rank 1 has still aborted at interpreter exit after all of the above (C++ "terminate called without an active
+    # exception", SIGABRT, 2 of ~6 CI runs on a loaded 2-core machine, always after rank 0 had saved): skip the
+    # interpreter's and C++'s exit teardown, which is not what this test checks.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
